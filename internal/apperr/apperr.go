@@ -1,0 +1,94 @@
+// Package apperr defines elile's typed errors: a Kind that decides the HTTP
+// status and category, and a stable machine-readable Code.
+package apperr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an error. The HTTP layer maps each Kind to one status.
+type Kind uint8
+
+// The kinds of error.
+const (
+	Internal     Kind = iota // a bug or an unexpected failure: 500
+	Invalid                  // the request is malformed or fails validation
+	Unauthorized             // no valid credential: 401
+	Forbidden                // a valid credential that may not do this: 403
+	NotFound                 // no such object visible to the caller: 404
+	Conflict                 // the request conflicts with stored state: 409
+	RateLimited              // too many requests: 429
+	Unavailable              // a dependency is down or saturated: 503
+)
+
+var kindNames = [...]string{"internal", "invalid", "unauthorized", "forbidden", "not_found", "conflict", "rate_limited", "unavailable"} //nolint:gochecknoglobals // read-only table
+
+// String names the kind.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// Error is an error with a kind, a stable code and a message safe to show to
+// the client. Sentinels are *Error values compared with errors.Is by code.
+type Error struct {
+	Kind    Kind
+	Code    string // stable, UPPER_SNAKE_CASE, e.g. TENANT_FORBIDDEN
+	Message string // safe to show to the client
+	Err     error  // the cause, never shown to the client
+}
+
+// New returns an error of kind k with a stable code and a client-safe message.
+func New(k Kind, code, msg string) *Error { return &Error{Kind: k, Code: code, Message: msg} }
+
+// Error implements error.
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Wrap returns a copy of e that carries cause.
+func (e *Error) Wrap(cause error) *Error {
+	c := *e
+	c.Err = cause
+	return &c
+}
+
+// Withf returns a copy of e with a more specific message.
+func (e *Error) Withf(format string, args ...any) *Error {
+	c := *e
+	c.Message = fmt.Sprintf(format, args...)
+	return &c
+}
+
+// KindOf returns the kind of the first *Error in err's chain, or Internal.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return Internal
+}
+
+// As returns the first *Error in err's chain, or nil.
+func As(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
+}

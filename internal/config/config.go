@@ -1,0 +1,344 @@
+// Package config loads and validates elile's configuration from environment
+// variables. It is the only reader of the environment: every other package
+// receives the values it needs from a Config.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/google/uuid"
+	"github.com/joho/godotenv"
+)
+
+// Environment names the deployment environment.
+type Environment string
+
+// The environments elile knows.
+const (
+	Development Environment = "development"
+	Staging     Environment = "staging"
+	Production  Environment = "production"
+)
+
+// Development defaults. Outside development no secret or connection string
+// has a default: staging and production must say what they use.
+const (
+	DevDatabaseURL = "postgres://postgres@127.0.0.1:5432/elile_dev?sslmode=disable"
+	DevRedisURL    = "redis://127.0.0.1:6379/0"
+)
+
+// Secret is a configuration value that must never be printed or logged.
+// Its String, LogValue and MarshalText all return "[redacted]"; Reveal
+// returns the value itself.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String returns "[redacted]", or "" for an empty secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// LogValue keeps the secret out of structured logs.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText keeps the secret out of JSON and text encodings.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Reveal returns the secret's value.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config is elile's whole configuration. Each field's `env` tag names its
+// variable, `envDefault` its default in every environment, and `desc` what it
+// is for; docs/configuration.md is generated from these tags.
+type Config struct {
+	Environment Environment `env:"ENVIRONMENT" envDefault:"development" desc:"Deployment environment: development, staging or production. Outside development there are no default secrets, logs are JSON and DEBUG must be off."`
+	Debug       bool        `env:"DEBUG" envDefault:"false" desc:"Verbose diagnostics. Only allowed in development."`
+	LogLevel    string      `env:"LOG_LEVEL" envDefault:"INFO" desc:"Minimum log level: DEBUG, INFO, WARN or ERROR (any case)."`
+	LogFormat   string      `env:"LOG_FORMAT" envDefault:"auto" desc:"auto (text in development, JSON elsewhere), text or json."`
+
+	APIHost           string        `env:"API_HOST" envDefault:"127.0.0.1" desc:"Address the HTTP server listens on."`
+	APIPort           int           `env:"API_PORT" envDefault:"8000" desc:"TCP port the HTTP server listens on (0 picks a free one)."`
+	CORSOrigins       []string      `env:"CORS_ORIGINS" envSeparator:"," desc:"Comma-separated origins allowed to call the API from a browser. Empty: no cross-origin access."`
+	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s" desc:"Longest time to read a request's headers."`
+	ReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s" desc:"Longest time to read a whole request."`
+	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s" desc:"Longest time to write a response."`
+	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s" desc:"How long an idle keep-alive connection is kept."`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"On SIGTERM/SIGINT, how long in-flight requests may take to finish."`
+
+	DatabaseURL            Secret        `env:"DATABASE_URL" desc:"PostgreSQL connection string (postgres://user:pass@host:port/db). Development default: postgres://postgres@127.0.0.1:5432/elile_dev?sslmode=disable. Required elsewhere."`
+	DatabasePoolSize       int           `env:"DATABASE_POOL_SIZE" envDefault:"20" desc:"Connections the pool keeps for steady load."`
+	DatabaseMaxOverflow    int           `env:"DATABASE_MAX_OVERFLOW" envDefault:"10" desc:"Extra connections the pool may open under peaks (max connections = pool size + overflow)."`
+	DatabaseConnectTimeout time.Duration `env:"DATABASE_CONNECT_TIMEOUT" envDefault:"10s" desc:"At start-up, how long to keep trying to reach PostgreSQL before giving up."`
+	DatabaseAppRole        string        `env:"DATABASE_APP_ROLE" envDefault:"elile_app" desc:"Non-owner, non-superuser role the server's queries run as (SET ROLE after connecting); created by the migrations."`
+
+	RedisURL Secret `env:"REDIS_URL" desc:"Redis connection string (redis://host:port/db). Development default: redis://127.0.0.1:6379/0. Empty outside development: an in-process fallback serves a single instance and readiness reports degraded."`
+
+	EncryptionKey   Secret `env:"ENCRYPTION_KEY" desc:"Base64 of a 32-byte AES-256 key (key version 1). Development generates one into DEV_KEYS_FILE. Required elsewhere unless ENCRYPTION_KEYS is set."`
+	APISecretKey    Secret `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere."`
+	DefaultTenantID string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use."`
+	DevKeysFile     string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)."`
+}
+
+// Load reads the configuration through getenv and validates it, reporting
+// every problem at once (errors.Join), each naming its variable.
+func Load(getenv func(string) string) (Config, error) {
+	var cfg Config
+	params, err := env.GetFieldParams(&cfg)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config fields: %w", err)
+	}
+	vars := make(map[string]string, len(params))
+	for _, p := range params {
+		if v := getenv(p.Key); v != "" {
+			vars[p.Key] = v
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: vars}); err != nil {
+		return Config{}, parseErrors(err)
+	}
+	cfg.applyEnvironmentDefaults()
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// parseErrors restates the env library's aggregate error as one error per
+// variable, so the caller sees every bad variable by name.
+func parseErrors(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	errs := make([]error, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			errs = append(errs, fmt.Errorf("%s: not a valid %s", envName(pe.Name), pe.Type))
+			continue
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+func envName(field string) string {
+	f, ok := reflect.TypeFor[Config]().FieldByName(field)
+	if !ok {
+		return field
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+	return name
+}
+
+func (c *Config) applyEnvironmentDefaults() {
+	c.LogLevel = strings.ToUpper(c.LogLevel)
+	c.LogFormat = strings.ToLower(c.LogFormat)
+	if c.LogFormat == "auto" {
+		c.LogFormat = "json"
+		if c.Environment == Development {
+			c.LogFormat = "text"
+		}
+	}
+	if c.Environment == Development {
+		if c.DatabaseURL == "" {
+			c.DatabaseURL = DevDatabaseURL
+		}
+		if c.RedisURL == "" {
+			c.RedisURL = DevRedisURL
+		}
+	}
+}
+
+func (c Config) validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
+	}
+	switch c.Environment {
+	case Development, Staging, Production:
+	default:
+		bad("ENVIRONMENT", "%q is not one of development, staging, production", c.Environment)
+	}
+	if c.Debug && c.Environment != Development {
+		bad("DEBUG", "must be false outside development")
+	}
+	if !slices.Contains([]string{"DEBUG", "INFO", "WARN", "ERROR"}, c.LogLevel) {
+		bad("LOG_LEVEL", "%q is not one of DEBUG, INFO, WARN, ERROR", c.LogLevel)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.LogFormat) {
+		bad("LOG_FORMAT", "%q is not one of auto, text, json", c.LogFormat)
+	}
+	if c.APIHost == "" || strings.ContainsAny(c.APIHost, " /") {
+		bad("API_HOST", "%q is not a host name or address", c.APIHost)
+	}
+	if c.APIPort < 0 || c.APIPort > 65535 {
+		bad("API_PORT", "%d is outside 0..65535", c.APIPort)
+	}
+	for _, o := range c.CORSOrigins {
+		u, err := url.Parse(strings.TrimSpace(o))
+		if o == "*" {
+			continue
+		}
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			bad("CORS_ORIGINS", "%q is not an origin like https://app.example.com", o)
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"HTTP_READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "HTTP_READ_TIMEOUT": c.ReadTimeout,
+		"HTTP_WRITE_TIMEOUT": c.WriteTimeout, "HTTP_IDLE_TIMEOUT": c.IdleTimeout,
+		"SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "DATABASE_CONNECT_TIMEOUT": c.DatabaseConnectTimeout,
+	} {
+		if d <= 0 {
+			bad(name, "must be a positive duration such as 5s")
+		}
+	}
+	if c.DatabaseURL == "" {
+		bad("DATABASE_URL", "required in %s", c.Environment)
+	} else if u, err := url.Parse(c.DatabaseURL.Reveal()); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || strings.TrimPrefix(u.Path, "/") == "" {
+		bad("DATABASE_URL", "must be a postgres:// URL naming a database")
+	}
+	if c.DatabasePoolSize < 1 || c.DatabasePoolSize > 1000 {
+		bad("DATABASE_POOL_SIZE", "%d is outside 1..1000", c.DatabasePoolSize)
+	}
+	if c.DatabaseMaxOverflow < 0 || c.DatabaseMaxOverflow > 1000 {
+		bad("DATABASE_MAX_OVERFLOW", "%d is outside 0..1000", c.DatabaseMaxOverflow)
+	}
+	if !validIdent(c.DatabaseAppRole) {
+		bad("DATABASE_APP_ROLE", "%q is not a lower-case SQL identifier", c.DatabaseAppRole)
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL.Reveal()); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("REDIS_URL", "must be a redis:// or rediss:// URL")
+		}
+	}
+	if _, err := uuid.Parse(c.DefaultTenantID); err != nil {
+		bad("DEFAULT_TENANT_ID", "%q is not a UUID", c.DefaultTenantID)
+	}
+	if c.Environment != Development {
+		if c.EncryptionKey == "" {
+			bad("ENCRYPTION_KEY", "required in %s", c.Environment)
+		}
+		if c.APISecretKey == "" {
+			bad("API_SECRET_KEY", "required in %s", c.Environment)
+		}
+	}
+	if c.APISecretKey != "" && len(c.APISecretKey) < 32 {
+		bad("API_SECRET_KEY", "must be at least 32 bytes")
+	}
+	return errors.Join(errs...)
+}
+
+func validIdent(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r == '_' || (i > 0 && r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// Addr is the host:port the HTTP server listens on.
+func (c Config) Addr() string { return net.JoinHostPort(c.APIHost, strconv.Itoa(c.APIPort)) }
+
+// WithDotEnv returns a getenv that answers from the process environment
+// first and from the dotenv file at path second. A missing file is not an
+// error. The file is read only in development: when the process environment
+// names another environment, getenv is returned unchanged.
+func WithDotEnv(getenv func(string) string, path string) (func(string) string, error) {
+	if e := getenv("ENVIRONMENT"); e != "" && Environment(e) != Development {
+		return getenv, nil
+	}
+	vars, err := godotenv.Read(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return getenv, nil
+		}
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return vars[k]
+	}, nil
+}
+
+// Variable describes one configuration variable, for documentation.
+type Variable struct {
+	Name        string
+	Type        string
+	Default     string
+	Secret      bool
+	Description string
+}
+
+// Variables lists every configuration variable in declaration order.
+func Variables() []Variable {
+	t := reflect.TypeFor[Config]()
+	vars := make([]Variable, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue
+		}
+		typ := f.Type.Kind().String()
+		switch f.Type {
+		case reflect.TypeFor[time.Duration]():
+			typ = "duration"
+		case reflect.TypeFor[[]string]():
+			typ = "list"
+		case reflect.TypeFor[Environment]():
+			typ = "enum"
+		}
+		vars = append(vars, Variable{
+			Name: name, Type: typ, Default: f.Tag.Get("envDefault"),
+			Secret: f.Type == reflect.TypeFor[Secret](), Description: f.Tag.Get("desc"),
+		})
+	}
+	return vars
+}
+
+// Redacted lists the configuration as NAME=value pairs in declaration order,
+// secrets replaced by "[redacted]".
+func (c Config) Redacted() [][2]string {
+	v := reflect.ValueOf(c)
+	t := v.Type()
+	out := make([][2]string, 0, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("env"), ",")
+		if name == "" {
+			continue
+		}
+		var s string
+		switch x := v.Field(i).Interface().(type) {
+		case Secret:
+			s = x.String()
+		case []string:
+			s = strings.Join(x, ",")
+		default:
+			s = fmt.Sprint(x)
+		}
+		out = append(out, [2]string{name, s})
+	}
+	return out
+}

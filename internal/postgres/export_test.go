@@ -1,0 +1,19 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Raw exposes the transaction to this package's tests.
+func (t *Tx) Raw() pgx.Tx { return t.tx }
+
+// InNoTenantTx runs fn in a transaction as the runtime role with no tenant
+// set: what a forgotten scope would look like.
+func (db *DB) InNoTenantTx(ctx context.Context, fn func(*Tx) error) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// Translate exposes translate.
+var Translate = translate //nolint:gochecknoglobals // test export

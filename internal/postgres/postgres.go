@@ -1,0 +1,241 @@
+// Package postgres is elile's only user of PostgreSQL: the connection pool,
+// the embedded migrations, transactions scoped to a tenant, error
+// translation and the stores. Nothing outside it imports pgx.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/elile/elile/internal/apperr"
+	"github.com/elile/elile/internal/tenant"
+)
+
+// The roles the migrations create. The server's connections SET ROLE to
+// AppRole right after connecting; the platform-admin path and the audit
+// group-commit writer switch role for one transaction only.
+const (
+	AppRole         = "elile_app"
+	PlatformRole    = "elile_platform"
+	AuditWriterRole = "elile_audit_writer"
+)
+
+// Errors returned by the transaction helpers and stores.
+var (
+	ErrNotFound    = apperr.New(apperr.NotFound, "NOT_FOUND", "not found")
+	ErrConflict    = apperr.New(apperr.Conflict, "CONFLICT", "conflicts with stored data")
+	ErrUnavailable = apperr.New(apperr.Unavailable, "DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
+	ErrNoTenant    = apperr.New(apperr.Internal, "NO_TENANT", "tenant transaction without a tenant")
+)
+
+// Options configure the pool.
+type Options struct {
+	URL            string
+	MaxConns       int32         // pool size + overflow
+	MinConns       int32         // kept open even when idle
+	AcquireTimeout time.Duration // longest wait for a free connection; 0: the request's deadline
+}
+
+// DB is the pool the server runs its queries through, as AppRole.
+type DB struct {
+	pool           *pgxpool.Pool
+	acquireTimeout time.Duration
+}
+
+// Open creates the pool. It does not wait for the server: use Ping or
+// WaitReady for that.
+func Open(ctx context.Context, o Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", redactParseError(err))
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	cfg.MinConns = min(o.MinConns, cfg.MaxConns)
+	cfg.MaxConnIdleTime = 5 * time.Minute
+	cfg.HealthCheckPeriod = 15 * time.Second
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 5*time.Second {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "elile"
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "SET ROLE "+AppRole)
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create pool: %w", err)
+	}
+	return &DB{pool: pool, acquireTimeout: o.AcquireTimeout}, nil
+}
+
+// redactParseError keeps a connection string (which may hold a password)
+// out of error messages.
+func redactParseError(err error) error {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		return errors.New("invalid connection string")
+	}
+	return err
+}
+
+// Close closes every connection.
+func (db *DB) Close() { db.pool.Close() }
+
+// Ping checks that a connection can be had and answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return translate(err)
+	}
+	return nil
+}
+
+// WaitReady pings until the database answers or timeout passes, so a server
+// that starts together with its database does not fail for nothing. It
+// returns the last error when it gives up.
+func (db *DB) WaitReady(ctx context.Context, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		err := db.pool.Ping(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		log.WarnContext(ctx, "database not reachable yet", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("database unreachable after %s: %w", timeout, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Stats reports the pool's counters.
+func (db *DB) Stats() *pgxpool.Stat { return db.pool.Stat() }
+
+// Tx is a transaction in a known scope: one tenant, the platform, or the
+// audit writer. Stores take it to run their statements.
+type Tx struct {
+	tx     pgx.Tx
+	tenant tenant.ID // zero outside a tenant transaction
+}
+
+// Tenant returns the tenant the transaction is scoped to (zero if none).
+func (t *Tx) Tenant() tenant.ID { return t.tenant }
+
+// InTx runs fn in a transaction scoped to tenant id: app.tenant_id is set
+// for this transaction only (set_config(..., true)), so row-level security
+// shows and accepts only that tenant's rows (and shared ones where the
+// schema says so), and a pooled connection never carries it further. fn's
+// error rolls the transaction back and is returned as is; database errors
+// are translated to apperr kinds.
+func (db *DB) InTx(ctx context.Context, id tenant.ID, fn func(*Tx) error) error {
+	if id.IsZero() {
+		return ErrNoTenant
+	}
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config('app.tenant_id', $1, true)", id.String()); err != nil {
+			return err
+		}
+		return fn(&Tx{tx: tx, tenant: id})
+	})
+}
+
+// InPlatformTx runs fn in a transaction as PlatformRole, which sees every
+// tenant's rows. It is the explicit path for platform-admin work and for
+// credential lookups that happen before a tenant is known.
+func (db *DB) InPlatformTx(ctx context.Context, fn func(*Tx) error) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+PlatformRole); err != nil {
+			return err
+		}
+		return fn(&Tx{tx: tx})
+	})
+}
+
+// InAuditWriterTx runs fn in a transaction as AuditWriterRole, which may
+// insert audit events of any tenant and do nothing else.
+func (db *DB) InAuditWriterTx(ctx context.Context, fn func(*Tx) error) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+AuditWriterRole); err != nil {
+			return err
+		}
+		return fn(&Tx{tx: tx})
+	})
+}
+
+func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error) {
+	actx := ctx
+	if db.acquireTimeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, db.acquireTimeout)
+		defer cancel()
+	}
+	conn, err := db.pool.Acquire(actx)
+	if err != nil {
+		if ctx.Err() == nil && actx.Err() != nil {
+			return ErrUnavailable.Withf("no database connection free within %s; retry later", db.acquireTimeout).Wrap(err)
+		}
+		return translate(err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return translate(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return translate(err)
+	}
+	return nil
+}
+
+// translate turns driver errors into apperr kinds, once, at the edge.
+// Errors that already carry a kind pass through unchanged.
+func translate(err error) error {
+	if err == nil || apperr.As(err) != nil {
+		return err
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound.Wrap(err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505": // unique_violation
+			return ErrConflict.Wrap(err)
+		case "57P01", "57P02", "57P03", "53300": // admin shutdown, crash shutdown, cannot connect now, too many connections
+			return ErrUnavailable.Wrap(err)
+		}
+		return err
+	}
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+		return ErrUnavailable.Wrap(err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrUnavailable.Withf("the database did not answer in time").Wrap(err)
+	}
+	return err
+}
