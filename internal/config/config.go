@@ -84,7 +84,6 @@ type Config struct {
 	DatabasePoolSize       int           `env:"DATABASE_POOL_SIZE" envDefault:"20" desc:"Connections the pool keeps for steady load."`
 	DatabaseMaxOverflow    int           `env:"DATABASE_MAX_OVERFLOW" envDefault:"10" desc:"Extra connections the pool may open under peaks (max connections = pool size + overflow)."`
 	DatabaseConnectTimeout time.Duration `env:"DATABASE_CONNECT_TIMEOUT" envDefault:"10s" desc:"At start-up, how long to keep trying to reach PostgreSQL before giving up."`
-	DatabaseAppRole        string        `env:"DATABASE_APP_ROLE" envDefault:"elile_app" desc:"Non-owner, non-superuser role the server's queries run as (SET ROLE after connecting); created by the migrations."`
 
 	RedisURL Secret `env:"REDIS_URL" desc:"Redis connection string (redis://host:port/db). Development default: redis://127.0.0.1:6379/0. Empty outside development: an in-process fallback serves a single instance and readiness reports degraded."`
 
@@ -219,9 +218,6 @@ func (c Config) validate() error {
 	if c.DatabaseMaxOverflow < 0 || c.DatabaseMaxOverflow > 1000 {
 		bad("DATABASE_MAX_OVERFLOW", "%d is outside 0..1000", c.DatabaseMaxOverflow)
 	}
-	if !validIdent(c.DatabaseAppRole) {
-		bad("DATABASE_APP_ROLE", "%q is not a lower-case SQL identifier", c.DatabaseAppRole)
-	}
 	if c.RedisURL != "" {
 		if u, err := url.Parse(c.RedisURL.Reveal()); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			bad("REDIS_URL", "must be a redis:// or rediss:// URL")
@@ -242,18 +238,6 @@ func (c Config) validate() error {
 		bad("API_SECRET_KEY", "must be at least 32 bytes")
 	}
 	return errors.Join(errs...)
-}
-
-func validIdent(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for i, r := range s {
-		if !(r >= 'a' && r <= 'z' || r == '_' || (i > 0 && r >= '0' && r <= '9')) {
-			return false
-		}
-	}
-	return true
 }
 
 // Addr is the host:port the HTTP server listens on.

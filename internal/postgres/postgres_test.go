@@ -3,8 +3,8 @@ package postgres_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"

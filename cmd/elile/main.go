@@ -1,0 +1,129 @@
+// Command elile is the elile server and its administration tools in one
+// binary. Run "elile help" for the subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "" //nolint:gochecknoglobals // set by the linker
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "elile:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError is a command line the program cannot act on: exit 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// configError is an invalid configuration: exit 2.
+type configError struct{ err error }
+
+func (e configError) Error() string { return "invalid configuration:\n" + indent(e.err.Error()) }
+func (e configError) Unwrap() error { return e.err }
+
+// failedCheck is a check that ran and found a problem (exit 1) after it
+// printed its own report.
+type failedCheck struct{ msg string }
+
+func (e failedCheck) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var ue usageError
+	var ce configError
+	if errors.As(err, &ue) || errors.As(err, &ce) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `elile: multi-tenant risk-assessment core.
+
+Usage: elile [command] [flags]
+
+Commands:
+  serve                         run the HTTP API (the default)
+  migrate up|down|status|redo   manage the database schema
+  config check [--json]         validate the configuration and print it, secrets redacted
+  version                       print the build version
+
+Configuration comes from environment variables (and .env in development):
+see docs/configuration.md.
+`
+
+// run is the whole program: main only adds the process around it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd, rest := "serve", []string(nil)
+	if len(args) > 1 {
+		cmd, rest = args[1], args[2:]
+	}
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, rest, getenv, stdout, stderr)
+	case "config":
+		return cmdConfig(rest, getenv, stdout)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, buildVersion())
+		return nil
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+}
+
+// buildVersion is the linker-set version, else the VCS revision Go
+// recorded, else "dev".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+		if len(rev) >= 12 {
+			return "dev-" + rev[:12] + dirty
+		}
+	}
+	return "dev"
+}
+
+func indent(s string) string {
+	out := "  "
+	for _, r := range s {
+		out += string(r)
+		if r == '\n' {
+			out += "  "
+		}
+	}
+	return out
+}

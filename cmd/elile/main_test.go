@@ -1,0 +1,405 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/postgres/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"))
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// lockedBuffer is an io.Writer safe to read while run writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestRun_Commands(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		exit     int
+		contains string
+	}{
+		{"Help", []string{"elile", "help"}, nil, 0, "Commands:"},
+		{"Version", []string{"elile", "version"}, nil, 0, "dev"},
+		{"Unknown", []string{"elile", "frobnicate"}, nil, 2, ""},
+		{"ConfigCheck", []string{"elile", "config", "check"}, map[string]string{"API_SECRET_KEY": strings.Repeat("z", 40)}, 0, "API_SECRET_KEY=[redacted]"},
+		{"ConfigCheckBad", []string{"elile", "config", "check"}, map[string]string{"API_PORT": "-3", "LOG_LEVEL": "loud"}, 2, ""},
+		{"ConfigNoSub", []string{"elile", "config"}, nil, 2, ""},
+		{"ConfigBadFlag", []string{"elile", "config", "check", "--nope"}, nil, 2, ""},
+		{"MigrateNoAction", []string{"elile", "migrate"}, nil, 2, ""},
+		{"MigrateBadAction", []string{"elile", "migrate", "sideways"}, nil, 2, ""},
+		{"ServeBadFlag", []string{"elile", "serve", "--nope"}, nil, 2, ""},
+		{"ServeBadConfig", []string{"elile", "serve"}, map[string]string{"ENVIRONMENT": "production"}, 2, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tc.args, env(tc.env), &out, &errOut)
+			code := 0
+			if err != nil {
+				code = exitCode(err)
+			}
+			if code != tc.exit {
+				t.Fatalf("exit = %d (%v), want %d", code, err, tc.exit)
+			}
+			if !strings.Contains(out.String(), tc.contains) {
+				t.Errorf("output lacks %q:\n%s", tc.contains, out.String())
+			}
+			if strings.Contains(out.String()+errOut.String(), strings.Repeat("z", 40)) {
+				t.Error("a secret reached the output")
+			}
+		})
+	}
+}
+
+func TestRun_ConfigCheckJSONAndErrors(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"elile", "config", "check", "--json"},
+		env(map[string]string{"DATABASE_URL": "postgres://u:pw@h/db"}), &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Valid  bool              `json:"valid"`
+		Config map[string]string `json:"config"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || !got.Valid || got.Config["DATABASE_URL"] != "[redacted]" {
+		t.Fatalf("config check --json = %s (%v)", out.String(), err)
+	}
+	err = run(context.Background(), []string{"elile", "config", "check"},
+		env(map[string]string{"ENVIRONMENT": "staging"}), io.Discard, io.Discard)
+	for _, name := range []string{"DATABASE_URL", "ENCRYPTION_KEY", "API_SECRET_KEY"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("staging config error does not name %s: %v", name, err)
+		}
+	}
+}
+
+func TestRun_Migrate(t *testing.T) {
+	t.Parallel()
+	name := "elile_test_cli_" + fmt.Sprint(time.Now().UnixNano())
+	t.Cleanup(func() { pgtest.Drop(t, name) })
+	e := env(map[string]string{"DATABASE_URL": pgtest.URLFor(name)})
+	ctx := context.Background()
+	step := func(action, want string) {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(ctx, []string{"elile", "migrate", action}, e, &out, io.Discard); err != nil {
+			t.Fatalf("migrate %s: %v", action, err)
+		}
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("migrate %s printed %q, want %q", action, out.String(), want)
+		}
+	}
+	latest := fmt.Sprint(postgres.LatestVersion())
+	step("up", "applied "+latest) // creates the database in development
+	step("up", "schema is up to date")
+	step("status", "applied")
+	step("redo", "redid "+latest)
+	step("down", "rolled back "+latest)
+	step("status", "pending")
+	for range postgres.LatestVersion() - 1 {
+		step("down", "rolled back")
+	}
+	step("down", "nothing to roll back")
+}
+
+// startServe runs "elile serve" in-process and returns its base URL.
+func startServe(t *testing.T, ctx context.Context, vars map[string]string) (string, <-chan error) {
+	t.Helper()
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"elile", "serve"}, env(vars), out, io.Discard) }()
+	re := regexp.MustCompile(`listening on (http://\S+)`)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return m[1], done
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended before listening: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatal("serve did not start listening within 20s")
+	return "", nil
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:noctx // test
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestRun_Serve is the smoke test: run with a fake environment, poll
+// /health, stop, and expect a clean return.
+func TestRun_Serve(t *testing.T) {
+	t.Parallel()
+	name := "elile_test_serve_" + fmt.Sprint(time.Now().UnixNano())
+	t.Cleanup(func() { pgtest.Drop(t, name) })
+	ctx, cancel := context.WithCancel(context.Background())
+	base, done := startServe(t, ctx, map[string]string{
+		"DATABASE_URL": pgtest.URLFor(name), "API_PORT": "0", "LOG_LEVEL": "warn",
+	})
+	if code, body := get(t, base+"/health"); code != 200 || !strings.Contains(body, `"healthy"`) {
+		t.Errorf("/health = %d %s", code, body)
+	}
+	code, body := get(t, base+"/health/ready")
+	if code != 200 || !strings.Contains(body, `"migrations"`) || !strings.Contains(body, `"redis"`) {
+		t.Errorf("/health/ready = %d %s", code, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v after cancel, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop within 15s")
+	}
+}
+
+func TestRun_ServeRefusesSchemaBehind(t *testing.T) {
+	t.Parallel()
+	url := pgtest.EmptyDB(t)
+	err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
+		"ENVIRONMENT": "staging", "DATABASE_URL": url, "ENCRYPTION_KEY": "x",
+		"API_SECRET_KEY": strings.Repeat("s", 32), "API_PORT": "0",
+	}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "elile migrate up") {
+		t.Fatalf("serve on an unmigrated database in staging = %v, want a refusal naming migrate up", err)
+	}
+}
+
+func TestRun_ServeDatabaseUnreachable(t *testing.T) {
+	t.Parallel()
+	for _, environment := range []string{"development", "production"} {
+		t.Run(environment, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
+				"ENVIRONMENT": environment, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/elile?sslmode=disable",
+				"ENCRYPTION_KEY": "x", "API_SECRET_KEY": strings.Repeat("s", 32),
+				"DATABASE_CONNECT_TIMEOUT": "1s", "API_PORT": "0",
+			}), io.Discard, io.Discard)
+			if err == nil || exitCode(err) == 0 {
+				t.Fatalf("serve with PostgreSQL unreachable = %v, want a non-zero exit", err)
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("took %s to give up, want under 15s", took)
+			}
+		})
+	}
+}
+
+// TestServeHTTP_GracefulShutdown: a request in flight when the signal comes
+// finishes; new connections are refused.
+func TestServeHTTP_GracefulShutdown(t *testing.T) {
+	t.Parallel()
+	inHandler := make(chan struct{})
+	release := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(inHandler)
+		<-release
+		fmt.Fprint(w, "finished")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveHTTP(ctx, srv, ln, 10*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/slow") //nolint:noctx // test
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		res <- result{code: resp.StatusCode, body: string(b)}
+	}()
+	<-inHandler
+	cancel() // the signal arrives mid-request
+	// New connections are refused once shutdown starts.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("new connections still accepted 5s after shutdown began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("serveHTTP returned %v before the in-flight request finished", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	r := <-res
+	if r.err != nil || r.code != 200 || r.body != "finished" {
+		t.Fatalf("in-flight request = %d %q %v, want 200 finished", r.code, r.body, r.err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serveHTTP = %v, want nil", err)
+	}
+}
+
+// TestBinary_SIGTERM builds the real binary, starts it, sends SIGTERM while
+// a request is being handled, and expects the request to be answered and
+// the process to exit 0. The slow request is a readiness check against a
+// Redis that accepts connections and never answers (a black hole), so the
+// handler runs for the client's read timeout.
+func TestBinary_SIGTERM(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "elile")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	name := "elile_test_sigterm_" + fmt.Sprint(time.Now().UnixNano())
+	t.Cleanup(func() { pgtest.Drop(t, name) })
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	cmd := exec.Command(bin, "serve")
+	cmd.Dir = t.TempDir() // no .env there
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+pgtest.URLFor(name), "API_PORT=0", "ENVIRONMENT=development",
+		"LOG_LEVEL=WARN", "REDIS_URL=redis://"+hole.Addr().String()+"/0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := bufio.NewScanner(stdout)
+	var addr string
+	for lines.Scan() {
+		if m := regexp.MustCompile(`listening on http://(\S+)`).FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatal("the binary never printed its address")
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+
+	type result struct {
+		code int
+		took time.Duration
+		err  error
+	}
+	res := make(chan result, 1)
+	sent := time.Now()
+	go func() {
+		resp, err := http.Get("http://" + addr + "/health/ready") //nolint:noctx // test
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		res <- result{code: resp.StatusCode, took: time.Since(sent)}
+	}()
+	time.Sleep(150 * time.Millisecond) // the handler is waiting on the black hole
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil || r.code != 200 {
+		t.Fatalf("in-flight request = %d, %v; want 200 (degraded)", r.code, r.err)
+	}
+	if r.took < 300*time.Millisecond {
+		t.Errorf("request took %s: it was not in flight when SIGTERM came", r.took)
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) || err != nil {
+			t.Fatalf("exit after SIGTERM: %v, want 0", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("process still running 20s after SIGTERM")
+	}
+}

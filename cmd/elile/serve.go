@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/elile/elile/internal/config"
+	"github.com/elile/elile/internal/httpapi"
+	"github.com/elile/elile/internal/kv"
+	"github.com/elile/elile/internal/postgres"
+)
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, log, stdout)
+}
+
+// serve wires the server together and runs it until ctx ends.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
+	started := time.Now()
+	if err := prepareSchema(ctx, cfg, log); err != nil {
+		return err
+	}
+	db, err := postgres.Open(ctx, postgres.Options{
+		URL:            cfg.DatabaseURL.Reveal(),
+		MaxConns:       int32(cfg.DatabasePoolSize + cfg.DatabaseMaxOverflow), //nolint:gosec // both bounded by validation
+		AcquireTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.WaitReady(ctx, cfg.DatabaseConnectTimeout, log); err != nil {
+		return err
+	}
+
+	var bg sync.WaitGroup
+	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopBG(); bg.Wait() }()
+
+	store, closeKV, err := openKV(bgCtx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeKV()
+	bg.Go(func() { store.Run(bgCtx) })
+
+	handler := httpapi.NewServer(httpapi.Deps{
+		Log: log, DB: db, KV: store, LatestSchema: postgres.LatestVersion(),
+		Version: buildVersion(), Started: started,
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
+	}
+	log.InfoContext(ctx, "listening", "addr", ln.Addr().String(), "version", buildVersion())
+	fmt.Fprintf(stdout, "elile %s listening on http://%s\n", buildVersion(), ln.Addr())
+	return serveHTTP(ctx, srv, ln, cfg.ShutdownTimeout, log)
+}
+
+// prepareSchema makes sure the schema is current. Development creates the
+// database and migrates it; elsewhere only "elile migrate" changes the
+// schema, and a server whose schema is behind refuses to start.
+func prepareSchema(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	url := cfg.DatabaseURL.Reveal()
+	if cfg.Environment == config.Development {
+		err := retry(ctx, cfg.DatabaseConnectTimeout, log, "connect to PostgreSQL", func(ctx context.Context) error {
+			created, err := postgres.EnsureDatabase(ctx, url)
+			if created {
+				log.InfoContext(ctx, "created the development database")
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	m, err := postgres.NewMigrator(url)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if cfg.Environment == config.Development {
+		applied, err := m.Up(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if len(applied) > 0 {
+			log.InfoContext(ctx, "applied migrations", "versions", applied)
+		}
+		return nil
+	}
+	var current, latest int64
+	err = retry(ctx, cfg.DatabaseConnectTimeout, log, "connect to PostgreSQL", func(ctx context.Context) error {
+		current, latest, err = m.Versions(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if current < latest {
+		return fmt.Errorf("database schema is at version %d, this binary needs %d: run `elile migrate up` first", current, latest)
+	}
+	return nil
+}
+
+// openKV returns the key-value store: Redis with an in-process fallback, or
+// in-process only when REDIS_URL is empty.
+func openKV(ctx context.Context, cfg config.Config, log *slog.Logger) (*kv.Failover, func(), error) {
+	mem := kv.NewMemory(nil)
+	if cfg.RedisURL == "" {
+		log.WarnContext(ctx, "REDIS_URL not set: rate limits, idempotency and caches are per instance")
+		return kv.NewFailover(nil, mem, log, time.Second), func() {}, nil
+	}
+	r, err := kv.NewRedis(cfg.RedisURL.Reveal(), "elile:")
+	if err != nil {
+		return nil, nil, configError{fmt.Errorf("REDIS_URL: %w", err)}
+	}
+	f := kv.NewFailover(r, mem, log, time.Second)
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	_ = f.Ping(pctx) // sets the initial mode; unreachable means fallback, not failure
+	cancel()
+	return f, func() { r.Close() }, nil
+}
+
+// serveHTTP serves on ln until ctx ends, then shuts down gracefully: the
+// listener closes at once (new connections are refused), in-flight requests
+// get up to timeout to finish.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", timeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

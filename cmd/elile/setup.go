@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/elile/elile/internal/config"
+	"github.com/elile/elile/internal/logging"
+)
+
+// loadConfig reads .env (development only) and the environment.
+func loadConfig(getenv func(string) string) (config.Config, error) {
+	getenv, err := config.WithDotEnv(getenv, ".env")
+	if err != nil {
+		return config.Config{}, configError{err}
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return config.Config{}, configError{err}
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
+	log, err := logging.New(w, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return nil, configError{err}
+	}
+	return log.With("service", "elile", "env", string(cfg.Environment)), nil
+}
+
+// retry calls fn until it succeeds, ctx ends or timeout passes, pausing
+// between attempts, and returns fn's last error.
+func retry(ctx context.Context, timeout time.Duration, log *slog.Logger, what string, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		if attempt == 1 || attempt%5 == 0 {
+			log.WarnContext(ctx, what+": not yet", "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%s: gave up after %s: %w", what, timeout, err)
+			}
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package config_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elile/elile/internal/config"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoad_DevelopmentDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatalf("Load with no environment: %v", err)
+	}
+	if cfg.Environment != config.Development || cfg.Addr() != "127.0.0.1:8000" || cfg.LogFormat != "text" || cfg.LogLevel != "INFO" {
+		t.Errorf("defaults = env %s addr %s format %s level %s", cfg.Environment, cfg.Addr(), cfg.LogFormat, cfg.LogLevel)
+	}
+	if cfg.DatabaseURL.Reveal() != config.DevDatabaseURL || cfg.RedisURL.Reveal() != config.DevRedisURL {
+		t.Errorf("development connection defaults = %q, %q", cfg.DatabaseURL.Reveal(), cfg.RedisURL.Reveal())
+	}
+	if cfg.DatabasePoolSize != 20 || cfg.DatabaseMaxOverflow != 10 || cfg.ShutdownTimeout != 30*time.Second {
+		t.Errorf("pool %d+%d, shutdown %s", cfg.DatabasePoolSize, cfg.DatabaseMaxOverflow, cfg.ShutdownTimeout)
+	}
+}
+
+func TestLoad_ProductionNeedsExplicitSecrets(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(env(map[string]string{"ENVIRONMENT": "production", "DEBUG": "true"}))
+	if err == nil {
+		t.Fatal("production with no secrets loaded")
+	}
+	for _, name := range []string{"DATABASE_URL", "ENCRYPTION_KEY", "API_SECRET_KEY", "DEBUG"} {
+		if !strings.Contains(err.Error(), name+":") {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+	cfg, err := config.Load(env(map[string]string{
+		"ENVIRONMENT": "staging", "DATABASE_URL": "postgres://u:p@db:5432/elile",
+		"ENCRYPTION_KEY": "k", "API_SECRET_KEY": strings.Repeat("s", 32),
+	}))
+	if err != nil {
+		t.Fatalf("staging with secrets: %v", err)
+	}
+	if cfg.LogFormat != "json" || cfg.RedisURL != "" {
+		t.Errorf("staging: format %q redis %q, want json and no default Redis", cfg.LogFormat, cfg.RedisURL)
+	}
+}
+
+// Every bad variable is reported at once, by name and why.
+func TestLoad_ReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	bad := map[string]string{
+		"ENVIRONMENT":           "qa",
+		"LOG_LEVEL":             "chatty",
+		"LOG_FORMAT":            "xml",
+		"API_PORT":              "70000",
+		"API_HOST":              "a b",
+		"DATABASE_URL":          "mysql://x/y",
+		"DATABASE_POOL_SIZE":    "0",
+		"DATABASE_MAX_OVERFLOW": "-1",
+		"REDIS_URL":             "http://x",
+		"DEFAULT_TENANT_ID":     "nope",
+		"CORS_ORIGINS":          "https://ok.example,ftp://bad",
+		"SHUTDOWN_TIMEOUT":      "-1s",
+		"API_SECRET_KEY":        "short",
+	}
+	_, err := config.Load(env(bad))
+	if err == nil {
+		t.Fatal("bad configuration loaded")
+	}
+	for name := range bad {
+		if !strings.Contains(err.Error(), name+":") {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+	if strings.Contains(err.Error(), "short") {
+		t.Errorf("error repeats a secret's value:\n%v", err)
+	}
+
+	_, err = config.Load(env(map[string]string{"API_PORT": "eighty", "DEBUG": "maybe", "HTTP_READ_TIMEOUT": "soon"}))
+	for _, name := range []string{"API_PORT", "DEBUG", "HTTP_READ_TIMEOUT"} {
+		if err == nil || !strings.Contains(err.Error(), name+":") {
+			t.Errorf("type error does not name %s: %v", name, err)
+		}
+	}
+}
+
+func TestSecret_NeverPrinted(t *testing.T) {
+	t.Parallel()
+	s := config.Secret("hunter2-very-secret")
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("x", "s", s)
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("x", "s", s)
+	js, _ := json.Marshal(struct{ S config.Secret }{s})
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %s", s, s), logs.String(), string(js)} {
+		if strings.Contains(out, "hunter2") {
+			t.Errorf("secret printed: %s", out)
+		}
+	}
+	if s.Reveal() != "hunter2-very-secret" || config.Secret("").String() != "" {
+		t.Error("Reveal or empty String wrong")
+	}
+	cfg, err := config.Load(env(map[string]string{"DATABASE_URL": "postgres://u:pw-123@h/db", "API_SECRET_KEY": strings.Repeat("k", 40)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range cfg.Redacted() {
+		if strings.Contains(p[1], "pw-123") || strings.Contains(p[1], "kkkk") {
+			t.Errorf("Redacted shows %s=%s", p[0], p[1])
+		}
+	}
+}
+
+func TestWithDotEnv(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, ".env")
+	if err := os.WriteFile(path, []byte("API_PORT=9001\nLOG_LEVEL=debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv, err := config.WithDotEnv(env(map[string]string{"LOG_LEVEL": "WARN"}), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if getenv("API_PORT") != "9001" || getenv("LOG_LEVEL") != "WARN" {
+		t.Errorf("API_PORT=%q LOG_LEVEL=%q; want the file's port and the process's level", getenv("API_PORT"), getenv("LOG_LEVEL"))
+	}
+	getenv, err = config.WithDotEnv(env(map[string]string{"ENVIRONMENT": "production"}), path)
+	if err != nil || getenv("API_PORT") != "" {
+		t.Errorf("production read .env: API_PORT=%q, %v", getenv("API_PORT"), err)
+	}
+	if _, err := config.WithDotEnv(env(nil), filepath.Join(dir, "missing")); err != nil {
+		t.Errorf("missing .env: %v", err)
+	}
+	if err := os.WriteFile(path, []byte("BROKEN='unterminated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.WithDotEnv(env(nil), path); err == nil {
+		t.Error("malformed .env accepted")
+	}
+}
+
+// TestEnvExample keeps .env.example and the configuration code in step.
+func TestEnvExample(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^#?\s?([A-Z][A-Z0-9_]+)=`)
+	var documented []string
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		documented = append(documented, m[1])
+	}
+	var names []string
+	for _, v := range config.Variables() {
+		names = append(names, v.Name)
+		if !slices.Contains(documented, v.Name) {
+			t.Errorf(".env.example lacks %s", v.Name)
+		}
+		if v.Description == "" || v.Type == "" {
+			t.Errorf("%s has no description or type", v.Name)
+		}
+	}
+	for _, d := range documented {
+		if !slices.Contains(names, d) {
+			t.Errorf(".env.example documents %s, which the code does not read", d)
+		}
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add("API_PORT", "8000")
+	f.Add("CORS_ORIGINS", "https://a.example,https://b.example")
+	f.Add("DATABASE_URL", "postgres://u@h/db")
+	f.Fuzz(func(t *testing.T, key, value string) {
+		_, _ = config.Load(env(map[string]string{key: value})) // must not panic
+	})
+}

@@ -1,0 +1,185 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/elile/elile/internal/kv"
+)
+
+// Database is what the health checks need of PostgreSQL.
+type Database interface {
+	Ping(ctx context.Context) error
+	SchemaVersion(ctx context.Context) (int64, error)
+}
+
+// KV is what the health checks need of the key-value store.
+type KV interface {
+	Ping(ctx context.Context) error
+	Mode() kv.Mode
+}
+
+// Component statuses.
+const (
+	statusHealthy   = "healthy"
+	statusDegraded  = "degraded"
+	statusUnhealthy = "unhealthy"
+)
+
+// Component is the state of one dependency.
+type Component struct {
+	Status    string  `json:"status" enum:"healthy,degraded,unhealthy" doc:"healthy, degraded (working with reduced guarantees) or unhealthy"`
+	LatencyMS float64 `json:"latency_ms" doc:"How long the check took, in milliseconds"`
+	Detail    string  `json:"detail,omitempty" doc:"Why the component is not healthy, or what it runs on"`
+	Current   *int64  `json:"current_version,omitempty" doc:"Migrations only: the database's schema version"`
+	Latest    *int64  `json:"latest_version,omitempty" doc:"Migrations only: the schema version this binary needs"`
+}
+
+type healthBody struct {
+	Status        string  `json:"status" enum:"healthy" doc:"Always healthy while the process runs"`
+	Version       string  `json:"version" doc:"Build version"`
+	UptimeSeconds float64 `json:"uptime_seconds" doc:"Seconds since the process started"`
+}
+
+type healthOutput struct{ Body healthBody }
+
+type readyBody struct {
+	Status     string               `json:"status" enum:"healthy,degraded,unhealthy"`
+	Components map[string]Component `json:"components" doc:"database, redis and migrations"`
+}
+
+type readyOutput struct {
+	Status int
+	Body   readyBody
+}
+
+type componentOutput struct {
+	Status int
+	Body   Component
+}
+
+// checkTimeout bounds each dependency check, so readiness answers within
+// a few seconds even when a dependency hangs.
+const checkTimeout = 2 * time.Second
+
+type checker struct {
+	db           Database
+	kv           KV
+	latestSchema int64
+	now          func() time.Time
+}
+
+func (c checker) database(ctx context.Context) Component {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	start := c.now()
+	err := c.db.Ping(ctx)
+	comp := Component{Status: statusHealthy, LatencyMS: ms(c.now().Sub(start))}
+	if err != nil {
+		comp.Status, comp.Detail = statusUnhealthy, "unreachable"
+	}
+	return comp
+}
+
+func (c checker) migrations(ctx context.Context) Component {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	start := c.now()
+	v, err := c.db.SchemaVersion(ctx)
+	latest := c.latestSchema
+	comp := Component{Status: statusHealthy, LatencyMS: ms(c.now().Sub(start)), Latest: &latest}
+	switch {
+	case err != nil:
+		comp.Status, comp.Detail = statusUnhealthy, "schema version unknown: database unreachable"
+	case v < latest:
+		comp.Current = &v
+		comp.Status, comp.Detail = statusUnhealthy, "migrations behind: run elile migrate up"
+	case v > latest:
+		comp.Current = &v
+		comp.Detail = "schema is newer than this binary"
+	default:
+		comp.Current = &v
+	}
+	return comp
+}
+
+func (c checker) redis(ctx context.Context) Component {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	start := c.now()
+	err := c.kv.Ping(ctx)
+	comp := Component{Status: statusHealthy, LatencyMS: ms(c.now().Sub(start)), Detail: "redis"}
+	switch {
+	case c.kv.Mode() == kv.ModeMemory:
+		comp.Status, comp.Detail = statusDegraded, "REDIS_URL not set: in-process store, single instance only"
+	case err != nil:
+		comp.Status, comp.Detail = statusDegraded, "unreachable: in-process fallback, single instance only"
+	}
+	return comp
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func registerHealth(api huma.API, c checker, version string, started time.Time) {
+	huma.Register(api, huma.Operation{
+		OperationID: "health", Method: http.MethodGet, Path: "/health", Tags: []string{"Operations"},
+		Summary:     "Liveness",
+		Description: "Answers 200 while the process runs, whatever its dependencies do.",
+	}, func(_ context.Context, _ *struct{}) (*healthOutput, error) {
+		return &healthOutput{Body: healthBody{Status: statusHealthy, Version: version,
+			UptimeSeconds: float64(int64(c.now().Sub(started).Seconds()*10)) / 10}}, nil
+	})
+
+	huma.Register(api, huma.Operation{
+		OperationID: "health-ready", Method: http.MethodGet, Path: "/health/ready", Tags: []string{"Operations"},
+		Summary: "Readiness",
+		Description: "200 when the instance can serve: database reachable and migrations current. " +
+			"Redis down or not configured gives 200 degraded (an in-process fallback serves). " +
+			"Database down or migrations behind gives 503 unhealthy.",
+		Responses: map[string]*huma.Response{"503": {Description: "Not ready"}},
+	}, func(ctx context.Context, _ *struct{}) (*readyOutput, error) {
+		comps := make(map[string]Component, 3)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for name, check := range map[string]func(context.Context) Component{
+			"database": c.database, "migrations": c.migrations, "redis": c.redis,
+		} {
+			wg.Go(func() {
+				comp := check(ctx)
+				mu.Lock()
+				comps[name] = comp
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		out := &readyOutput{Status: http.StatusOK, Body: readyBody{Status: statusHealthy, Components: comps}}
+		for _, comp := range comps {
+			switch comp.Status {
+			case statusUnhealthy:
+				out.Status, out.Body.Status = http.StatusServiceUnavailable, statusUnhealthy
+			case statusDegraded:
+				if out.Body.Status == statusHealthy {
+					out.Body.Status = statusDegraded
+				}
+			}
+		}
+		return out, nil
+	})
+
+	huma.Register(api, huma.Operation{
+		OperationID: "health-db", Method: http.MethodGet, Path: "/health/db", Tags: []string{"Operations"},
+		Summary:   "Database health",
+		Responses: map[string]*huma.Response{"503": {Description: "Database unreachable"}},
+	}, func(ctx context.Context, _ *struct{}) (*componentOutput, error) {
+		comp := c.database(ctx)
+		status := http.StatusOK
+		if comp.Status != statusHealthy {
+			status = http.StatusServiceUnavailable
+		}
+		return &componentOutput{Status: status, Body: comp}, nil
+	})
+}

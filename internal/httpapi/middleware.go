@@ -1,0 +1,180 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/request"
+)
+
+// statusRecorder remembers the status and size of a response.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// routeHolder receives the matched route pattern from inside the mux.
+type routeHolder struct{ pattern string }
+
+type routeKey struct{}
+
+// captureRoute records the pattern the mux matched (the mux sets
+// r.Pattern on the request it is given).
+func captureRoute(mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		if h, ok := r.Context().Value(routeKey{}).(*routeHolder); ok && r.Pattern != "/" {
+			h.pattern = r.Pattern
+		}
+	})
+}
+
+var traceParentRE = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`) //nolint:gochecknoglobals // compiled once
+
+// withRequestContext creates the request context: a correlation id taken
+// from X-Correlation-ID when it is a UUID and generated otherwise, echoed on
+// the response; the W3C traceparent, continued or started.
+func withRequestContext(now func() time.Time) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			cid, err := uuid.Parse(r.Header.Get("X-Correlation-ID"))
+			if err != nil || len(r.Header.Get("X-Correlation-ID")) != 36 {
+				cid = uuid.Must(uuid.NewV7())
+			}
+			tp := strings.ToLower(r.Header.Get("traceparent"))
+			if !traceParentRE.MatchString(tp) || strings.HasPrefix(tp[3:], strings.Repeat("0", 32)) {
+				tp = newTraceParent()
+			} else {
+				tp = tp[:36] + newSpanID() + tp[52:] // our own span, same trace
+			}
+			w.Header().Set("X-Correlation-ID", cid.String())
+			w.Header().Set("traceparent", tp)
+			rc := request.New(cid, r.Method, clientIP(r), r.UserAgent(), tp, now())
+			next.ServeHTTP(w, r.WithContext(request.With(r.Context(), rc)))
+		})
+	}
+}
+
+func newTraceParent() string {
+	var t [16]byte
+	_, _ = rand.Read(t[:])
+	return "00-" + hex.EncodeToString(t[:]) + "-" + newSpanID() + "-01"
+}
+
+func newSpanID() string {
+	var s [8]byte
+	_, _ = rand.Read(s[:])
+	return hex.EncodeToString(s[:])
+}
+
+// clientIP is the TCP peer's address. Forwarded headers are not trusted:
+// a proxy in front must be configured to pass the peer through.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// accessLog writes one line per request: correlation id (from the context
+// handler), method, route pattern, status, bytes, duration. Never the path
+// itself, whose ids and query may be personal.
+func accessLog(log *slog.Logger, now func() time.Time) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := now()
+			rec := &statusRecorder{ResponseWriter: w}
+			holder := &routeHolder{}
+			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), routeKey{}, holder)))
+			status := rec.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := holder.pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			level := slog.LevelInfo
+			if status >= 500 {
+				level = slog.LevelError
+			}
+			log.LogAttrs(r.Context(), level, "request",
+				slog.String("method", r.Method), slog.String("route", route),
+				slog.Int("status", status), slog.Int64("bytes", rec.bytes),
+				slog.Float64("duration_ms", float64(now().Sub(start).Microseconds())/1000))
+		})
+	}
+}
+
+// recoverer turns a panic into a 500 problem with the correlation id and a
+// logged stack; the server keeps serving.
+func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := &statusRecorder{ResponseWriter: w}
+			defer func() {
+				p := recover()
+				if p == nil {
+					return
+				}
+				if p == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as documented
+					panic(p)
+				}
+				log.ErrorContext(r.Context(), "panic serving request", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				if rec.status == 0 {
+					writeProblem(rec, problemFor(r, errors.New("panic")))
+				}
+			}()
+			next.ServeHTTP(rec, r)
+		})
+	}
+}
+
+// securityHeaders sets the headers every response carries.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		if strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/health") {
+			h.Set("Cache-Control", "no-store")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
