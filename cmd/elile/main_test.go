@@ -257,7 +257,9 @@ func TestServeHTTP_GracefulShutdown(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serveHTTP(ctx, srv, ln, 10*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() {
+		done <- serveHTTP(ctx, srv, ln, 10*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
 
 	type result struct {
 		code int
