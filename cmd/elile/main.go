@@ -61,6 +61,10 @@ Commands:
   serve                         run the HTTP API (the default)
   migrate up|down|status|redo   manage the database schema
   config check [--json]         validate the configuration and print it, secrets redacted
+  keys generate                 print a new random key (base64, 32 bytes)
+  keys status [--json]          key versions configured and in use, per table and column
+  keys rotate [--batch N]       re-encrypt stored data to the active key, online and resumable
+  keys blind-index-key          print the blind-index root key, to pin as BLIND_INDEX_KEY
   version                       print the build version
 
 Configuration comes from environment variables (and .env in development):
@@ -80,6 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdMigrate(ctx, rest, getenv, stdout, stderr)
 	case "config":
 		return cmdConfig(rest, getenv, stdout)
+	case "keys":
+		return cmdKeys(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, buildVersion())
 		return nil

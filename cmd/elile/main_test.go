@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
 	"github.com/elile/elile/internal/postgres"
@@ -31,7 +32,16 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"))
 }
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// env is a fake environment; development keys go to a file of the test's.
+func env(m map[string]string) func(string) string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	if _, ok := m["DEV_KEYS_FILE"]; !ok {
+		m["DEV_KEYS_FILE"] = filepath.Join(os.TempDir(), "elile-test-"+uuid.NewString(), "dev-keys.env")
+	}
+	return func(k string) string { return m[k] }
+}
 
 // lockedBuffer is an io.Writer safe to read while run writes to it.
 type lockedBuffer struct {
@@ -211,7 +221,7 @@ func TestRun_ServeRefusesSchemaBehind(t *testing.T) {
 	t.Parallel()
 	url := pgtest.EmptyDB(t)
 	err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
-		"ENVIRONMENT": "staging", "DATABASE_URL": url, "ENCRYPTION_KEY": "x",
+		"ENVIRONMENT": "staging", "DATABASE_URL": url, "ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
 		"API_SECRET_KEY": strings.Repeat("s", 32), "API_PORT": "0",
 	}), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "elile migrate up") {
@@ -227,7 +237,7 @@ func TestRun_ServeDatabaseUnreachable(t *testing.T) {
 			start := time.Now()
 			err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
 				"ENVIRONMENT": environment, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/elile?sslmode=disable",
-				"ENCRYPTION_KEY": "x", "API_SECRET_KEY": strings.Repeat("s", 32),
+				"ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "API_SECRET_KEY": strings.Repeat("s", 32),
 				"DATABASE_CONNECT_TIMEOUT": "1s", "API_PORT": "0",
 			}), io.Discard, io.Discard)
 			if err == nil || exitCode(err) == 0 {

@@ -38,6 +38,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 // serve wires the server together and runs it until ctx ends.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
 	started := time.Now()
+	if _, err := newKeyring(cfg); err != nil {
+		return err
+	}
 	if err := prepareSchema(ctx, cfg, log); err != nil {
 		return err
 	}

@@ -9,12 +9,17 @@ import (
 	"time"
 
 	"github.com/elile/elile/internal/config"
+	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/logging"
 )
 
 // loadConfig reads .env (development only) and the environment.
 func loadConfig(getenv func(string) string) (config.Config, error) {
 	getenv, err := config.WithDotEnv(getenv, ".env")
+	if err != nil {
+		return config.Config{}, configError{err}
+	}
+	getenv, _, err = config.WithDevKeys(getenv)
 	if err != nil {
 		return config.Config{}, configError{err}
 	}
@@ -31,6 +36,26 @@ func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
 		return nil, configError{err}
 	}
 	return log.With("service", "elile", "env", string(cfg.Environment)), nil
+}
+
+// newKeyring builds the encryption keyring from the configuration. The
+// blind-index root is BLIND_INDEX_KEY, or derived from key version 1.
+func newKeyring(cfg config.Config) (*fieldcrypt.Keyring, error) {
+	keys, active, blind := cfg.EncryptionKeyring()
+	if len(keys) == 0 {
+		return nil, configError{errors.New("ENCRYPTION_KEY: no encryption key configured")}
+	}
+	if blind == nil {
+		var err error
+		if blind, err = fieldcrypt.DeriveBlindRoot(keys[1]); err != nil {
+			return nil, err
+		}
+	}
+	k, err := fieldcrypt.NewKeyring(keys, active, blind)
+	if err != nil {
+		return nil, configError{err}
+	}
+	return k, nil
 }
 
 // retry calls fn until it succeeds, ctx ends or timeout passes, pausing

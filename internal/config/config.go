@@ -4,10 +4,12 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"reflect"
@@ -87,10 +89,13 @@ type Config struct {
 
 	RedisURL Secret `env:"REDIS_URL" desc:"Redis connection string (redis://host:port/db). Development default: redis://127.0.0.1:6379/0. Empty outside development: an in-process fallback serves a single instance and readiness reports degraded."`
 
-	EncryptionKey   Secret `env:"ENCRYPTION_KEY" desc:"Base64 of a 32-byte AES-256 key (key version 1). Development generates one into DEV_KEYS_FILE. Required elsewhere unless ENCRYPTION_KEYS is set."`
-	APISecretKey    Secret `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere."`
-	DefaultTenantID string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use."`
-	DevKeysFile     string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)."`
+	EncryptionKey       Secret `env:"ENCRYPTION_KEY" desc:"Base64 of a 32-byte AES-256 key, used as key version 1. Development generates one into DEV_KEYS_FILE. Required elsewhere unless ENCRYPTION_KEYS is set."`
+	EncryptionKeys      Secret `env:"ENCRYPTION_KEYS" desc:"Several key versions at once, for rotation: 1:<base64>,2:<base64>. Takes the place of ENCRYPTION_KEY."`
+	EncryptionActiveKey int    `env:"ENCRYPTION_ACTIVE_KEY" envDefault:"0" desc:"Key version new values are encrypted with (0: the highest configured)."`
+	BlindIndexKey       Secret `env:"BLIND_INDEX_KEY" desc:"Base64 of 32 bytes: root of the per-tenant blind-index keys. Default: derived (HKDF) from key version 1. Required once version 1 leaves the keyring; get its value with elile keys blind-index-key before removing it."`
+	APISecretKey        Secret `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere."`
+	DefaultTenantID     string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use."`
+	DevKeysFile         string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)."`
 }
 
 // Load reads the configuration through getenv and validates it, reporting
@@ -227,17 +232,100 @@ func (c Config) validate() error {
 		bad("DEFAULT_TENANT_ID", "%q is not a UUID", c.DefaultTenantID)
 	}
 	if c.Environment != Development {
-		if c.EncryptionKey == "" {
-			bad("ENCRYPTION_KEY", "required in %s", c.Environment)
+		if c.EncryptionKey == "" && c.EncryptionKeys == "" {
+			bad("ENCRYPTION_KEY", "required in %s (or ENCRYPTION_KEYS)", c.Environment)
 		}
 		if c.APISecretKey == "" {
 			bad("API_SECRET_KEY", "required in %s", c.Environment)
 		}
 	}
+	if _, _, _, err := c.keyMaterial(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.APISecretKey != "" && len(c.APISecretKey) < 32 {
 		bad("API_SECRET_KEY", "must be at least 32 bytes")
 	}
 	return errors.Join(errs...)
+}
+
+// keyMaterial parses the encryption keys: versions to 32-byte keys, the
+// active version and the blind-index root. Errors name their variable and
+// never contain key material. With no key configured it returns nil maps.
+func (c Config) keyMaterial() (map[uint32][]byte, uint32, []byte, error) {
+	keys := make(map[uint32][]byte)
+	switch {
+	case c.EncryptionKeys != "":
+		for i, part := range strings.Split(c.EncryptionKeys.Reveal(), ",") {
+			vs, b64, ok := strings.Cut(strings.TrimSpace(part), ":")
+			v, err := strconv.ParseUint(vs, 10, 32)
+			if !ok || err != nil || v == 0 {
+				return nil, 0, nil, fmt.Errorf("ENCRYPTION_KEYS: entry %d is not VERSION:BASE64 with a version from 1", i+1)
+			}
+			if _, dup := keys[uint32(v)]; dup {
+				return nil, 0, nil, fmt.Errorf("ENCRYPTION_KEYS: version %d given twice", v)
+			}
+			k, err := decodeKey(b64)
+			if err != nil {
+				return nil, 0, nil, fmt.Errorf("ENCRYPTION_KEYS: version %d: %w", v, err)
+			}
+			keys[uint32(v)] = k
+		}
+	case c.EncryptionKey != "":
+		k, err := decodeKey(c.EncryptionKey.Reveal())
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("ENCRYPTION_KEY: %w", err)
+		}
+		keys[1] = k
+	default:
+		if c.EncryptionActiveKey != 0 {
+			return nil, 0, nil, errors.New("ENCRYPTION_ACTIVE_KEY: set, but no key is configured")
+		}
+		return nil, 0, nil, nil
+	}
+	var active uint32
+	for v := range keys {
+		active = max(active, v)
+	}
+	if c.EncryptionActiveKey < 0 || c.EncryptionActiveKey > math.MaxUint32 {
+		return nil, 0, nil, fmt.Errorf("ENCRYPTION_ACTIVE_KEY: %d is not a key version", c.EncryptionActiveKey)
+	}
+	if c.EncryptionActiveKey != 0 {
+		active = uint32(c.EncryptionActiveKey)
+		if _, ok := keys[active]; !ok {
+			return nil, 0, nil, fmt.Errorf("ENCRYPTION_ACTIVE_KEY: version %d is not among the configured keys", active)
+		}
+	}
+	var blind []byte
+	if c.BlindIndexKey != "" {
+		b, err := decodeKey(c.BlindIndexKey.Reveal())
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("BLIND_INDEX_KEY: %w", err)
+		}
+		blind = b
+	} else if _, ok := keys[1]; !ok {
+		return nil, 0, nil, errors.New("BLIND_INDEX_KEY: required when key version 1 is not configured " +
+			"(run `elile keys blind-index-key` with version 1 still configured, and set its output here)")
+	}
+	return keys, active, blind, nil
+}
+
+func decodeKey(b64 string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return nil, errors.New("not valid base64")
+	}
+	if len(k) != 32 {
+		return nil, fmt.Errorf("decodes to %d bytes, want 32", len(k))
+	}
+	return k, nil
+}
+
+// EncryptionKeyring returns the configured keys by version, the active
+// version, and the blind-index root key (nil: derive it from version 1).
+// Load has validated them; with no key configured the map is empty.
+func (c Config) EncryptionKeyring() (keys map[uint32][]byte, active uint32, blindRoot []byte) {
+	keys, active, blindRoot, _ = c.keyMaterial()
+	return keys, active, blindRoot
 }
 
 // Addr is the host:port the HTTP server listens on.

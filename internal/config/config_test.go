@@ -50,7 +50,7 @@ func TestLoad_ProductionNeedsExplicitSecrets(t *testing.T) {
 	}
 	cfg, err := config.Load(env(map[string]string{
 		"ENVIRONMENT": "staging", "DATABASE_URL": "postgres://u:p@db:5432/elile",
-		"ENCRYPTION_KEY": "k", "API_SECRET_KEY": strings.Repeat("s", 32),
+		"ENCRYPTION_KEY": strings.Repeat("A", 43) + "=", "API_SECRET_KEY": strings.Repeat("s", 32),
 	}))
 	if err != nil {
 		t.Fatalf("staging with secrets: %v", err)
@@ -190,4 +190,81 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, key, value string) {
 		_, _ = config.Load(env(map[string]string{key: value})) // must not panic
 	})
+}
+
+func TestWithDevKeys(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "keys", "dev.env")
+	vars := map[string]string{"DEV_KEYS_FILE": path}
+	getenv, generated, err := config.WithDevKeys(env(vars))
+	if err != nil || len(generated) != 2 {
+		t.Fatalf("first run: generated %v, %v; want two keys", generated, err)
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		t.Fatalf("Load with generated keys: %v", err)
+	}
+	keys, active, _ := cfg.EncryptionKeyring()
+	if len(keys[1]) != 32 || active != 1 {
+		t.Fatalf("generated keyring: %d keys, active %d", len(keys), active)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("keys file: %v, %v; want mode 0600", st, err)
+	}
+	// The second run reuses the same keys.
+	getenv2, generated, err := config.WithDevKeys(env(vars))
+	if err != nil || len(generated) != 0 || getenv2("ENCRYPTION_KEY") != getenv("ENCRYPTION_KEY") {
+		t.Fatalf("second run generated %v (%v) or changed the key", generated, err)
+	}
+	// The environment wins over the file; production never generates.
+	getenv3, _, _ := config.WithDevKeys(env(map[string]string{"DEV_KEYS_FILE": path, "API_SECRET_KEY": "from-env"}))
+	if getenv3("API_SECRET_KEY") != "from-env" {
+		t.Error("environment did not take precedence over the keys file")
+	}
+	prodPath := filepath.Join(t.TempDir(), "prod.env")
+	getenv4, generated, err := config.WithDevKeys(env(map[string]string{"ENVIRONMENT": "production", "DEV_KEYS_FILE": prodPath}))
+	if err != nil || len(generated) != 0 || getenv4("ENCRYPTION_KEY") != "" {
+		t.Errorf("production generated keys: %v %v", generated, err)
+	}
+	if _, err := os.Stat(prodPath); err == nil {
+		t.Error("production wrote a keys file")
+	}
+}
+
+func TestEncryptionKeys(t *testing.T) {
+	t.Parallel()
+	k1 := strings.Repeat("A", 43) + "="
+	k2 := strings.Repeat("B", 43) + "="
+	cfg, err := config.Load(env(map[string]string{"ENCRYPTION_KEYS": "1:" + k1 + ", 2:" + k2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, active, blind := cfg.EncryptionKeyring()
+	if len(keys) != 2 || active != 2 || blind != nil {
+		t.Errorf("keyring: %d keys, active %d, blind %v", len(keys), active, blind)
+	}
+	cfg, err = config.Load(env(map[string]string{"ENCRYPTION_KEYS": "1:" + k1 + ",2:" + k2, "ENCRYPTION_ACTIVE_KEY": "1"}))
+	if _, active, _ := cfg.EncryptionKeyring(); err != nil || active != 1 {
+		t.Errorf("explicit active: %d, %v", active, err)
+	}
+	for name, vars := range map[string]map[string]string{
+		"ENCRYPTION_KEY":        {"ENCRYPTION_KEY": "c2hvcnQ="},
+		"ENCRYPTION_KEYS":       {"ENCRYPTION_KEYS": "1:" + k1 + ",x"},
+		"ENCRYPTION_ACTIVE_KEY": {"ENCRYPTION_KEYS": "1:" + k1, "ENCRYPTION_ACTIVE_KEY": "3"},
+		"BLIND_INDEX_KEY":       {"ENCRYPTION_KEYS": "2:" + k2},
+	} {
+		_, err := config.Load(env(vars))
+		if err == nil || !strings.Contains(err.Error(), name+":") {
+			t.Errorf("%v: %v, want an error naming %s", vars, err, name)
+		}
+		if err != nil && (strings.Contains(err.Error(), k1) || strings.Contains(err.Error(), k2)) {
+			t.Errorf("error shows key material: %v", err)
+		}
+	}
+	if _, err := config.Load(env(map[string]string{"ENCRYPTION_KEYS": "1:" + k1 + ",1:" + k2})); err == nil {
+		t.Error("a version given twice was accepted")
+	}
+	if _, err := config.Load(env(map[string]string{"ENCRYPTION_KEYS": "2:" + k2, "BLIND_INDEX_KEY": k1})); err != nil {
+		t.Errorf("version 2 with a pinned blind-index key: %v", err)
+	}
 }

@@ -1,0 +1,205 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/elile/elile/internal/fieldcrypt"
+	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/postgres/pgtest"
+	"github.com/elile/elile/internal/tenant"
+)
+
+func testRing(t *testing.T, active uint32, versions ...uint32) *fieldcrypt.Keyring {
+	t.Helper()
+	keys := map[uint32][]byte{}
+	for _, v := range versions {
+		keys[v] = bytes.Repeat([]byte{byte(v)}, 32)
+	}
+	k, err := fieldcrypt.NewKeyring(keys, active, bytes.Repeat([]byte{0xbb}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func column(table, col string) postgres.EncryptedColumn {
+	for _, c := range postgres.EncryptedColumns() {
+		if c.Table == table && c.Column == col {
+			return c
+		}
+	}
+	panic("no column " + table + "." + col)
+}
+
+type sealedRow struct {
+	col       postgres.EncryptedColumn
+	id        uuid.UUID
+	tenant    uuid.UUID
+	plaintext string
+}
+
+// seedEncrypted writes rows whose encrypted columns are sealed with ring,
+// the way the stores do, and returns what each should decrypt to.
+func seedEncrypted(t *testing.T, url string, ring *fieldcrypt.Keyring, tid tenant.ID, n int) []sealedRow {
+	t.Helper()
+	seal := func(c postgres.EncryptedColumn, id, ten uuid.UUID, pt string) []byte {
+		ct, err := ring.Seal([]byte(pt), c.AD(id, ten))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ct
+	}
+	var out []sealedRow
+	ten := tid.UUID()
+	for i := range n {
+		e := newUUID()
+		pt := fmt.Sprintf(`{"ssn":"1234567%02d"}`, i)
+		pgtest.Exec(t, url, "INSERT INTO entities (entity_id, tenant_id, entity_type, identifiers) VALUES ($1, $2, 'individual', $3)",
+			e, ten, seal(column("entities", "identifiers"), e, ten, pt))
+		out = append(out, sealedRow{column("entities", "identifiers"), e, ten, pt})
+
+		p := newUUID()
+		f, cn, d := fmt.Sprintf("findings %d", i), fmt.Sprintf("connections %d", i), fmt.Sprintf("delta %d", i)
+		pgtest.Exec(t, url, `INSERT INTO entity_profiles (profile_id, entity_id, tenant_id, version, trigger_type, findings, connections, delta, risk_score, connection_count)
+			VALUES ($1, $2, $3, 1, 'manual', $4, $5, $6, '{}', 0)`, p, e, ten,
+			seal(column("entity_profiles", "findings"), p, ten, f), seal(column("entity_profiles", "connections"), p, ten, cn),
+			seal(column("entity_profiles", "delta"), p, ten, d))
+		out = append(out, sealedRow{column("entity_profiles", "findings"), p, ten, f},
+			sealedRow{column("entity_profiles", "connections"), p, ten, cn}, sealedRow{column("entity_profiles", "delta"), p, ten, d})
+
+		c := newUUID()
+		raw, norm := fmt.Sprintf("raw %d", i), fmt.Sprintf("normalized %d", i)
+		pgtest.Exec(t, url, `INSERT INTO cached_data_sources (cache_id, entity_id, tenant_id, customer_id, provider_id, check_type, data_origin,
+			raw_response, normalized_data, acquired_at, fresh_until) VALUES ($1, $2, $3, $3, 'p', 'criminal', 'customer_provided', $4, $5, now(), now())`,
+			c, e, ten, seal(column("cached_data_sources", "raw_response"), c, ten, raw), seal(column("cached_data_sources", "normalized_data"), c, ten, norm))
+		out = append(out, sealedRow{column("cached_data_sources", "raw_response"), c, ten, raw},
+			sealedRow{column("cached_data_sources", "normalized_data"), c, ten, norm})
+
+		a := newUUID()
+		pgtest.Exec(t, url, `INSERT INTO audit_events (audit_id, tenant_id, event_type, severity, actor_type, correlation_id, event_data)
+			VALUES ($1, $2, 'entity.created', 'info', 'human', $1, $3)`, a, ten, seal(column("audit_events", "event_data"), a, ten, "{}"))
+	}
+	return out
+}
+
+func readCiphertext(t *testing.T, url string, r sealedRow) []byte {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var ct []byte
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s = $1", r.col.Column, r.col.Table, r.col.ID)
+	if err := conn.QueryRow(context.Background(), q, r.id).Scan(&ct); err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
+func usage(t *testing.T, db *postgres.DB) map[string]int64 {
+	t.Helper()
+	u, err := db.KeyUsage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, x := range u {
+		out[fmt.Sprintf("%s.%s@%d", x.Table, x.Column, x.Version)] = x.Count
+	}
+	return out
+}
+
+func TestRotateKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t, postgres.Options{})
+	ctx := context.Background()
+	a := seedTenant(t, b.url, "rotation")
+	rows := seedEncrypted(t, b.url, testRing(t, 1, 1), a, 5)
+
+	if u := usage(t, b.db); u["entities.identifiers@1"] != 5 || u["audit_events.event_data@1"] != 5 || len(u) != 7 {
+		t.Fatalf("usage before rotation = %v", u)
+	}
+
+	both := testRing(t, 2, 1, 2)
+	// Interrupted after the first batch.
+	cctx, cancel := context.WithCancel(ctx)
+	var calls int
+	_, err := b.db.RotateKeys(cctx, both, 2, func(p postgres.RotationProgress) {
+		calls++
+		if p.Total != 30 || p.Done < 1 {
+			t.Errorf("progress = %+v, want total 30", p)
+		}
+		cancel()
+	})
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("interrupted rotation = %v after %d batches, want canceled after 1", err, calls)
+	}
+	if u := usage(t, b.db); u["entities.identifiers@2"] != 2 || u["entities.identifiers@1"] != 3 {
+		t.Fatalf("usage after one batch = %v, want 2 of 5 identifiers rotated", u)
+	}
+
+	// Resumed: finishes the rest.
+	var last postgres.RotationProgress
+	res, err := b.db.RotateKeys(ctx, both, 2, func(p postgres.RotationProgress) { last = p })
+	if err != nil || res.Rotated != 28 || len(res.Failures) != 0 {
+		t.Fatalf("resumed rotation = %+v, %v; want the 28 values left", res, err)
+	}
+	if last.Done != 28 || last.Total != 28 {
+		t.Errorf("final progress = %+v", last)
+	}
+	u := usage(t, b.db)
+	for _, c := range postgres.EncryptedColumns() {
+		want := uint32(2)
+		if !c.Rotatable {
+			want = 1
+		}
+		if u[fmt.Sprintf("%s.%s@%d", c.Table, c.Column, want)] != 5 {
+			t.Errorf("%s.%s not all at version %d: %v", c.Table, c.Column, want, u)
+		}
+	}
+
+	// Key 1 removed: every rotated value still opens.
+	onlyNew := testRing(t, 2, 2)
+	for _, r := range rows {
+		pt, err := onlyNew.Open(readCiphertext(t, b.url, r), r.col.AD(r.id, r.tenant))
+		if err != nil || string(pt) != r.plaintext {
+			t.Errorf("%s.%s %s after rotation: %q, %v; want %q", r.col.Table, r.col.Column, r.id, pt, err, r.plaintext)
+		}
+	}
+
+	// Idempotent: nothing left to do.
+	res, err = b.db.RotateKeys(ctx, both, 100, nil)
+	if err != nil || res.Rotated != 0 || len(res.Failures) != 0 {
+		t.Fatalf("second rotation = %+v, %v; want nothing to do", res, err)
+	}
+}
+
+// A value moved to another row cannot be opened there: rotation reports
+// it and rotates the rest.
+func TestRotateKeys_ReportsTamperedValues(t *testing.T) {
+	t.Parallel()
+	b := setup(t, postgres.Options{})
+	a := seedTenant(t, b.url, "rotation-tamper")
+	rows := seedEncrypted(t, b.url, testRing(t, 1, 1), a, 2)
+	// Copy entity 0's identifiers over entity 1's, as an attacker with
+	// database access might.
+	pgtest.Exec(t, b.url, "UPDATE entities SET identifiers = $1 WHERE entity_id = $2", readCiphertext(t, b.url, rows[0]), rows[6].id)
+	res, err := b.db.RotateKeys(context.Background(), testRing(t, 2, 1, 2), 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) != 1 || res.Failures[0].ID != rows[6].id || !errors.Is(res.Failures[0].Err, fieldcrypt.ErrAuthentication) {
+		t.Fatalf("failures = %+v, want the copied value", res.Failures)
+	}
+	if res.Rotated != 11 {
+		t.Errorf("rotated %d, want the other 11", res.Rotated)
+	}
+}
