@@ -61,6 +61,9 @@ Commands:
   serve                         run the HTTP API (the default)
   migrate up|down|status|redo   manage the database schema
   config check [--json]         validate the configuration and print it, secrets redacted
+  tenant create --name N [--json]             create a tenant and print its first admin API key
+  apikey create --tenant T --scopes a,b [--json] | --platform-admin
+                                print a new API key once
   keys generate                 print a new random key (base64, 32 bytes)
   keys status [--json]          key versions configured and in use, per table and column
   keys rotate [--batch N]       re-encrypt stored data to the active key, online and resumable
@@ -86,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdConfig(rest, getenv, stdout)
 	case "keys":
 		return cmdKeys(ctx, rest, getenv, stdout, stderr)
+	case "tenant":
+		return cmdTenant(ctx, rest, getenv, stdout, stderr)
+	case "apikey":
+		return cmdAPIKey(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, buildVersion())
 		return nil

@@ -12,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/config"
 	"github.com/elile/elile/internal/httpapi"
 	"github.com/elile/elile/internal/kv"
@@ -36,9 +39,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // serve wires the server together and runs it until ctx ends.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error { //nolint:funlen // the wiring, in one place
 	started := time.Now()
-	if _, err := newKeyring(cfg); err != nil {
+	ring, err := newKeyring(cfg)
+	if err != nil {
 		return err
 	}
 	if err := prepareSchema(ctx, cfg, log); err != nil {
@@ -48,6 +52,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		URL:            cfg.DatabaseURL.Reveal(),
 		MaxConns:       int32(cfg.DatabasePoolSize + cfg.DatabaseMaxOverflow), //nolint:gosec // both bounded by validation
 		AcquireTimeout: 5 * time.Second,
+		Keyring:        ring,
 	})
 	if err != nil {
 		return err
@@ -68,9 +73,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	defer closeKV()
 	bg.Go(func() { store.Run(bgCtx) })
 
+	if cfg.Environment == config.Development {
+		if err := bootstrapDev(ctx, cfg, db, stdout); err != nil {
+			return err
+		}
+	}
+
 	handler := httpapi.NewServer(httpapi.Deps{
-		Log: log, DB: db, KV: store, LatestSchema: postgres.LatestVersion(),
-		Version: buildVersion(), Started: started,
+		Log: log, DB: db, KV: store, Keyring: ring,
+		Auth:    auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil),
+		Tenants: db, Keys: db,
+		Rate:         kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
+		CORSOrigins:  cfg.CORSOrigins,
+		Collectors:   []prometheus.Collector{postgres.NewPoolCollector(db)},
+		LatestSchema: postgres.LatestVersion(), Version: buildVersion(), Started: started,
 	})
 	srv := &http.Server{
 		Handler:           handler,

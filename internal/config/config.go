@@ -94,8 +94,11 @@ type Config struct {
 	EncryptionActiveKey int    `env:"ENCRYPTION_ACTIVE_KEY" envDefault:"0" desc:"Key version new values are encrypted with (0: the highest configured)."`
 	BlindIndexKey       Secret `env:"BLIND_INDEX_KEY" desc:"Base64 of 32 bytes: root of the per-tenant blind-index keys. Default: derived (HKDF) from key version 1. Required once version 1 leaves the keyring; get its value with elile keys blind-index-key before removing it."`
 	APISecretKey        Secret `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere."`
-	DefaultTenantID     string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use."`
-	DevKeysFile         string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)."`
+	RateLimitPerMinute  int    `env:"RATE_LIMIT_PER_MINUTE" envDefault:"1200" desc:"Requests per minute each credential may make (shared by all instances through Redis)."`
+	RateLimitBurst      int    `env:"RATE_LIMIT_BURST" envDefault:"100" desc:"Requests a credential may make at once before the per-minute pace applies."`
+
+	DefaultTenantID string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use (the nil UUID: a fresh id)."`
+	DevKeysFile     string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)."`
 }
 
 // Load reads the configuration through getenv and validates it, reporting
@@ -227,6 +230,12 @@ func (c Config) validate() error {
 		if u, err := url.Parse(c.RedisURL.Reveal()); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			bad("REDIS_URL", "must be a redis:// or rediss:// URL")
 		}
+	}
+	if c.RateLimitPerMinute < 1 || c.RateLimitPerMinute > 10_000_000 {
+		bad("RATE_LIMIT_PER_MINUTE", "%d is outside 1..10000000", c.RateLimitPerMinute)
+	}
+	if c.RateLimitBurst < 1 || c.RateLimitBurst > 1_000_000 {
+		bad("RATE_LIMIT_BURST", "%d is outside 1..1000000", c.RateLimitBurst)
 	}
 	if _, err := uuid.Parse(c.DefaultTenantID); err != nil {
 		bad("DEFAULT_TENANT_ID", "%q is not a UUID", c.DefaultTenantID)

@@ -17,10 +17,12 @@ type Database interface {
 	SchemaVersion(ctx context.Context) (int64, error)
 }
 
-// KV is what the health checks need of the key-value store.
+// KV is the key-value store: health, rate limits and idempotency records.
 type KV interface {
 	Ping(ctx context.Context) error
 	Mode() kv.Mode
+	RateLimiter
+	IdempotencyStore
 }
 
 // Component statuses.

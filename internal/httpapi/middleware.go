@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,7 +113,7 @@ func clientIP(r *http.Request) string {
 // accessLog writes one line per request: correlation id (from the context
 // handler), method, route pattern, status, bytes, duration. Never the path
 // itself, whose ids and query may be personal.
-func accessLog(log *slog.Logger, now func() time.Time) func(http.Handler) http.Handler {
+func accessLog(log *slog.Logger, now func() time.Time, m *metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := now()
@@ -127,6 +128,9 @@ func accessLog(log *slog.Logger, now func() time.Time) func(http.Handler) http.H
 			if route == "" {
 				route = "unmatched"
 			}
+			took := now().Sub(start)
+			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+			m.latency.WithLabelValues(route, r.Method).Observe(took.Seconds())
 			level := slog.LevelInfo
 			if status >= 500 {
 				level = slog.LevelError
@@ -134,7 +138,7 @@ func accessLog(log *slog.Logger, now func() time.Time) func(http.Handler) http.H
 			log.LogAttrs(r.Context(), level, "request",
 				slog.String("method", r.Method), slog.String("route", route),
 				slog.Int("status", status), slog.Int64("bytes", rec.bytes),
-				slog.Float64("duration_ms", float64(now().Sub(start).Microseconds())/1000))
+				slog.Float64("duration_ms", float64(took.Microseconds())/1000))
 		})
 	}
 }
@@ -155,7 +159,7 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 				}
 				log.ErrorContext(r.Context(), "panic serving request", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				if rec.status == 0 {
-					writeProblem(rec, problemFor(r, errors.New("panic")))
+					writeProblem(rec, newProblem(r.Context(), errors.New("panic")).Problem)
 				}
 			}()
 			next.ServeHTTP(rec, r)

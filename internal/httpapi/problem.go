@@ -3,10 +3,8 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/elile/elile/internal/apperr"
-	"github.com/elile/elile/internal/request"
 )
 
 // Problem is an RFC 9457 problem detail with elile's extensions: a stable
@@ -34,6 +32,8 @@ func statusOf(k apperr.Kind) (int, string) {
 	switch k {
 	case apperr.Invalid:
 		return http.StatusUnprocessableEntity, "validation"
+	case apperr.BadRequest:
+		return http.StatusBadRequest, "validation"
 	case apperr.Unauthorized:
 		return http.StatusUnauthorized, "authentication"
 	case apperr.Forbidden:
@@ -49,32 +49,6 @@ func statusOf(k apperr.Kind) (int, string) {
 	default:
 		return http.StatusInternalServerError, "system"
 	}
-}
-
-// problemFor renders err for the client. Internal errors show nothing of
-// their cause; it is logged under the same correlation id.
-func problemFor(r *http.Request, err error) Problem {
-	e := apperr.As(err)
-	if e == nil {
-		e = apperr.New(apperr.Internal, "INTERNAL_ERROR", "internal error")
-	}
-	status, category := statusOf(e.Kind)
-	msg := e.Message
-	if e.Kind == apperr.Internal {
-		msg = "internal error"
-	}
-	p := Problem{
-		Type:     "https://elile.dev/problems/" + strings.ToLower(strings.ReplaceAll(e.Code, "_", "-")),
-		Title:    http.StatusText(status),
-		Status:   status,
-		Detail:   msg,
-		Code:     e.Code,
-		Category: category,
-	}
-	if rc, ok := request.From(r.Context()); ok {
-		p.CorrelationID = rc.CorrelationID().String()
-	}
-	return p
 }
 
 func writeProblem(w http.ResponseWriter, p Problem) {

@@ -12,6 +12,10 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/elile/elile/internal/fieldcrypt"
+	"github.com/elile/elile/internal/kv"
 )
 
 // Deps is what the server needs.
@@ -19,8 +23,15 @@ type Deps struct {
 	Log          *slog.Logger
 	DB           Database
 	KV           KV
-	LatestSchema int64  // the schema version this binary needs
-	Version      string // build version
+	Auth         Authenticator
+	Tenants      TenantStore
+	Keys         KeyStore
+	Keyring      *fieldcrypt.Keyring
+	Rate         kv.Rate                // per credential
+	CORSOrigins  []string               // browser origins allowed
+	Collectors   []prometheus.Collector // extra metrics (pool, audit writer)
+	LatestSchema int64                  // the schema version this binary needs
+	Version      string                 // build version
 	Started      time.Time
 	Now          func() time.Time // time.Now when nil
 }
@@ -30,26 +41,36 @@ func NewServer(d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Rate.Limit == 0 {
+		d.Rate = kv.Rate{Limit: 1200, Period: time.Minute, Burst: 100}
+	}
+	useProblemErrors()
+	m := newMetrics(d.Collectors)
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(d.Version))
+	tenants := &tenantCache{store: d.Tenants, now: d.Now, items: map[tenantIDKey]cachedTenant{}}
+	api.UseMiddleware(authorize(api, tenants, d.Log))
 	registerHealth(api, checker{db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
+	routes(api, d, tenants)
+	mux.Handle("GET /metrics", m.handler())
 
 	// Anything no route matches gets a problem, not the mux's plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			p := problemFor(r, errMethodNotAllowed.Withf("%s is not allowed on %s", r.Method, r.URL.Path))
-			p.Status, p.Title = http.StatusMethodNotAllowed, http.StatusText(http.StatusMethodNotAllowed)
-			writeProblem(w, p)
+			writeProblem(w, newProblem(r.Context(), errMethodNotAllowed.Withf("%s is not allowed on %s", r.Method, r.URL.Path)).Problem)
 			return
 		}
-		writeProblem(w, problemFor(r, errRouteNotFound.Withf("no route for %s %s", r.Method, r.URL.Path)))
+		writeProblem(w, newProblem(r.Context(), errRouteNotFound.Withf("no route for %s %s", r.Method, r.URL.Path)).Problem)
 	})
 
 	var h http.Handler = captureRoute(mux)
+	h = idempotency(d.KV, d.Keyring, d.Log)(h)
+	h = authenticate(d.Auth, d.KV, d.Rate, m, d.Log)(h)
+	h = cors(d.CORSOrigins)(h)
 	h = recoverer(d.Log)(h)
 	h = securityHeaders(h)
-	h = accessLog(d.Log, d.Now)(h)
+	h = accessLog(d.Log, d.Now, m)(h)
 	h = withRequestContext(d.Now)(h)
 	return h
 }
@@ -72,11 +93,16 @@ func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
 
 func apiConfig(version string) huma.Config {
 	cfg := huma.DefaultConfig("elile API", version)
-	cfg.Info.Description = "Multi-tenant core of an employee risk-assessment platform: entities, versioned risk profiles, cached provider data and a sealed audit log."
-	cfg.DocsPath = ""            // huma's page loads its renderer from a CDN
+	cfg.Info.Description = "Multi-tenant core of an employee risk-assessment platform: entities, versioned risk profiles, " +
+		"cached provider data and a sealed audit log. Every /v1 route takes `Authorization: Bearer <API key or JWT>`; " +
+		"errors are RFC 9457 problems (application/problem+json) with a stable `code`."
+	cfg.DocsPath = ""            // huma's page loads its renderer from a CDN; /docs is ours
 	cfg.SchemasPath = ""         // no $schema links in bodies
 	cfg.CreateHooks = nil        // (the hook that adds them)
 	cfg.OpenAPIPath = "/openapi" // serves /openapi.json and /openapi.yaml
 	cfg.RejectUnknownQueryParameters = true
+	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer": {Type: "http", Scheme: "bearer", Description: "An API key (elk_...) or an HS256 JWT with sub, tenant_id, scope and exp."},
+	}
 	return cfg
 }

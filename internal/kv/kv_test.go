@@ -257,3 +257,51 @@ func waitMode(t *testing.T, f *kv.Failover, want kv.Mode) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func testAllow(t *testing.T, allow func(ctx context.Context, key string, r kv.Rate) (kv.Decision, error)) {
+	ctx := context.Background()
+	r := kv.Rate{Limit: 60, Period: time.Minute, Burst: 5}
+	for i := range 5 {
+		d, err := allow(ctx, "rl", r)
+		if err != nil || !d.Allowed || d.Remaining != 4-i {
+			t.Fatalf("request %d: %+v, %v; want allowed with %d remaining", i+1, d, err, 4-i)
+		}
+	}
+	d, err := allow(ctx, "rl", r)
+	if err != nil || d.Allowed || d.RetryAfter <= 0 || d.RetryAfter > time.Second+50*time.Millisecond {
+		t.Fatalf("request 6: %+v, %v; want denied, retry within about 1s", d, err)
+	}
+	if kv.Seconds(d.RetryAfter) != 1 || kv.Seconds(0) != 0 {
+		t.Errorf("Seconds(%s) = %d", d.RetryAfter, kv.Seconds(d.RetryAfter))
+	}
+	if d, _ := allow(ctx, "other", r); !d.Allowed {
+		t.Error("another key was limited")
+	}
+}
+
+func TestAllow_Memory(t *testing.T) {
+	t.Parallel()
+	testAllow(t, kv.NewMemory(nil).Allow)
+}
+
+func TestAllow_Redis(t *testing.T) {
+	t.Parallel()
+	testAllow(t, newRedis(t, redisAddr()).Allow)
+}
+
+func TestAllow_MemoryRefills(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	m := kv.NewMemory(func() time.Time { return now })
+	r := kv.Rate{Limit: 60, Period: time.Minute, Burst: 2}
+	ctx := context.Background()
+	m.Allow(ctx, "k", r) //nolint:errcheck // memory never fails
+	m.Allow(ctx, "k", r) //nolint:errcheck
+	if d, _ := m.Allow(ctx, "k", r); d.Allowed {
+		t.Fatal("third request in the same instant allowed with burst 2")
+	}
+	now = now.Add(time.Second)
+	if d, _ := m.Allow(ctx, "k", r); !d.Allowed {
+		t.Fatal("a second later, one more request should be allowed")
+	}
+}

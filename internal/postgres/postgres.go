@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/elile/elile/internal/apperr"
+	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -39,15 +40,17 @@ var (
 // Options configure the pool.
 type Options struct {
 	URL            string
-	MaxConns       int32         // pool size + overflow
-	MinConns       int32         // kept open even when idle
-	AcquireTimeout time.Duration // longest wait for a free connection; 0: the request's deadline
+	MaxConns       int32               // pool size + overflow
+	MinConns       int32               // kept open even when idle
+	AcquireTimeout time.Duration       // longest wait for a free connection; 0: the request's deadline
+	Keyring        *fieldcrypt.Keyring // encrypts personal data and audit event data
 }
 
 // DB is the pool the server runs its queries through, as AppRole.
 type DB struct {
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
+	ring           *fieldcrypt.Keyring
 }
 
 // Open creates the pool. It does not wait for the server: use Ping or
@@ -75,7 +78,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
-	return &DB{pool: pool, acquireTimeout: o.AcquireTimeout}, nil
+	return &DB{pool: pool, acquireTimeout: o.AcquireTimeout, ring: o.Keyring}, nil
 }
 
 // redactParseError keeps a connection string (which may hold a password)

@@ -3,9 +3,13 @@
 package tenant
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/apperr"
 )
 
 // ID identifies a tenant. The zero ID is "no tenant".
@@ -31,3 +35,43 @@ func (id ID) IsZero() bool { return id == ID{} }
 
 // UUID returns id as a uuid.UUID.
 func (id ID) UUID() uuid.UUID { return uuid.UUID(id) }
+
+// Tenant is a customer organisation.
+type Tenant struct {
+	ID        ID
+	Name      string
+	Slug      string
+	Locale    string
+	Active    bool
+	Config    map[string]any
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Patch changes some of a tenant's fields; nil leaves a field as it is.
+type Patch struct {
+	Name   *string
+	Locale *string
+	Active *bool
+	Config map[string]any
+}
+
+// Errors of tenant operations.
+var (
+	ErrNotFound  = apperr.New(apperr.NotFound, "TENANT_NOT_FOUND", "tenant not found")
+	ErrSlugTaken = apperr.New(apperr.Conflict, "TENANT_SLUG_TAKEN", "a tenant with this slug exists")
+)
+
+type scopeKey struct{}
+
+// WithScope returns ctx scoped to tenant id: the tenant a request acts in,
+// validated against the credential.
+func WithScope(ctx context.Context, id ID) context.Context {
+	return context.WithValue(ctx, scopeKey{}, id)
+}
+
+// ScopeFrom returns the tenant ctx is scoped to.
+func ScopeFrom(ctx context.Context) (ID, bool) {
+	id, ok := ctx.Value(scopeKey{}).(ID)
+	return id, ok && !id.IsZero()
+}

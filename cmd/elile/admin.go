@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/config"
+	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/tenant"
+)
+
+// openDB opens the pool for an admin command and waits for the database.
+func openDB(ctx context.Context, cfg config.Config, stderr io.Writer) (*postgres.DB, error) {
+	ring, err := newKeyring(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return nil, err
+	}
+	db, err := postgres.Open(ctx, postgres.Options{URL: cfg.DatabaseURL.Reveal(), MaxConns: 2, Keyring: ring})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.WaitReady(ctx, cfg.DatabaseConnectTimeout, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+var slugRE = regexp.MustCompile(`^[a-z0-9-]{3,63}$`) //nolint:gochecknoglobals // compiled once
+
+type keyJSON struct {
+	KeyID    string   `json:"key_id"`
+	Secret   string   `json:"secret"`
+	Scopes   []string `json:"scopes"`
+	TenantID *string  `json:"tenant_id,omitempty"`
+}
+
+// createKey makes an API key as the system actor.
+func createKey(ctx context.Context, db *postgres.DB, t tenant.ID, name string, scopes []string) (auth.Key, string, error) {
+	secret, hash, prefix := auth.NewKeySecret()
+	k := auth.Key{ID: uuid.Must(uuid.NewV7()), Tenant: t, Name: name, Prefix: prefix, Scopes: scopes}
+	ev := audit.New(ctx, audit.APIKeyCreated, t).With("api_key", k.ID.String(), uuid.Nil,
+		map[string]any{"scopes": scopes, "prefix": prefix, "via": "cli"})
+	out, err := db.CreateKey(ctx, k, hash, ev)
+	return out, secret, err
+}
+
+// createTenant makes a tenant and its first tenant-admin key.
+func createTenant(ctx context.Context, db *postgres.DB, id tenant.ID, name, slug, locale string) (tenant.Tenant, auth.Key, string, error) {
+	t := tenant.Tenant{ID: id, Name: name, Slug: slug, Locale: locale, Active: true}
+	ev := audit.New(ctx, audit.TenantCreated, t.ID).With("tenant", t.ID.String(), uuid.Nil,
+		map[string]any{"slug": slug, "locale": locale, "via": "cli"})
+	t, err := db.CreateTenant(ctx, t, ev)
+	if err != nil {
+		return tenant.Tenant{}, auth.Key{}, "", err
+	}
+	k, secret, err := createKey(ctx, db, t.ID, "initial admin key", []string{auth.ScopeTenantAdmin})
+	return t, k, secret, err
+}
+
+func cmdTenant(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return usageError{errors.New("usage: elile tenant create --name NAME [--slug SLUG] [--locale US] [--json]")}
+	}
+	fs := flag.NewFlagSet("tenant create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "display name (required)")
+	slug := fs.String("slug", "", "3-63 of a-z, 0-9, - (default: from the name)")
+	locale := fs.String("locale", "US", "locale")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	*name = strings.TrimSpace(*name)
+	if *name == "" || len(*name) > 200 {
+		return usageError{errors.New("--name is required (1 to 200 characters)")}
+	}
+	if *slug == "" {
+		*slug = strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(*name), "-"), "-")
+	}
+	if !slugRE.MatchString(*slug) {
+		return usageError{fmt.Errorf("slug %q: 3 to 63 characters of a-z, 0-9 and - (give --slug)", *slug)}
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	t, k, secret, err := createTenant(ctx, db, tenant.NewID(), *name, *slug, *locale)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{"tenant_id": t.ID.String(),
+			"api_key": keyJSON{KeyID: k.ID.String(), Secret: secret, Scopes: k.Scopes}})
+	}
+	fmt.Fprintf(stdout, "tenant %s (%s) created\nadmin API key %s (shown once): %s\n", t.ID, t.Slug, k.ID, secret)
+	return nil
+}
+
+func cmdAPIKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	const use = "usage: elile apikey create (--tenant ID --scopes a,b | --platform-admin) [--name NAME] [--json]"
+	if len(args) == 0 || args[0] != "create" {
+		return usageError{errors.New(use)}
+	}
+	fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tid := fs.String("tenant", "", "tenant id")
+	scopes := fs.String("scopes", "", "comma-separated scopes")
+	platform := fs.Bool("platform-admin", false, "a platform-admin key (no tenant)")
+	name := fs.String("name", "", "key name")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	var t tenant.ID
+	var list []string
+	switch {
+	case *platform && (*tid != "" || *scopes != ""):
+		return usageError{errors.New("--platform-admin takes neither --tenant nor --scopes")}
+	case *platform:
+		list = []string{auth.ScopePlatformAdmin}
+	default:
+		var err error
+		if t, err = tenant.ParseID(*tid); err != nil {
+			return usageError{errors.New(use)}
+		}
+		for _, s := range strings.Split(*scopes, ",") {
+			s = strings.TrimSpace(s)
+			if s == auth.ScopePlatformAdmin || !auth.ValidScope(s) {
+				return usageError{fmt.Errorf("scope %q: want some of %s", s, strings.Join(append(auth.TenantScopes(), auth.ScopeTenantAdmin), ", "))}
+			}
+			list = append(list, s)
+		}
+	}
+	if *name == "" {
+		*name = "cli key"
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	k, secret, err := createKey(ctx, db, t, *name, list)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := keyJSON{KeyID: k.ID.String(), Secret: secret, Scopes: k.Scopes}
+		var tenantID *string
+		if !t.IsZero() {
+			s := t.String()
+			tenantID = &s
+		}
+		return json.NewEncoder(stdout).Encode(struct {
+			keyJSON
+			TenantID *string `json:"tenant_id"`
+		}{out, tenantID})
+	}
+	fmt.Fprintf(stdout, "API key %s (shown once): %s\n", k.ID, secret)
+	return nil
+}
+
+// bootstrapDev gives a fresh development database a tenant and an admin
+// key, and prints a request that works. Its credentials are kept beside the
+// development keys so later runs can remind the developer.
+func bootstrapDev(ctx context.Context, cfg config.Config, db *postgres.DB, stdout io.Writer) error {
+	credFile := filepath.Join(filepath.Dir(cfg.DevKeysFile), "dev-credentials.env")
+	existing, err := db.Tenants(ctx, uuid.Nil, 1)
+	if err != nil {
+		return err
+	}
+	if len(existing) > 0 {
+		if _, err := os.Stat(credFile); err == nil {
+			fmt.Fprintf(stdout, "development credentials: %s\n", credFile)
+		}
+		return nil
+	}
+	id := tenant.NewID()
+	if u := uuid.MustParse(cfg.DefaultTenantID); u != uuid.Nil {
+		id = tenant.ID(u)
+	}
+	t, _, secret, err := createTenant(ctx, db, id, "Development", "dev", "US")
+	if err != nil {
+		return fmt.Errorf("create the development tenant: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(credFile), 0o700); err == nil {
+		_ = os.WriteFile(credFile, []byte(fmt.Sprintf("ELILE_TENANT_ID=%s\nELILE_API_KEY=%s\n", t.ID, secret)), 0o600)
+	}
+	fmt.Fprintf(stdout, `
+Created a development tenant %s and an admin API key (also saved in %s):
+
+  curl -s -H 'Authorization: Bearer %s' -H 'X-Tenant-ID: %s' http://%s/v1/tenant
+
+`, t.ID, credFile, secret, t.ID, cfg.Addr())
+	return nil
+}

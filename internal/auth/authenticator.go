@@ -1,0 +1,170 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/apperr"
+	"github.com/elile/elile/internal/tenant"
+)
+
+// Key is a stored API key (never its secret).
+type Key struct {
+	ID         uuid.UUID
+	Tenant     tenant.ID // zero: platform-admin key
+	Name       string
+	Prefix     string // the secret's first characters, for recognising it
+	Scopes     []string
+	CreatedBy  uuid.UUID
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: never
+	LastUsedAt time.Time // zero: never used
+	RevokedAt  time.Time // zero: not revoked
+}
+
+// ErrKeyNotFound is returned for a key that does not exist in the tenant.
+var ErrKeyNotFound = apperr.New(apperr.NotFound, "API_KEY_NOT_FOUND", "API key not found")
+
+// KeyStore finds keys by the hash of their secret.
+type KeyStore interface {
+	// KeyByHash returns the key with that secret hash; apperr NotFound if none.
+	KeyByHash(ctx context.Context, hash []byte) (Key, error)
+}
+
+// CacheTTL bounds how long a key lookup is reused: a revoked key is refused
+// on every instance within this time.
+const CacheTTL = 500 * time.Millisecond
+
+// Authenticator turns a bearer token into a Principal.
+type Authenticator struct {
+	keys      KeyStore
+	jwtSecret []byte
+	now       func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedKey // by hash
+}
+
+type cachedKey struct {
+	key     Key
+	err     error
+	fetched time.Time
+}
+
+// NewAuthenticator returns an authenticator over keys, verifying JWTs with
+// jwtSecret (the bytes of API_SECRET_KEY).
+func NewAuthenticator(keys KeyStore, jwtSecret []byte, now func() time.Time) *Authenticator {
+	if now == nil {
+		now = time.Now
+	}
+	return &Authenticator{keys: keys, jwtSecret: jwtSecret, now: now, cache: make(map[string]cachedKey)}
+}
+
+// Authenticate checks an Authorization header value. Errors are
+// Unauthorized apperrs (ErrMissing, ErrMalformed, ErrInvalid, ErrExpired,
+// ErrRevoked), or Unavailable when the key store cannot answer.
+func (a *Authenticator) Authenticate(ctx context.Context, header string) (Principal, error) {
+	if header == "" {
+		return Principal{}, ErrMissing
+	}
+	scheme, tok, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+		return Principal{}, ErrMalformed
+	}
+	if strings.HasPrefix(tok, KeyPrefix) {
+		return a.apiKey(ctx, tok)
+	}
+	return a.jwt(tok)
+}
+
+func (a *Authenticator) apiKey(ctx context.Context, secret string) (Principal, error) {
+	if !looksLikeKey(secret) {
+		return Principal{}, ErrMalformed
+	}
+	hash := HashSecret(secret)
+	now := a.now()
+	a.mu.Lock()
+	c, hit := a.cache[string(hash)]
+	a.mu.Unlock()
+	if !hit || now.Sub(c.fetched) >= CacheTTL {
+		k, err := a.keys.KeyByHash(ctx, hash)
+		if err != nil && apperr.KindOf(err) != apperr.NotFound {
+			return Principal{}, err // the store is down: not the caller's fault
+		}
+		c = cachedKey{key: k, err: err, fetched: now}
+		a.mu.Lock()
+		if len(a.cache) > 100_000 { // bound memory under a flood of random keys
+			clear(a.cache)
+		}
+		a.cache[string(hash)] = c
+		a.mu.Unlock()
+	}
+	switch {
+	case c.err != nil:
+		return Principal{}, ErrInvalid
+	case !c.key.RevokedAt.IsZero():
+		return Principal{}, ErrRevoked
+	case !c.key.ExpiresAt.IsZero() && !now.Before(c.key.ExpiresAt):
+		return Principal{}, ErrExpired
+	}
+	return NewPrincipal("key:"+c.key.ID.String(), c.key.ID, c.key.ID, ActorService, c.key.Tenant, c.key.Scopes, c.key.ExpiresAt), nil
+}
+
+// Claims are the JWT claims elile reads.
+type Claims struct {
+	TenantID string `json:"tenant_id"`
+	Scope    string `json:"scope"`
+	jwt.RegisteredClaims
+}
+
+func (a *Authenticator) jwt(tok string) (Principal, error) {
+	if len(a.jwtSecret) == 0 {
+		return Principal{}, ErrInvalid
+	}
+	var claims Claims
+	_, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return a.jwtSecret, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(a.now),
+		jwt.WithLeeway(5*time.Second))
+	if err != nil {
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			return Principal{}, ErrExpired
+		}
+		if errors.Is(err, jwt.ErrTokenMalformed) {
+			return Principal{}, ErrMalformed
+		}
+		return Principal{}, ErrInvalid
+	}
+	sub, err := uuid.Parse(claims.Subject)
+	if err != nil {
+		return Principal{}, ErrInvalid.Withf("token subject is not a UUID")
+	}
+	tid, err := tenant.ParseID(claims.TenantID)
+	if err != nil {
+		return Principal{}, ErrInvalid.Withf("token tenant_id is not a UUID")
+	}
+	var scopes []string
+	for _, s := range strings.Fields(claims.Scope) {
+		if ValidScope(s) {
+			scopes = append(scopes, s)
+		}
+	}
+	var exp time.Time
+	if claims.ExpiresAt != nil {
+		exp = claims.ExpiresAt.Time
+	}
+	return NewPrincipal("jwt:"+sub.String()+":"+tid.String(), uuid.Nil, sub, ActorHuman, tid, scopes, exp), nil
+}
+
+// SignJWT makes an HS256 token; for tests, tools and development.
+func SignJWT(secret []byte, sub uuid.UUID, t tenant.ID, scopes []string, exp time.Time) (string, error) {
+	c := Claims{TenantID: t.String(), Scope: strings.Join(scopes, " "), RegisteredClaims: jwt.RegisteredClaims{
+		Subject: sub.String(), ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(time.Now()),
+	}}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+}

@@ -1,0 +1,173 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/elile/elile/internal/apperr"
+	"github.com/elile/elile/internal/request"
+)
+
+// problemError is a Problem that huma writes as the response: it
+// implements huma.StatusError and sets the problem+json content type.
+type problemError struct {
+	Problem
+	headers http.Header
+}
+
+func (p *problemError) Error() string  { return p.Detail }
+func (p *problemError) GetStatus() int { return p.Status }
+
+// ContentType implements huma's ContentTypeFilter.
+func (p *problemError) ContentType(string) string { return "application/problem+json" }
+
+// GetHeaders implements huma.HeadersError.
+func (p *problemError) GetHeaders() http.Header { return p.headers }
+
+// Codes for errors huma raises itself (decoding, validation, negotiation).
+func codeForStatus(status int) (string, apperr.Kind) {
+	switch status {
+	case http.StatusBadRequest:
+		return "BAD_REQUEST", apperr.BadRequest
+	case http.StatusUnprocessableEntity:
+		return "VALIDATION_FAILED", apperr.Invalid
+	case http.StatusRequestEntityTooLarge:
+		return "BODY_TOO_LARGE", apperr.Invalid
+	case http.StatusUnsupportedMediaType:
+		return "UNSUPPORTED_MEDIA_TYPE", apperr.Invalid
+	case http.StatusNotAcceptable:
+		return "NOT_ACCEPTABLE", apperr.Invalid
+	case http.StatusNotFound:
+		return "NOT_FOUND", apperr.NotFound
+	case http.StatusServiceUnavailable:
+		return "SERVICE_UNAVAILABLE", apperr.Unavailable
+	default:
+		return "INTERNAL_ERROR", apperr.Internal
+	}
+}
+
+// newProblem renders err for the request in ctx: an apperr keeps its
+// code, kind and message; anything else is an internal error whose cause
+// stays in the log.
+func newProblem(ctx context.Context, err error) *problemError {
+	e := apperr.As(err)
+	if e == nil {
+		e = apperr.New(apperr.Internal, "INTERNAL_ERROR", "internal error")
+	}
+	status, category := statusOf(e.Kind)
+	if e.Code == errMethodNotAllowed.Code {
+		status = http.StatusMethodNotAllowed
+	}
+	msg := e.Message
+	if e.Kind == apperr.Internal {
+		msg = "internal error"
+	}
+	p := &problemError{Problem: Problem{
+		Type:     "https://elile.dev/problems/" + kebab(e.Code),
+		Title:    http.StatusText(status),
+		Status:   status,
+		Detail:   msg,
+		Code:     e.Code,
+		Category: category,
+	}}
+	if rc, ok := request.From(ctx); ok {
+		p.CorrelationID = rc.CorrelationID().String()
+	}
+	var fe *fieldErrors
+	if errors.As(err, &fe) {
+		p.Errors = fe.items
+	}
+	return p
+}
+
+func kebab(code string) string {
+	b := []byte(code)
+	for i, c := range b {
+		switch {
+		case c == '_':
+			b[i] = '-'
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// fieldErrors carries one item per bad field with a validation error.
+type fieldErrors struct{ items []ProblemItem }
+
+func (f *fieldErrors) Error() string { return "validation failed" }
+
+// errValidation is the 422 of bad fields.
+var errValidation = apperr.New(apperr.Invalid, "VALIDATION_FAILED", "the request has invalid fields")
+
+// invalidFields returns a 422 listing each bad field.
+func invalidFields(items ...ProblemItem) error {
+	return errValidation.Wrap(&fieldErrors{items: items})
+}
+
+var installHumaErrors sync.Once //nolint:gochecknoglobals // huma's error constructor is package state
+
+// useProblemErrors makes huma render its own errors (bad JSON, validation,
+// body too large, ...) as elile problems. huma offers this only as a
+// package variable, so it is set once per process; it holds no state.
+func useProblemErrors() {
+	installHumaErrors.Do(func() {
+		// NewError is also what huma reflects on to document error
+		// responses in the OpenAPI document.
+		huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+			return huma.NewErrorWithContext(nil, status, msg, errs...)
+		}
+		huma.NewErrorWithContext = func(hctx huma.Context, status int, msg string, errs ...error) huma.StatusError {
+			var ctx context.Context = context.Background()
+			if hctx != nil {
+				ctx = hctx.Context()
+			}
+			for _, err := range errs {
+				var pe *problemError
+				if errors.As(err, &pe) {
+					return pe
+				}
+				if apperr.As(err) != nil {
+					return newProblem(ctx, err)
+				}
+			}
+			code, kind := codeForStatus(status)
+			var items []ProblemItem
+			for _, err := range errs {
+				var d huma.ErrorDetailer
+				if errors.As(err, &d) {
+					det := d.ErrorDetail()
+					items = append(items, ProblemItem{Location: det.Location, Message: det.Message})
+				}
+			}
+			if kind == apperr.Internal {
+				msg = "internal error"
+			}
+			p := newProblem(ctx, apperr.New(kind, code, msg).Wrap(&fieldErrors{items: items}))
+			p.Status, p.Title = status, http.StatusText(status)
+			return p
+		}
+	})
+}
+
+// respond turns a handler's error into a problem, logging internal errors
+// in full under the request's correlation id.
+func respond(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	p := newProblem(ctx, err)
+	if p.Status >= 500 {
+		log.ErrorContext(ctx, "request failed", "err", err, "code", p.Code)
+	}
+	if p.Status == http.StatusServiceUnavailable {
+		p.headers = http.Header{"Retry-After": {"1"}}
+	}
+	return p
+}

@@ -1,0 +1,229 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/apperr"
+	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/kv"
+	"github.com/elile/elile/internal/tenant"
+)
+
+// Authenticator turns an Authorization header into a principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+}
+
+// RateLimiter takes one request from a key's allowance.
+type RateLimiter interface {
+	Allow(ctx context.Context, key string, r kv.Rate) (kv.Decision, error)
+}
+
+// authenticate guards everything under /v1: a valid bearer credential or a
+// 401 with WWW-Authenticate; then the credential's rate limit, with the
+// RateLimit-* headers on every authenticated response and 429 beyond it.
+func authenticate(a Authenticator, limiter RateLimiter, rate kv.Rate, m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1" || r.Method == http.MethodOptions {
+				next.ServeHTTP(w, r)
+				return
+			}
+			p, err := a.Authenticate(r.Context(), r.Header.Get("Authorization"))
+			if err != nil {
+				if apperr.KindOf(err) == apperr.Unauthorized {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="elile"`)
+				} else {
+					log.ErrorContext(r.Context(), "authentication unavailable", "err", err)
+				}
+				writeProblem(w, newProblem(r.Context(), err).Problem)
+				return
+			}
+			d, err := limiter.Allow(r.Context(), "rl:{"+p.Credential()+"}", rate)
+			if err != nil { // both stores failed: do not lock everyone out
+				log.ErrorContext(r.Context(), "rate limiter failed; allowing", "err", err)
+				d = kv.Decision{Allowed: true, Remaining: rate.Burst}
+			}
+			h := w.Header()
+			h.Set("RateLimit-Limit", strconv.Itoa(rate.Limit))
+			h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
+			h.Set("RateLimit-Reset", strconv.Itoa(kv.Seconds(d.ResetAfter)))
+			if !d.Allowed {
+				m.rateLimited.Inc()
+				h.Set("Retry-After", strconv.Itoa(max(kv.Seconds(d.RetryAfter), 1)))
+				writeProblem(w, newProblem(r.Context(), errRateLimited).Problem)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		})
+	}
+}
+
+var errRateLimited = apperr.New(apperr.RateLimited, "RATE_LIMITED", "too many requests for this credential; retry after the Retry-After seconds")
+
+// Tenant and permission errors.
+var (
+	errTenantRequired  = apperr.New(apperr.BadRequest, "TENANT_REQUIRED", "X-Tenant-ID header required")
+	errTenantInvalid   = apperr.New(apperr.BadRequest, "TENANT_INVALID", "X-Tenant-ID is not a UUID")
+	errTenantForbidden = apperr.New(apperr.Forbidden, "TENANT_FORBIDDEN", "this credential may not act in that tenant")
+	errPermission      = apperr.New(apperr.Forbidden, "PERMISSION_DENIED", "the credential lacks the scope this operation needs")
+)
+
+// access is what an operation demands beyond authentication.
+type access struct {
+	Scope  string // required scope; "" for any authenticated caller
+	Tenant bool   // acts in the tenant named by X-Tenant-ID
+}
+
+const accessKey = "elile.access"
+
+// TenantLookup finds tenants to validate X-Tenant-ID.
+type TenantLookup interface {
+	Tenant(ctx context.Context, id tenant.ID) (tenant.Tenant, error)
+}
+
+// tenantCache remembers tenant lookups briefly: a deactivated tenant's
+// credentials are refused within tenantCacheTTL on every instance.
+type tenantCache struct {
+	store TenantLookup
+	now   func() time.Time
+	mu    sync.Mutex
+	items map[tenantIDKey]cachedTenant
+}
+
+type tenantIDKey = tenant.ID
+
+type cachedTenant struct {
+	t       tenant.Tenant
+	err     error
+	fetched time.Time
+}
+
+const tenantCacheTTL = 500 * time.Millisecond
+
+func (c *tenantCache) get(ctx context.Context, id tenant.ID) (tenant.Tenant, error) {
+	now := c.now()
+	c.mu.Lock()
+	it, ok := c.items[id]
+	c.mu.Unlock()
+	if ok && now.Sub(it.fetched) < tenantCacheTTL {
+		return it.t, it.err
+	}
+	t, err := c.store.Tenant(ctx, id)
+	if err != nil && apperr.KindOf(err) != apperr.NotFound {
+		return t, err
+	}
+	c.mu.Lock()
+	if len(c.items) > 100_000 {
+		clear(c.items)
+	}
+	c.items[id] = cachedTenant{t: t, err: err, fetched: now}
+	c.mu.Unlock()
+	return t, err
+}
+
+func (c *tenantCache) forget(id tenant.ID) {
+	c.mu.Lock()
+	delete(c.items, id)
+	c.mu.Unlock()
+}
+
+// authorize enforces each operation's access: X-Tenant-ID present, a UUID,
+// an active tenant the credential may act in (400 / 403 TENANT_*), and the
+// scope (403 PERMISSION_DENIED). The tenant goes into the context.
+func authorize(api huma.API, tenants *tenantCache, log *slog.Logger) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		a, ok := ctx.Operation().Metadata[accessKey].(access)
+		if !ok {
+			next(ctx)
+			return
+		}
+		fail := func(err error) {
+			_ = huma.WriteErr(api, ctx, 0, "", respond(ctx.Context(), log, err))
+		}
+		p, ok := auth.PrincipalFrom(ctx.Context())
+		if !ok {
+			fail(auth.ErrMissing)
+			return
+		}
+		c := ctx.Context()
+		if a.Tenant {
+			raw := ctx.Header("X-Tenant-ID")
+			if raw == "" {
+				fail(errTenantRequired)
+				return
+			}
+			u, err := uuid.Parse(raw)
+			if err != nil || len(raw) != 36 {
+				fail(errTenantInvalid)
+				return
+			}
+			id := tenant.ID(u)
+			if !p.PlatformAdmin() && p.Tenant() != id {
+				fail(errTenantForbidden)
+				return
+			}
+			t, err := tenants.get(c, id)
+			if err != nil {
+				if apperr.KindOf(err) == apperr.NotFound {
+					fail(errTenantForbidden)
+				} else {
+					fail(err)
+				}
+				return
+			}
+			if !t.Active {
+				fail(errTenantForbidden.Withf("tenant is inactive"))
+				return
+			}
+			c = tenant.WithScope(c, id)
+		}
+		if a.Scope != "" && !p.Has(a.Scope) {
+			fail(errPermission.Withf("this operation needs the scope %s", a.Scope))
+			return
+		}
+		next(huma.WithContext(ctx, c))
+	}
+}
+
+// cors answers preflights and marks responses for the configured origins
+// only; other origins get no CORS headers (the browser then refuses).
+func cors(origins []string) func(http.Handler) http.Handler {
+	allowed := make(map[string]bool, len(origins))
+	any := false
+	for _, o := range origins {
+		o = strings.TrimSpace(o)
+		allowed[o] = true
+		any = any || o == "*"
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			origin := r.Header.Get("Origin")
+			if origin == "" || (!allowed[origin] && !any) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			h := w.Header()
+			h.Add("Vary", "Origin")
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Expose-Headers", "X-Correlation-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, Idempotent-Replayed, Location")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Tenant-ID, X-Correlation-ID, Idempotency-Key, traceparent")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}

@@ -1,0 +1,159 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/apperr"
+)
+
+// routes registers every operation of the API. It is the one place that
+// shows the whole surface: method, path, required scope and whether the
+// route acts in the tenant of X-Tenant-ID.
+func routes(api huma.API, d Deps, tenants *tenantCache) {
+	r := registrar{api: api, log: d.Log}
+
+	// Tenants and keys (API.md "Tenants and keys").
+	r.add(http.MethodPost, "/v1/tenants", "create-tenant", "Create a tenant", access{Scope: "platform:admin"}, http.StatusCreated, handleTenantCreate(d))
+	r.add(http.MethodGet, "/v1/tenants", "list-tenants", "List tenants", access{Scope: "platform:admin"}, 0, handleTenantList(d))
+	r.add(http.MethodGet, "/v1/tenants/{tenant_id}", "get-tenant", "Get a tenant", access{Scope: "platform:admin"}, 0, handleTenantGet(d))
+	r.add(http.MethodPatch, "/v1/tenants/{tenant_id}", "update-tenant", "Update a tenant", access{Scope: "platform:admin"}, 0, handleTenantUpdate(d, tenants))
+	r.add(http.MethodGet, "/v1/tenant", "get-own-tenant", "The caller's tenant", access{Tenant: true}, 0, handleOwnTenant(d))
+	r.add(http.MethodPost, "/v1/api-keys", "create-api-key", "Create an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusCreated, handleKeyCreate(d))
+	r.add(http.MethodGet, "/v1/api-keys", "list-api-keys", "List API keys", access{Scope: "keys:manage", Tenant: true}, 0, handleKeyList(d))
+	r.add(http.MethodDelete, "/v1/api-keys/{key_id}", "revoke-api-key", "Revoke an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusNoContent, handleKeyRevoke(d))
+}
+
+// registrar registers operations with their access rules and error
+// documentation.
+type registrar struct {
+	api huma.API
+	log *slog.Logger
+}
+
+// add registers handler h, whose signature huma inspects for its input
+// and output types. Errors it returns go through respond.
+func (r registrar) add(method, path, id, summary string, a access, status int, h any) {
+	errs := []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusUnprocessableEntity}
+	if a.Tenant {
+		errs = append(errs, http.StatusBadRequest)
+	}
+	if method == http.MethodPost || method == http.MethodPatch {
+		errs = append(errs, http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
+	}
+	errs = append(errs, http.StatusNotFound, http.StatusInternalServerError, http.StatusServiceUnavailable)
+	op := huma.Operation{
+		OperationID: id, Method: method, Path: path, Summary: summary, DefaultStatus: status,
+		Tags:         []string{tagFor(path)},
+		Security:     []map[string][]string{{"bearer": {}}},
+		Metadata:     map[string]any{accessKey: a},
+		MaxBodyBytes: maxBody,
+		Errors:       dedupe(errs),
+	}
+	if a.Scope != "" {
+		op.Description = "Requires scope `" + a.Scope + "`."
+	}
+	if a.Tenant {
+		op.Description += " Acts in the tenant named by `X-Tenant-ID`."
+		op.Parameters = append(op.Parameters, &huma.Param{Name: "X-Tenant-ID", In: "header", Required: true,
+			Description: "The tenant to act in (UUID).", Schema: &huma.Schema{Type: "string", Format: "uuid"}})
+	}
+	if method == http.MethodPost {
+		op.Parameters = append(op.Parameters, &huma.Param{Name: "Idempotency-Key", In: "header",
+			Description: "Replays the first response for the same key and body within 24 h.", Schema: &huma.Schema{Type: "string", MaxLength: ptr(255)}})
+	}
+	registerAny(r.api, op, h, r.log)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func dedupe(xs []int) []int {
+	seen := map[int]bool{}
+	out := xs[:0]
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func tagFor(path string) string {
+	switch {
+	case len(path) >= 12 && path[:12] == "/v1/api-keys":
+		return "API keys"
+	case len(path) >= 10 && path[:10] == "/v1/tenant":
+		return "Tenants"
+	case len(path) >= 13 && path[:13] == "/v1/audit-eve":
+		return "Audit log"
+	default:
+		return "Entities"
+	}
+}
+
+// handlerFunc is the shape of every handler: huma's, with errors still to
+// be rendered.
+type handlerFunc[I, O any] func(context.Context, *I) (*O, error)
+
+// registerAny dispatches on the handler's type; every handler type is
+// listed in handlers.go's register calls.
+func registerAny(api huma.API, op huma.Operation, h any, log *slog.Logger) {
+	h.(interface {
+		register(huma.API, huma.Operation, *slog.Logger)
+	}).register(api, op, log)
+}
+
+func (h handlerFunc[I, O]) register(api huma.API, op huma.Operation, log *slog.Logger) {
+	huma.Register(api, op, func(ctx context.Context, in *I) (*O, error) {
+		out, err := h(ctx, in)
+		return out, respond(ctx, log, err)
+	})
+}
+
+// Page is a page of a list.
+type Page[T any] struct {
+	Data       []T     `json:"data" nullable:"false"`
+	NextCursor *string `json:"next_cursor" doc:"Pass as cursor for the next page; null on the last page"`
+}
+
+// ListParams are the paging parameters of every list.
+type ListParams struct {
+	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size"`
+	Cursor string `query:"cursor" maxLength:"200" doc:"Opaque cursor from next_cursor"`
+}
+
+var errCursor = apperr.New(apperr.BadRequest, "CURSOR_INVALID", "cursor is not one this API returned")
+
+// after decodes the cursor: the id of the last item of the previous page.
+func (l ListParams) after() (uuid.UUID, error) {
+	if l.Cursor == "" {
+		return uuid.Nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(l.Cursor)
+	if err != nil || len(b) != 17 || b[0] != 1 {
+		return uuid.Nil, errCursor
+	}
+	return uuid.UUID(b[1:]), nil
+}
+
+// page builds a page from up to limit+1 items: the extra one says there
+// is a next page.
+func page[T any](items []T, limit int, id func(T) uuid.UUID) Page[T] {
+	p := Page[T]{Data: items}
+	if p.Data == nil {
+		p.Data = []T{}
+	}
+	if len(items) > limit {
+		p.Data = items[:limit]
+		last := id(items[limit-1])
+		c := base64.RawURLEncoding.EncodeToString(append([]byte{1}, last[:]...))
+		p.NextCursor = &c
+	}
+	return p
+}

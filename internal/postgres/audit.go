@@ -1,0 +1,79 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/elile/elile/internal/audit"
+)
+
+const insertAuditSQL = `INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, user_id, actor_type,
+	correlation_id, entity_id, resource_type, resource_id, event_data, ip_address, user_agent)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
+
+// auditArgs encodes ev for insertAuditSQL, encrypting its data bound to the
+// audit id and tenant.
+func (db *DB) auditArgs(ev audit.Event) ([]any, error) {
+	if db.ring == nil {
+		return nil, fmt.Errorf("audit %s: no keyring configured", ev.Type)
+	}
+	data := ev.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	plain, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("audit %s: encode data: %w", ev.Type, err)
+	}
+	sealed, err := db.ring.Seal(plain, auditColumn.AD(ev.ID, ev.Tenant.UUID()))
+	if err != nil {
+		return nil, err
+	}
+	var ip *netip.Addr
+	if a, err := netip.ParseAddr(ev.IP); err == nil {
+		ip = &a
+	}
+	return []any{ev.ID, ev.At, nullTenant(ev.Tenant.UUID()), ev.Type, ev.Severity, nullUUID(ev.UserID), string(ev.Actor),
+		ev.CorrelationID, nullUUID(ev.EntityID), nullString(ev.ResourceType), nullString(ev.ResourceID), sealed, ip,
+		nullString(ev.UserAgent)}, nil
+}
+
+//nolint:gochecknoglobals // immutable description of the column
+var auditColumn = EncryptedColumn{Table: "audit_events", Column: "event_data", ID: "audit_id", Tenant: "tenant_id"}
+
+// appendAudit writes ev in tx: it commits or rolls back with the change it
+// records.
+func (db *DB) appendAudit(ctx context.Context, tx pgx.Tx, ev audit.Event) error {
+	args, err := db.auditArgs(ev)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, insertAuditSQL, args...)
+	return err
+}
+
+// AppendAudit writes ev inside t, the transaction of the change it records.
+func (t *Tx) AppendAudit(ctx context.Context, db *DB, ev audit.Event) error {
+	return db.appendAudit(ctx, t.tx, ev)
+}
+
+func nullUUID(u uuid.UUID) *uuid.UUID {
+	if u == uuid.Nil {
+		return nil
+	}
+	return &u
+}
+
+func nullTenant(u uuid.UUID) *uuid.UUID { return nullUUID(u) }
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
