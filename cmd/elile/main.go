@@ -11,12 +11,15 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/elile/elile/internal/kv"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "" //nolint:gochecknoglobals // set by the linker
 
 func main() {
+	kv.QuietDriverLogs()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	stop()

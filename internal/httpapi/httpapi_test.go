@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/faultproxy"
+	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/logging"
 	"github.com/elile/elile/internal/postgres"
@@ -46,24 +49,45 @@ type testBundle struct {
 	kv      *kv.Failover
 	logs    *syncBuffer
 	pgProxy *faultproxy.Proxy
+	ring    *fieldcrypt.Keyring
+	deps    Deps
 }
 
 type setupOpts struct {
 	noRedis   bool
 	redisAddr string // default: the local server
+	rate      kv.Rate
+	origins   []string
+	dbURL     string // share another test's database
+	kvPrefix  string // share another test's Redis keys
+}
+
+var testJWTSecret = []byte("test-secret-test-secret-test-secret!!") //nolint:gochecknoglobals // test fixture
+
+func testKeyring(t testing.TB) *fieldcrypt.Keyring {
+	t.Helper()
+	k, err := fieldcrypt.NewKeyring(map[uint32][]byte{1: bytes.Repeat([]byte{7}, 32)}, 1, bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // setup starts a server on a fresh database reached through a fault proxy.
 func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	t.Helper()
-	url := pgtest.DB(t)
+	url := o.dbURL
+	if url == "" {
+		url = pgtest.DB(t)
+	}
+	ring := testKeyring(t)
 	proxy, err := faultproxy.Start("127.0.0.1:5432")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
 	proxied := strings.Replace(url, "127.0.0.1:5432", proxy.Addr(), 1)
-	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied})
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied, Keyring: ring})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,16 +106,25 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 		if addr == "" {
 			addr = "127.0.0.1:6379"
 		}
-		r, err := kv.NewRedis("redis://"+addr+"/0", "elile-test:"+uuid.NewString()+":")
+		prefix := o.kvPrefix
+		if prefix == "" {
+			prefix = "elile-test:" + uuid.NewString() + ":"
+		}
+		r, err := kv.NewRedis("redis://"+addr+"/0", prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close() })
 		store = kv.NewFailover(r, kv.NewMemory(nil), log, time.Second)
 	}
-	h := NewServer(Deps{Log: log, DB: db, KV: store, LatestSchema: postgres.LatestVersion(),
-		Version: "test-1", Started: time.Now().Add(-90 * time.Second)})
-	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy}
+	if err := store.Ping(context.Background()); err != nil && !o.noRedis && o.redisAddr == "" {
+		t.Fatalf("redis: %v", err)
+	}
+	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
+		Tenants: db, Keys: db, Rate: o.rate, CORSOrigins: o.origins, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
+		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
+	h := NewServer(d)
+	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d}
 }
 
 func do(t *testing.T, h http.Handler, method, target string, hdr map[string]string) *httptest.ResponseRecorder {
@@ -392,3 +425,7 @@ func TestOpenAPI(t *testing.T) {
 	}
 	_ = io.Discard
 }
+
+type slogLogger = slog.Logger
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -157,8 +157,8 @@ func handleTenantList(d Deps) handlerFunc[ListParams, tenantListOutput] {
 }
 
 type updateTenantInput struct {
-	tenantPath
-	Body struct {
+	TenantID string `path:"tenant_id" format:"uuid"`
+	Body     struct {
 		Name   *string        `json:"name,omitempty" minLength:"1" maxLength:"200"`
 		Locale *string        `json:"locale,omitempty" minLength:"2" maxLength:"35" pattern:"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"`
 		Active *bool          `json:"active,omitempty" doc:"false deactivates the tenant: its credentials get 403 within a second"`

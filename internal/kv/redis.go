@@ -34,6 +34,15 @@ func NewRedis(url, prefix string) (*Redis, error) {
 	return &Redis{c: redis.NewClient(opts), prefix: prefix}, nil
 }
 
+// QuietDriverLogs stops go-redis from printing its own dial errors to
+// stderr: the Failover logs outages once, through slog. go-redis offers
+// this only process-wide, so main (and tests) call it once.
+func QuietDriverLogs() { redis.SetLogger(quietLogger{}) }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
 // Close closes the client's connections.
 func (r *Redis) Close() error { return r.c.Close() }
 
