@@ -5,22 +5,31 @@ LDFLAGS := -X main.version=$(VERSION)
 # Coverage is counted over every package, whichever test exercises it.
 COVERPKG := ./...
 
-.PHONY: run build test services vet fmt cover clean
+.PHONY: run build test services vet fmt cover clean docs-assets
+
+DOCS_JS := internal/httpapi/docsassets/redoc.standalone.js
 
 ## run: build and start the server (development defaults, local PostgreSQL and Redis)
 run: build services
 	./bin/elile serve
 
-## build: compile bin/elile
-build:
+## build: compile bin/elile (with the /docs renderer from npm)
+build: docs-assets
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/elile ./cmd/elile
 
 ## services: start the local PostgreSQL and Redis when they are down
 services:
 	@./scripts/services.sh
 
+## docs-assets: fetch the API reference renderer (npm, locked) for embedding
+docs-assets: $(DOCS_JS)
+
+$(DOCS_JS): web/docs/package.json web/docs/package-lock.json
+	cd web/docs && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	cp web/docs/node_modules/redoc/bundles/redoc.standalone.js $@
+
 ## test: every test, with the race detector, against the local PostgreSQL and Redis
-test: services
+test: services docs-assets
 	$(GO) test -race -count=1 -coverpkg=$(COVERPKG) -coverprofile=coverage.out ./...
 	@$(GO) tool cover -func=coverage.out | tail -n1
 
@@ -35,4 +44,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin coverage.out coverage.html
+	rm -rf bin coverage.out coverage.html web/docs/node_modules $(DOCS_JS)

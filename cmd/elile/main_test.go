@@ -415,3 +415,105 @@ func TestBinary_SIGTERM(t *testing.T) {
 		t.Fatal("process still running 20s after SIGTERM")
 	}
 }
+
+func TestRun_TenantAndKeyCommands(t *testing.T) {
+	t.Parallel()
+	url := pgtest.DB(t)
+	e := env(map[string]string{"DATABASE_URL": url})
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"elile", "tenant", "create", "--name", "Acme Screening", "--json"}, e, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		TenantID string `json:"tenant_id"`
+		APIKey   struct {
+			KeyID  string   `json:"key_id"`
+			Secret string   `json:"secret"`
+			Scopes []string `json:"scopes"`
+		} `json:"api_key"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &created); err != nil || !strings.HasPrefix(created.APIKey.Secret, "elk_") || created.APIKey.Scopes[0] != "tenant:admin" {
+		t.Fatalf("tenant create --json = %s (%v)", out.String(), err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"elile", "apikey", "create", "--tenant", created.TenantID, "--scopes", "entities:read,pii:read", "--json"}, e, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var key struct {
+		KeyID    string   `json:"key_id"`
+		Secret   string   `json:"secret"`
+		Scopes   []string `json:"scopes"`
+		TenantID *string  `json:"tenant_id"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &key); err != nil || key.TenantID == nil || *key.TenantID != created.TenantID || len(key.Scopes) != 2 {
+		t.Fatalf("apikey create --json = %s (%v)", out.String(), err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"elile", "apikey", "create", "--platform-admin", "--json"}, e, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"tenant_id":null`) || !strings.Contains(out.String(), "platform:admin") {
+		t.Fatalf("platform key = %s", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"elile", "tenant", "create", "--name", "Text Output", "--slug", "text-out"}, e, &out, io.Discard); err != nil || !strings.Contains(out.String(), "shown once") {
+		t.Fatalf("tenant create = %q, %v", out.String(), err)
+	}
+	for _, args := range [][]string{
+		{"tenant"}, {"tenant", "create"}, {"tenant", "create", "--name", "x", "--slug", "X!"},
+		{"apikey"}, {"apikey", "create", "--tenant", "nope", "--scopes", "entities:read"},
+		{"apikey", "create", "--tenant", created.TenantID, "--scopes", "platform:admin"},
+		{"apikey", "create", "--platform-admin", "--tenant", created.TenantID},
+	} {
+		if err := run(context.Background(), append([]string{"elile"}, args...), e, io.Discard, io.Discard); exitCode(err) != 2 {
+			t.Errorf("%v = %v, want a usage error", args, err)
+		}
+	}
+	// A duplicate slug is a conflict, not a usage error.
+	if err := run(context.Background(), []string{"elile", "tenant", "create", "--name", "Acme Screening"}, e, io.Discard, io.Discard); err == nil || exitCode(err) != 1 {
+		t.Errorf("duplicate slug = %v, want exit 1", err)
+	}
+}
+
+// TestRun_DevBootstrap: the first development start on an empty database
+// prints a curl line whose key and tenant work.
+func TestRun_DevBootstrap(t *testing.T) {
+	t.Parallel()
+	name := "elile_test_boot_" + fmt.Sprint(time.Now().UnixNano())
+	t.Cleanup(func() { pgtest.Drop(t, name) })
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	vars := map[string]string{"DATABASE_URL": pgtest.URLFor(name), "API_PORT": "0", "LOG_LEVEL": "warn",
+		"DEV_KEYS_FILE": filepath.Join(dir, "dev-keys.env")}
+	go func() { done <- run(ctx, []string{"elile", "serve"}, env(vars), out, io.Discard) }()
+	re := regexp.MustCompile(`Bearer (elk_\S+)' -H 'X-Tenant-ID: (\S+)'`)
+	addrRE := regexp.MustCompile(`listening on (http://\S+)`)
+	var m, a []string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && (m == nil || a == nil); time.Sleep(20 * time.Millisecond) {
+		m, a = re.FindStringSubmatch(out.String()), addrRE.FindStringSubmatch(out.String())
+	}
+	if m == nil || a == nil {
+		t.Fatalf("no curl line and address in:\n%s", out.String())
+	}
+	req, _ := http.NewRequest("GET", a[1]+"/v1/tenant", nil) //nolint:noctx // test
+	req.Header.Set("Authorization", "Bearer "+m[1])
+	req.Header.Set("X-Tenant-ID", m[2])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("the printed curl line answers %d", resp.StatusCode)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "dev-credentials.env")); err != nil || !strings.Contains(string(b), m[1]) {
+		t.Errorf("credentials file: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -53,6 +53,9 @@ func NewServer(d Deps) http.Handler {
 	registerHealth(api, checker{db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
 	routes(api, d, tenants)
 	mux.Handle("GET /metrics", m.handler())
+	docs := docsHandler()
+	mux.Handle("GET /docs", docs)
+	mux.Handle("GET /docs/redoc.standalone.js", docs)
 
 	// Anything no route matches gets a problem, not the mux's plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
