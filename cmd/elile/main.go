@@ -67,6 +67,9 @@ Commands:
   tenant create --name N [--json]             create a tenant and print its first admin API key
   apikey create --tenant T --scopes a,b [--json] | --platform-admin
                                 print a new API key once
+  audit verify [--tenant T] [--checkpoint FILE] [--json]
+                                check the audit log's signed seals; exit 1 on any tampering
+  audit checkpoint --tenant T   print the latest signed checkpoint, to save outside the database
   keys generate                 print a new random key (base64, 32 bytes)
   keys status [--json]          key versions configured and in use, per table and column
   keys rotate [--batch N]       re-encrypt stored data to the active key, online and resumable
@@ -96,6 +99,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdTenant(ctx, rest, getenv, stdout, stderr)
 	case "apikey":
 		return cmdAPIKey(ctx, rest, getenv, stdout, stderr)
+	case "audit":
+		return cmdAudit(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, buildVersion())
 		return nil

@@ -222,7 +222,7 @@ func TestRun_ServeRefusesSchemaBehind(t *testing.T) {
 	url := pgtest.EmptyDB(t)
 	err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
 		"ENVIRONMENT": "staging", "DATABASE_URL": url, "ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
-		"API_SECRET_KEY": strings.Repeat("s", 32), "API_PORT": "0",
+		"API_SECRET_KEY": strings.Repeat("s", 32), "API_PORT": "0", "AUDIT_SIGNING_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
 	}), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "elile migrate up") {
 		t.Fatalf("serve on an unmigrated database in staging = %v, want a refusal naming migrate up", err)
@@ -237,7 +237,7 @@ func TestRun_ServeDatabaseUnreachable(t *testing.T) {
 			start := time.Now()
 			err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
 				"ENVIRONMENT": environment, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/elile?sslmode=disable",
-				"ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "API_SECRET_KEY": strings.Repeat("s", 32),
+				"ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "API_SECRET_KEY": strings.Repeat("s", 32), "AUDIT_SIGNING_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
 				"DATABASE_CONNECT_TIMEOUT": "1s", "API_PORT": "0",
 			}), io.Discard, io.Discard)
 			if err == nil || exitCode(err) == 0 {

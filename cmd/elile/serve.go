@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/config"
 	"github.com/elile/elile/internal/httpapi"
@@ -79,8 +80,27 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		}
 	}
 
+	signer, err := audit.NewSigner(cfg.AuditSeed())
+	if err != nil {
+		return configError{fmt.Errorf("AUDIT_SIGNING_KEY: %w", err)}
+	}
+	// The audit writer outlives the HTTP server: it stops after the last
+	// request has finished, flushing what they queued.
+	writer := audit.NewWriter(db, log, 10_000, 1_000)
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	go writer.Run(writerCtx)
+	defer func() { stopWriter(); writer.Wait() }()
+	sealer := audit.NewSealer(db, signer, log, 250*time.Millisecond)
+	bg.Go(func() { db.Leader(bgCtx, postgres.LockSealer, 2*time.Second, sealer.Run) })
+	bg.Go(func() {
+		db.Leader(bgCtx, postgres.LockMaintenance, 5*time.Second, func(ctx context.Context) {
+			audit.Maintain(ctx, db, log, 3, time.Duration(cfg.AuditRetentionDays)*24*time.Hour, time.Hour)
+		})
+	})
+
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, DB: db, KV: store, Keyring: ring,
+		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
 		Auth:    auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil),
 		Tenants: db, Keys: db,
 		Rate:         kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},

@@ -94,8 +94,11 @@ type Config struct {
 	EncryptionActiveKey int    `env:"ENCRYPTION_ACTIVE_KEY" envDefault:"0" desc:"Key version new values are encrypted with (0: the highest configured)."`
 	BlindIndexKey       Secret `env:"BLIND_INDEX_KEY" desc:"Base64 of 32 bytes: root of the per-tenant blind-index keys. Default: derived (HKDF) from key version 1. Required once version 1 leaves the keyring; get its value with elile keys blind-index-key before removing it."`
 	APISecretKey        Secret `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere."`
-	RateLimitPerMinute  int    `env:"RATE_LIMIT_PER_MINUTE" envDefault:"1200" desc:"Requests per minute each credential may make (shared by all instances through Redis)."`
-	RateLimitBurst      int    `env:"RATE_LIMIT_BURST" envDefault:"100" desc:"Requests a credential may make at once before the per-minute pace applies."`
+	AuditSigningKey     Secret `env:"AUDIT_SIGNING_KEY" desc:"Base64 of a 32-byte Ed25519 seed that signs audit seals and checkpoints. Development generates one into DEV_KEYS_FILE. Required elsewhere."`
+	AuditRetentionDays  int    `env:"AUDIT_RETENTION_DAYS" envDefault:"2557" desc:"Audit events are kept this many days (default 7 years); older monthly partitions are detached and dropped whole."`
+
+	RateLimitPerMinute int `env:"RATE_LIMIT_PER_MINUTE" envDefault:"1200" desc:"Requests per minute each credential may make (shared by all instances through Redis)."`
+	RateLimitBurst     int `env:"RATE_LIMIT_BURST" envDefault:"100" desc:"Requests a credential may make at once before the per-minute pace applies."`
 
 	DefaultTenantID string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use (the nil UUID: a fresh id)."`
 	DevKeysFile     string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)."`
@@ -231,6 +234,14 @@ func (c Config) validate() error {
 			bad("REDIS_URL", "must be a redis:// or rediss:// URL")
 		}
 	}
+	if c.AuditSigningKey != "" {
+		if _, err := decodeKey(c.AuditSigningKey.Reveal()); err != nil {
+			bad("AUDIT_SIGNING_KEY", "%v", err)
+		}
+	}
+	if c.AuditRetentionDays < 30 || c.AuditRetentionDays > 36500 {
+		bad("AUDIT_RETENTION_DAYS", "%d is outside 30..36500", c.AuditRetentionDays)
+	}
 	if c.RateLimitPerMinute < 1 || c.RateLimitPerMinute > 10_000_000 {
 		bad("RATE_LIMIT_PER_MINUTE", "%d is outside 1..10000000", c.RateLimitPerMinute)
 	}
@@ -246,6 +257,9 @@ func (c Config) validate() error {
 		}
 		if c.APISecretKey == "" {
 			bad("API_SECRET_KEY", "required in %s", c.Environment)
+		}
+		if c.AuditSigningKey == "" {
+			bad("AUDIT_SIGNING_KEY", "required in %s", c.Environment)
 		}
 	}
 	if _, _, _, err := c.keyMaterial(); err != nil {
@@ -335,6 +349,12 @@ func decodeKey(b64 string) ([]byte, error) {
 func (c Config) EncryptionKeyring() (keys map[uint32][]byte, active uint32, blindRoot []byte) {
 	keys, active, blindRoot, _ = c.keyMaterial()
 	return keys, active, blindRoot
+}
+
+// AuditSeed returns the decoded audit signing seed (nil when unset).
+func (c Config) AuditSeed() []byte {
+	k, _ := decodeKey(c.AuditSigningKey.Reveal())
+	return k
 }
 
 // Addr is the host:port the HTTP server listens on.

@@ -43,14 +43,14 @@ func TestLoad_ProductionNeedsExplicitSecrets(t *testing.T) {
 	if err == nil {
 		t.Fatal("production with no secrets loaded")
 	}
-	for _, name := range []string{"DATABASE_URL", "ENCRYPTION_KEY", "API_SECRET_KEY", "DEBUG"} {
+	for _, name := range []string{"DATABASE_URL", "ENCRYPTION_KEY", "API_SECRET_KEY", "AUDIT_SIGNING_KEY", "DEBUG"} {
 		if !strings.Contains(err.Error(), name+":") {
 			t.Errorf("error does not name %s:\n%v", name, err)
 		}
 	}
 	cfg, err := config.Load(env(map[string]string{
 		"ENVIRONMENT": "staging", "DATABASE_URL": "postgres://u:p@db:5432/elile",
-		"ENCRYPTION_KEY": strings.Repeat("A", 43) + "=", "API_SECRET_KEY": strings.Repeat("s", 32),
+		"ENCRYPTION_KEY": strings.Repeat("A", 43) + "=", "API_SECRET_KEY": strings.Repeat("s", 32), "AUDIT_SIGNING_KEY": strings.Repeat("B", 43) + "=",
 	}))
 	if err != nil {
 		t.Fatalf("staging with secrets: %v", err)
@@ -197,8 +197,8 @@ func TestWithDevKeys(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys", "dev.env")
 	vars := map[string]string{"DEV_KEYS_FILE": path}
 	getenv, generated, err := config.WithDevKeys(env(vars))
-	if err != nil || len(generated) != 2 {
-		t.Fatalf("first run: generated %v, %v; want two keys", generated, err)
+	if err != nil || len(generated) != 3 {
+		t.Fatalf("first run: generated %v, %v; want three keys", generated, err)
 	}
 	cfg, err := config.Load(getenv)
 	if err != nil {

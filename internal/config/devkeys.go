@@ -17,7 +17,7 @@ import (
 // devSecrets are generated for development when neither the environment
 // nor the keys file has them, so a fresh checkout runs with no
 // configuration and data written yesterday still decrypts today.
-var devSecrets = []string{"ENCRYPTION_KEY", "API_SECRET_KEY"} //nolint:gochecknoglobals // fixed list
+var devSecrets = []string{"ENCRYPTION_KEY", "API_SECRET_KEY", "AUDIT_SIGNING_KEY"} //nolint:gochecknoglobals // fixed list
 
 // WithDevKeys returns a getenv that also answers from the development keys
 // file (DEV_KEYS_FILE, default .elile/dev-keys.env), creating the file, or

@@ -82,6 +82,9 @@ func newProblem(ctx context.Context, err error) *problemError {
 	if errors.As(err, &fe) {
 		p.Errors = fe.items
 	}
+	if h := holderFrom(ctx); h != nil {
+		h.code, h.category = p.Code, p.Category
+	}
 	return p
 }
 
@@ -151,6 +154,9 @@ func useProblemErrors() {
 			}
 			p := newProblem(ctx, apperr.New(kind, code, msg).Wrap(&fieldErrors{items: items}))
 			p.Status, p.Title = status, http.StatusText(status)
+			if h := holderFrom(ctx); h != nil && status >= 400 {
+				h.code, h.category = p.Code, p.Category
+			}
 			return p
 		}
 	})

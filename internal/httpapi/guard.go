@@ -63,6 +63,9 @@ func authenticate(a Authenticator, limiter RateLimiter, rate kv.Rate, m *metrics
 				writeProblem(w, newProblem(r.Context(), errRateLimited).Problem)
 				return
 			}
+			if h := holderFrom(r.Context()); h != nil {
+				h.tenant, h.user, h.actor = p.Tenant(), p.UserID(), p.Actor()
+			}
 			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 		})
 	}
@@ -186,6 +189,9 @@ func authorize(api huma.API, tenants *tenantCache, log *slog.Logger) func(huma.C
 				return
 			}
 			c = tenant.WithScope(c, id)
+			if h := holderFrom(c); h != nil {
+				h.tenant = id
+			}
 		}
 		if a.Scope != "" && !p.Has(a.Scope) {
 			fail(errPermission.Withf("this operation needs the scope %s", a.Scope))

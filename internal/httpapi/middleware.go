@@ -17,7 +17,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/request"
+	"github.com/elile/elile/internal/tenant"
 )
 
 // statusRecorder remembers the status and size of a response.
@@ -46,8 +49,22 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and deadlines.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// routeHolder receives the matched route pattern from inside the mux.
-type routeHolder struct{ pattern string }
+// routeHolder collects, from the layers inside, what the outer layers
+// report about a request: the matched route pattern, the error code of a
+// problem response, and the tenant and principal it acted as.
+type routeHolder struct {
+	pattern  string
+	code     string
+	category string
+	tenant   tenant.ID
+	user     uuid.UUID
+	actor    auth.ActorType
+}
+
+func holderFrom(ctx context.Context) *routeHolder {
+	h, _ := ctx.Value(routeKey{}).(*routeHolder)
+	return h
+}
 
 type routeKey struct{}
 
@@ -110,10 +127,15 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
+// ErrorRecorder takes error.occurred events without waiting.
+type ErrorRecorder interface{ Record(ev audit.Event) }
+
 // accessLog writes one line per request: correlation id (from the context
 // handler), method, route pattern, status, bytes, duration. Never the path
-// itself, whose ids and query may be personal.
-func accessLog(log *slog.Logger, now func() time.Time, m *metrics) func(http.Handler) http.Handler {
+// itself, whose ids and query may be personal. Every error response under
+// /v1 (and every unmatched route) also leaves one error.occurred event:
+// system events for 401s and other failures before a tenant is known.
+func accessLog(log *slog.Logger, now func() time.Time, m *metrics, errs ErrorRecorder) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := now()
@@ -135,12 +157,31 @@ func accessLog(log *slog.Logger, now func() time.Time, m *metrics) func(http.Han
 			if status >= 500 {
 				level = slog.LevelError
 			}
+			if status >= 400 && errs != nil && holder.code != "" {
+				errs.Record(errorEvent(r, holder, status, route))
+			}
 			log.LogAttrs(r.Context(), level, "request",
 				slog.String("method", r.Method), slog.String("route", route),
 				slog.Int("status", status), slog.Int64("bytes", rec.bytes),
 				slog.Float64("duration_ms", float64(took.Microseconds())/1000))
 		})
 	}
+}
+
+func errorEvent(r *http.Request, h *routeHolder, status int, route string) audit.Event {
+	ev := audit.New(r.Context(), audit.ErrorOccurred, h.tenant)
+	ev.UserID, ev.Actor = h.user, h.actor
+	if ev.Actor == "" || h.tenant.IsZero() && status == http.StatusUnauthorized {
+		ev.Actor, ev.UserID = auth.ActorSystem, uuid.Nil
+	}
+	ev.Severity = audit.Warning
+	if status >= 500 {
+		ev.Severity = audit.Error
+	}
+	ev.ResourceType = "http_route"
+	ev.ResourceID = route
+	ev.Data = map[string]any{"code": h.code, "category": h.category, "status": status, "route": route, "method": r.Method}
+	return ev
 }
 
 // recoverer turns a panic into a 500 problem with the correlation id and a

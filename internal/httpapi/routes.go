@@ -27,6 +27,13 @@ func routes(api huma.API, d Deps, tenants *tenantCache) {
 	r.add(http.MethodPost, "/v1/api-keys", "create-api-key", "Create an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusCreated, handleKeyCreate(d))
 	r.add(http.MethodGet, "/v1/api-keys", "list-api-keys", "List API keys", access{Scope: "keys:manage", Tenant: true}, 0, handleKeyList(d))
 	r.add(http.MethodDelete, "/v1/api-keys/{key_id}", "revoke-api-key", "Revoke an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusNoContent, handleKeyRevoke(d))
+
+	// Audit log (API.md "Audit log"). The fixed paths come before {audit_id}.
+	registerAuditExport(api, d)
+	r.add(http.MethodGet, "/v1/audit-events/verify", "verify-audit-log", "Verify the audit log's seals", access{Scope: "audit:read", Tenant: true}, 0, handleAuditVerify(d))
+	r.add(http.MethodGet, "/v1/audit-events/checkpoint", "audit-checkpoint", "Latest signed checkpoint and public key", access{Scope: "audit:read", Tenant: true}, 0, handleAuditCheckpoint(d))
+	r.add(http.MethodGet, "/v1/audit-events", "list-audit-events", "List audit events", access{Scope: "audit:read", Tenant: true}, 0, handleAuditList(d))
+	r.add(http.MethodGet, "/v1/audit-events/{audit_id}", "get-audit-event", "Get an audit event", access{Scope: "audit:read", Tenant: true}, 0, handleAuditGet(d))
 }
 
 // registrar registers operations with their access rules and error

@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"crypto/ed25519"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,20 +21,23 @@ import (
 
 // Deps is what the server needs.
 type Deps struct {
-	Log          *slog.Logger
-	DB           Database
-	KV           KV
-	Auth         Authenticator
-	Tenants      TenantStore
-	Keys         KeyStore
-	Keyring      *fieldcrypt.Keyring
-	Rate         kv.Rate                // per credential
-	CORSOrigins  []string               // browser origins allowed
-	Collectors   []prometheus.Collector // extra metrics (pool, audit writer)
-	LatestSchema int64                  // the schema version this binary needs
-	Version      string                 // build version
-	Started      time.Time
-	Now          func() time.Time // time.Now when nil
+	Log            *slog.Logger
+	DB             Database
+	KV             KV
+	Auth           Authenticator
+	Tenants        TenantStore
+	Keys           KeyStore
+	Keyring        *fieldcrypt.Keyring
+	Audit          AuditLog
+	AuditStore     AuditStore
+	AuditPublicKey ed25519.PublicKey
+	Rate           kv.Rate                // per credential
+	CORSOrigins    []string               // browser origins allowed
+	Collectors     []prometheus.Collector // extra metrics (pool, audit writer)
+	LatestSchema   int64                  // the schema version this binary needs
+	Version        string                 // build version
+	Started        time.Time
+	Now            func() time.Time // time.Now when nil
 }
 
 // NewServer returns the whole API as one handler.
@@ -73,7 +77,7 @@ func NewServer(d Deps) http.Handler {
 	h = cors(d.CORSOrigins)(h)
 	h = recoverer(d.Log)(h)
 	h = securityHeaders(h)
-	h = accessLog(d.Log, d.Now, m)(h)
+	h = accessLog(d.Log, d.Now, m, d.Audit)(h)
 	h = withRequestContext(d.Now)(h)
 	return h
 }

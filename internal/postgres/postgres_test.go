@@ -97,7 +97,7 @@ func TestMigrations_UpDownUp(t *testing.T) {
 	if len(applied) == 0 || applied[len(applied)-1] != postgres.LatestVersion() {
 		t.Fatalf("Up applied %v, want up to %d", applied, postgres.LatestVersion())
 	}
-	wantTables := []string{"api_keys", "audit_events", "audit_seals", "cached_data_sources", "entities",
+	wantTables := []string{"api_keys", "audit_events", "audit_retention", "audit_seals", "cached_data_sources", "entities",
 		"entity_identifiers", "entity_profiles", "entity_relations", "tenants"}
 	if diff := cmp.Diff(wantTables, tables(t, url)); diff != "" {
 		t.Fatalf("tables after Up (-want +got):\n%s", diff)

@@ -1,0 +1,271 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/apperr"
+	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/tenant"
+)
+
+// AuditLog takes audit events: Write waits until the event is durable
+// (reads of personal data), Record does not (errors).
+type AuditLog interface {
+	Write(ctx context.Context, ev audit.Event) error
+	ErrorRecorder
+}
+
+// AuditStore reads the audit log.
+type AuditStore interface {
+	AuditEvents(ctx context.Context, t tenant.ID, f audit.Filter, limit int) ([]audit.Record, error)
+	AuditEvent(ctx context.Context, t tenant.ID, id uuid.UUID) (audit.Record, error)
+	ExportAudit(ctx context.Context, t tenant.ID, f audit.Filter, each func(audit.Record) error) error
+	LatestSeal(ctx context.Context, t uuid.UUID) (audit.Seal, error)
+	audit.ChainReader
+}
+
+// AuditEventOut is an audit event in responses, event_data decrypted.
+type AuditEventOut struct {
+	AuditID       string         `json:"audit_id" format:"uuid"`
+	EventType     string         `json:"event_type"`
+	Severity      string         `json:"severity"`
+	TenantID      *string        `json:"tenant_id" format:"uuid"`
+	UserID        *string        `json:"user_id" format:"uuid"`
+	ActorType     string         `json:"actor_type"`
+	CorrelationID string         `json:"correlation_id" format:"uuid"`
+	EntityID      *string        `json:"entity_id" format:"uuid"`
+	ResourceType  *string        `json:"resource_type"`
+	ResourceID    *string        `json:"resource_id"`
+	EventData     map[string]any `json:"event_data"`
+	IPAddress     *string        `json:"ip_address"`
+	UserAgent     *string        `json:"user_agent"`
+	CreatedAt     time.Time      `json:"created_at"`
+}
+
+func optUUID(u uuid.UUID) *string {
+	if u == uuid.Nil {
+		return nil
+	}
+	s := u.String()
+	return &s
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func auditOut(r audit.Record) AuditEventOut {
+	data := r.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	return AuditEventOut{AuditID: r.ID.String(), EventType: r.Type, Severity: r.Severity, TenantID: optUUID(r.Tenant),
+		UserID: optUUID(r.UserID), ActorType: r.Actor, CorrelationID: r.CorrelationID.String(), EntityID: optUUID(r.EntityID),
+		ResourceType: optString(r.ResourceType), ResourceID: optString(r.ResourceID), EventData: data,
+		IPAddress: optString(r.IP), UserAgent: optString(r.UserAgent), CreatedAt: r.At}
+}
+
+type auditFilterParams struct {
+	EventType     string    `query:"event_type" maxLength:"64" doc:"e.g. data.accessed"`
+	Severity      string    `query:"severity" enum:"debug,info,warning,error,critical"`
+	EntityID      string    `query:"entity_id" format:"uuid"`
+	CorrelationID string    `query:"correlation_id" format:"uuid"`
+	UserID        string    `query:"user_id" format:"uuid"`
+	ResourceType  string    `query:"resource_type" maxLength:"100"`
+	ResourceID    string    `query:"resource_id" maxLength:"255"`
+	Since         time.Time `query:"since" doc:"RFC 3339; events at or after"`
+	Until         time.Time `query:"until" doc:"RFC 3339; events before"`
+}
+
+func (p auditFilterParams) filter() audit.Filter {
+	f := audit.Filter{Type: p.EventType, Severity: p.Severity, ResourceType: p.ResourceType, ResourceID: p.ResourceID,
+		Since: p.Since, Until: p.Until}
+	f.EntityID, _ = uuid.Parse(p.EntityID)
+	f.CorrelationID, _ = uuid.Parse(p.CorrelationID)
+	f.UserID, _ = uuid.Parse(p.UserID)
+	return f
+}
+
+type auditListInput struct {
+	auditFilterParams
+	ListParams
+}
+
+type auditListOutput struct{ Body Page[AuditEventOut] }
+
+// auditCursor encodes the keyset position (time, id) of the last event.
+func auditCursor(at time.Time, id uuid.UUID) string {
+	b := make([]byte, 0, 25)
+	b = append(b, 2)
+	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixMicro())) //nolint:gosec // after 1970
+	b = append(b, id[:]...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func parseAuditCursor(c string) (time.Time, uuid.UUID, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) != 25 || b[0] != 2 {
+		return time.Time{}, uuid.Nil, errCursor
+	}
+	return time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:9]))).UTC(), uuid.UUID(b[9:]), nil //nolint:gosec // round trip
+}
+
+// readAudited records that the caller read the audit log, durably, before
+// answering: reading the log is itself audited.
+func readAudited(ctx context.Context, d Deps, t tenant.ID, what string, data map[string]any) error {
+	ev := audit.New(ctx, audit.DataAccessed, t).With("audit_events", what, uuid.Nil, data)
+	return d.Audit.Write(ctx, ev)
+}
+
+func handleAuditList(d Deps) handlerFunc[auditListInput, auditListOutput] {
+	return func(ctx context.Context, in *auditListInput) (*auditListOutput, error) {
+		tid, _ := tenant.ScopeFrom(ctx)
+		f := in.filter()
+		if in.Cursor != "" {
+			at, id, err := parseAuditCursor(in.Cursor)
+			if err != nil {
+				return nil, err
+			}
+			f.BeforeAt, f.BeforeID = at, id
+		}
+		recs, err := d.AuditStore.AuditEvents(ctx, tid, f, in.Limit+1)
+		if err != nil {
+			return nil, err
+		}
+		out := Page[AuditEventOut]{Data: make([]AuditEventOut, 0, min(len(recs), in.Limit))}
+		for i, r := range recs {
+			if i == in.Limit {
+				last := recs[i-1]
+				c := auditCursor(last.At, last.ID)
+				out.NextCursor = &c
+				break
+			}
+			out.Data = append(out.Data, auditOut(r))
+		}
+		if err := readAudited(ctx, d, tid, "list", map[string]any{"returned": len(out.Data), "filter_event_type": in.EventType}); err != nil {
+			return nil, err
+		}
+		return &auditListOutput{Body: out}, nil
+	}
+}
+
+type auditIDInput struct {
+	AuditID string `path:"audit_id" format:"uuid"`
+}
+
+type auditOneOutput struct{ Body AuditEventOut }
+
+var errAuditNotFound = apperr.New(apperr.NotFound, "AUDIT_EVENT_NOT_FOUND", "audit event not found")
+
+func handleAuditGet(d Deps) handlerFunc[auditIDInput, auditOneOutput] {
+	return func(ctx context.Context, in *auditIDInput) (*auditOneOutput, error) {
+		tid, _ := tenant.ScopeFrom(ctx)
+		id, err := uuid.Parse(in.AuditID)
+		if err != nil {
+			return nil, errAuditNotFound
+		}
+		r, err := d.AuditStore.AuditEvent(ctx, tid, id)
+		if err != nil {
+			if apperr.KindOf(err) == apperr.NotFound {
+				return nil, errAuditNotFound.Wrap(err)
+			}
+			return nil, err
+		}
+		if err := readAudited(ctx, d, tid, id.String(), nil); err != nil {
+			return nil, err
+		}
+		return &auditOneOutput{Body: auditOut(r)}, nil
+	}
+}
+
+type verifyOutput struct{ Body audit.Report }
+
+type emptyInput struct{}
+
+func handleAuditVerify(d Deps) handlerFunc[emptyInput, verifyOutput] {
+	return func(ctx context.Context, _ *emptyInput) (*verifyOutput, error) {
+		tid, _ := tenant.ScopeFrom(ctx)
+		rep, err := audit.Verify(ctx, d.AuditStore, tid.UUID(), d.AuditPublicKey, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := readAudited(ctx, d, tid, "verify", map[string]any{"status": rep.Status}); err != nil {
+			return nil, err
+		}
+		return &verifyOutput{Body: rep}, nil
+	}
+}
+
+type checkpointOutput struct{ Body audit.Checkpoint }
+
+var errNoSeal = apperr.New(apperr.NotFound, "NO_CHECKPOINT", "this tenant's audit log has no sealed events yet")
+
+func handleAuditCheckpoint(d Deps) handlerFunc[emptyInput, checkpointOutput] {
+	return func(ctx context.Context, _ *emptyInput) (*checkpointOutput, error) {
+		tid, _ := tenant.ScopeFrom(ctx)
+		s, err := d.AuditStore.LatestSeal(ctx, tid.UUID())
+		if err != nil {
+			if apperr.KindOf(err) == apperr.NotFound {
+				return nil, errNoSeal.Wrap(err)
+			}
+			return nil, err
+		}
+		c := audit.CheckpointOf(s)
+		c.PublicKey = base64.StdEncoding.EncodeToString(d.AuditPublicKey)
+		return &checkpointOutput{Body: c}, nil
+	}
+}
+
+// registerAuditExport adds the NDJSON export, which streams: huma
+// describes it, the handler writes line by line and flushes.
+func registerAuditExport(api huma.API, d Deps) {
+	op := huma.Operation{OperationID: "export-audit-events", Method: http.MethodGet, Path: "/v1/audit-events/export",
+		Summary: "Export audit events (NDJSON)", Tags: []string{"Audit log"}, Security: []map[string][]string{{"bearer": {}}},
+		Description: "Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`. One event per line, oldest first, streamed.",
+		Metadata:    map[string]any{accessKey: access{Scope: "audit:read", Tenant: true}},
+		Errors:      []int{400, 401, 403, 422, 429, 500, 503},
+		Parameters:  []*huma.Param{{Name: "X-Tenant-ID", In: "header", Required: true, Schema: &huma.Schema{Type: "string", Format: "uuid"}}},
+		Responses: map[string]*huma.Response{"200": {Description: "Events, one JSON object per line",
+			Content: map[string]*huma.MediaType{"application/x-ndjson": {Schema: &huma.Schema{Type: "string"}}}}},
+	}
+	type exportInput struct {
+		Since time.Time `query:"since"`
+		Until time.Time `query:"until"`
+	}
+	huma.Register(api, op, func(ctx context.Context, in *exportInput) (*huma.StreamResponse, error) {
+		tid, _ := tenant.ScopeFrom(ctx)
+		if err := readAudited(ctx, d, tid, "export", map[string]any{"since": in.Since, "until": in.Until}); err != nil {
+			return nil, respond(ctx, d.Log, err)
+		}
+		return &huma.StreamResponse{Body: func(hctx huma.Context) {
+			hctx.SetHeader("Content-Type", "application/x-ndjson")
+			w := hctx.BodyWriter()
+			enc := json.NewEncoder(w)
+			flusher, _ := w.(http.Flusher)
+			n := 0
+			err := d.AuditStore.ExportAudit(hctx.Context(), tid, audit.Filter{Since: in.Since, Until: in.Until}, func(r audit.Record) error {
+				if err := enc.Encode(auditOut(r)); err != nil {
+					return err
+				}
+				if n++; n%500 == 0 && flusher != nil {
+					flusher.Flush()
+				}
+				return nil
+			})
+			if err != nil {
+				d.Log.ErrorContext(hctx.Context(), "audit export interrupted", "err", err, "lines", n)
+			}
+		}}, nil
+	})
+}

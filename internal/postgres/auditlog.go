@@ -1,0 +1,349 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/elile/elile/internal/audit"
+)
+
+// InsertAuditBatch writes many events, of any tenants, in one statement
+// and one commit, as the insert-only audit writer role: the group-commit
+// writer's path.
+func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	cols := make([][]any, 14)
+	for i := range cols {
+		cols[i] = make([]any, len(evs))
+	}
+	for j, ev := range evs {
+		args, err := db.auditArgs(ev)
+		if err != nil {
+			return err
+		}
+		for i, a := range args {
+			cols[i][j] = a
+		}
+	}
+	return db.InAuditWriterTx(ctx, func(tx *Tx) error {
+		_, err := tx.tx.Exec(ctx, `INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, user_id, actor_type,
+			correlation_id, entity_id, resource_type, resource_id, event_data, ip_address, user_agent)
+			SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::text[],
+				$8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::bytea[], $13::inet[], $14::text[])`,
+			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11], cols[12], cols[13])
+		return err
+	})
+}
+
+const storedCols = `audit_id, created_at, txid::text::numeric::bigint, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'),
+	event_type, severity, coalesce(user_id, '00000000-0000-0000-0000-000000000000'), actor_type, correlation_id,
+	coalesce(entity_id, '00000000-0000-0000-0000-000000000000'), coalesce(resource_type, ''), coalesce(resource_id, ''),
+	coalesce(event_data, '\x'), ip_address, coalesce(user_agent, '')`
+
+func scanStored(row pgx.Row) (audit.Stored, error) {
+	var s audit.Stored
+	var txid int64
+	var ip *netip.Addr
+	err := row.Scan(&s.ID, &s.At, &txid, &s.Tenant, &s.Type, &s.Severity, &s.UserID, &s.Actor, &s.CorrelationID,
+		&s.EntityID, &s.ResourceType, &s.ResourceID, &s.Data, &ip, &s.UserAgent)
+	s.TxID = uint64(txid) //nolint:gosec // xid8 values are below 2^63
+	if ip != nil {
+		s.IP = ip.String()
+	}
+	s.At = s.At.UTC()
+	return s, err
+}
+
+const sealCols = `seal_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), seq, horizon_from::text::numeric::bigint,
+	horizon_to::text::numeric::bigint, event_count, cumulative_count, prev_hash, seal_hash, signature, signing_key_id, created_at, event_hashes`
+
+func scanSeal(row pgx.Row) (audit.Seal, [][32]byte, error) {
+	var s audit.Seal
+	var from, to int64
+	var prev, hash, hashes []byte
+	err := row.Scan(&s.ID, &s.Tenant, &s.Seq, &from, &to, &s.EventCount, &s.CumulativeCount, &prev, &hash, &s.Signature, &s.KeyID, &s.At, &hashes)
+	if err != nil {
+		return s, nil, err
+	}
+	s.HorizonFrom, s.HorizonTo = uint64(from), uint64(to) //nolint:gosec // xid8 values are below 2^63
+	copy(s.PrevHash[:], prev)
+	copy(s.Hash[:], hash)
+	s.At = s.At.UTC()
+	list := make([][32]byte, len(hashes)/32)
+	for i := range list {
+		copy(list[i][:], hashes[i*32:])
+	}
+	return s, list, nil
+}
+
+// SealRound seals every event committed since the last round: it reads the
+// horizon H (the xmin of its snapshot: every transaction below it has
+// ended), takes the events with last horizon <= txid < H, and appends one
+// signed seal per tenant that has any, chained to that tenant's previous
+// seal. It returns how many events it sealed. Run by one leader at a time.
+func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) {
+	sealed := 0
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		var h, h0 int64
+		if err := tx.tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::numeric::bigint,
+			coalesce((SELECT max(horizon_to)::text::numeric::bigint FROM audit_seals), 0)`).Scan(&h, &h0); err != nil {
+			return err
+		}
+		if h <= h0 {
+			return nil
+		}
+		rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
+			WHERE txid >= $1::text::xid8 AND txid < $2::text::xid8 ORDER BY tenant_id NULLS FIRST, txid, audit_id`, fmt.Sprint(h0), fmt.Sprint(h))
+		if err != nil {
+			return err
+		}
+		evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Stored, error) { return scanStored(r) })
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			// Nothing to seal, but the horizon must still advance: a
+			// system-chain seal with no events would be noise, so record
+			// the round on the system chain only when it has events. The
+			// next round re-reads from h0, which stays correct.
+			return nil
+		}
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		for start := 0; start < len(evs); {
+			end := start
+			for end < len(evs) && evs[end].Tenant == evs[start].Tenant {
+				end++
+			}
+			if err := db.appendSeal(ctx, tx, signer, evs[start].Tenant, uint64(h0), uint64(h), evs[start:end], now); err != nil { //nolint:gosec // positive
+				return err
+			}
+			sealed += end - start
+			start = end
+		}
+		return nil
+	})
+	return sealed, err
+}
+
+func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to uint64, evs []audit.Stored, now time.Time) error {
+	var prev audit.Seal
+	var found bool
+	row := tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY seq DESC LIMIT 1`, nullUUID(t))
+	p, _, err := scanSeal(row)
+	switch {
+	case err == nil:
+		prev, found = p, true
+	case !errors.Is(err, pgx.ErrNoRows):
+		return err
+	}
+	hashes := make([][32]byte, len(evs))
+	flat := make([]byte, 0, 32*len(evs))
+	for i, e := range evs {
+		hashes[i] = e.Hash()
+		flat = append(flat, hashes[i][:]...)
+	}
+	s := audit.Seal{ID: uuid.Must(uuid.NewV7()), Tenant: t, Seq: 1, HorizonFrom: from, HorizonTo: to,
+		EventCount: len(evs), CumulativeCount: int64(len(evs)), At: now}
+	if found {
+		s.Seq, s.PrevHash, s.CumulativeCount = prev.Seq+1, prev.Hash, prev.CumulativeCount+int64(len(evs))
+	}
+	s.Hash = audit.SealHash(s.PrevHash, t, s.Seq, from, to, s.CumulativeCount, hashes)
+	signer.Sign(&s)
+	_, err = tx.tx.Exec(ctx, `INSERT INTO audit_seals (seal_id, tenant_id, seq, horizon_from, horizon_to, event_count, cumulative_count,
+		prev_hash, seal_hash, signature, signing_key_id, created_at, event_hashes)
+		VALUES ($1, $2, $3, $4::text::xid8, $5::text::xid8, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		s.ID, nullUUID(t), s.Seq, fmt.Sprint(from), fmt.Sprint(to), s.EventCount, s.CumulativeCount,
+		s.PrevHash[:], s.Hash[:], s.Signature, s.KeyID, s.At, flat)
+	return err
+}
+
+// SealingLag is how long the oldest unsealed event has waited (0 if none).
+func (db *DB) SealingLag(ctx context.Context) (time.Duration, error) {
+	var lag float64
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		return tx.tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM audit_events
+			WHERE txid >= coalesce((SELECT max(horizon_to) FROM audit_seals), '0'::xid8)`).Scan(&lag)
+	})
+	return time.Duration(lag * float64(time.Second)), err
+}
+
+// AuditChain reads a chain for verification: seals of tenant t (uuid.Nil:
+// the system chain) in order, each with its authenticated hash list and
+// the events now stored in its range. It runs as the platform role: the verifier
+// reads what is stored, whatever the tenant.
+func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Seal, hashes [][32]byte, events []audit.Stored) error) error {
+	return db.InPlatformTx(ctx, func(tx *Tx) error {
+		rows, err := tx.tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY seq`, nullUUID(t))
+		if err != nil {
+			return err
+		}
+		type sealRow struct {
+			s      audit.Seal
+			hashes [][32]byte
+		}
+		seals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealRow, error) {
+			s, h, err := scanSeal(r)
+			return sealRow{s, h}, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, sr := range seals {
+			rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
+				WHERE tenant_id IS NOT DISTINCT FROM $1 AND txid >= $2::text::xid8 AND txid < $3::text::xid8 ORDER BY txid, audit_id`,
+				nullUUID(t), fmt.Sprint(sr.s.HorizonFrom), fmt.Sprint(sr.s.HorizonTo))
+			if err != nil {
+				return err
+			}
+			evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Stored, error) { return scanStored(r) })
+			if err != nil {
+				return err
+			}
+			if err := each(sr.s, sr.hashes, evs); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RetentionCutoff is the latest time before which audit partitions were
+// dropped (zero: never).
+func (db *DB) RetentionCutoff(ctx context.Context) (time.Time, error) {
+	var c *time.Time
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		return tx.tx.QueryRow(ctx, `SELECT max(cutoff) FROM audit_retention`).Scan(&c)
+	})
+	if err != nil || c == nil {
+		return time.Time{}, err
+	}
+	return c.UTC(), nil
+}
+
+// CountEventsInRange counts tenant t's events with txid >= from and below
+// the highest horizon any seal reached.
+func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) (int64, error) {
+	var n int64
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		return tx.tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id IS NOT DISTINCT FROM $1
+			AND txid >= $2::text::xid8 AND txid < (SELECT max(horizon_to) FROM audit_seals)`, nullUUID(t), fmt.Sprint(from)).Scan(&n)
+	})
+	return n, err
+}
+
+// AuditChains lists the chains that exist: every tenant with seals, and
+// uuid.Nil for the system chain if it has any.
+func (db *DB) AuditChains(ctx context.Context) ([]uuid.UUID, error) {
+	var out []uuid.UUID
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		rows, err := tx.tx.Query(ctx, `SELECT DISTINCT coalesce(tenant_id, '00000000-0000-0000-0000-000000000000') FROM audit_seals ORDER BY 1`)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		return err
+	})
+	return out, err
+}
+
+// LatestSeal returns the newest seal of tenant t's chain.
+func (db *DB) LatestSeal(ctx context.Context, t uuid.UUID) (audit.Seal, error) {
+	var s audit.Seal
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		var err error
+		s, _, err = scanSeal(tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY seq DESC LIMIT 1`, nullUUID(t)))
+		return err
+	})
+	return s, err
+}
+
+// EnsureAuditPartitions creates the monthly partitions from this month
+// through monthsAhead months later; it returns how many it created.
+func (db *DB) EnsureAuditPartitions(ctx context.Context, monthsAhead int) (int, error) {
+	var n int
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		return tx.tx.QueryRow(ctx, `SELECT audit_ensure_partitions(now(), $1)`, monthsAhead).Scan(&n)
+	})
+	return n, err
+}
+
+// DropAuditPartitionsBefore detaches and drops every whole monthly
+// partition that ends at or before cutoff, records the cutoff, and writes
+// ev (data.retention_applied) with the names dropped. Rows are never
+// deleted one by one.
+func (db *DB) DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, ev audit.Event) ([]string, error) {
+	var dropped []string
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		if err := tx.tx.QueryRow(ctx, `SELECT audit_drop_partitions_before($1)`, cutoff).Scan(&dropped); err != nil {
+			return err
+		}
+		if len(dropped) == 0 {
+			return nil
+		}
+		ev.Data = map[string]any{"dropped_partitions": dropped, "cutoff": cutoff.UTC().Format(time.RFC3339)}
+		return db.appendAudit(ctx, tx.tx, ev)
+	})
+	return dropped, err
+}
+
+// Leader runs fn while this process holds the session advisory lock key
+// across all instances, on a connection of its own; fn's context ends when
+// the lock is lost (connection gone) or ctx ends. Other instances retry
+// every retry interval, so leadership moves when the leader dies.
+func (db *DB) Leader(ctx context.Context, key int64, retry time.Duration, fn func(context.Context)) {
+	for ctx.Err() == nil {
+		conn, err := db.pool.Acquire(ctx)
+		if err == nil {
+			var got bool
+			if err = conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got); err == nil && got {
+				lctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() { defer close(done); fn(lctx) }()
+				t := time.NewTicker(time.Second)
+			watch:
+				for {
+					select {
+					case <-done:
+						break watch
+					case <-t.C:
+						pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+						perr := conn.Ping(pctx)
+						pcancel()
+						if perr != nil {
+							break watch
+						}
+					case <-ctx.Done():
+						break watch
+					}
+				}
+				t.Stop()
+				cancel()
+				<-done
+				_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key)
+				conn.Conn().Close(context.WithoutCancel(ctx)) //nolint:errcheck // the session (and any lock) ends with it
+				conn.Release()
+				continue
+			}
+			conn.Release()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+	}
+}
+
+// Advisory lock keys of the single-leader jobs.
+const (
+	LockSealer      int64 = 0x656c696c6501 // "elile" 01
+	LockMaintenance int64 = 0x656c696c6502
+)
