@@ -76,7 +76,7 @@ func auditOut(r audit.Record) AuditEventOut {
 		IPAddress: optString(r.IP), UserAgent: optString(r.UserAgent), CreatedAt: r.At}
 }
 
-type auditFilterParams struct {
+type AuditFilterParams struct {
 	EventType     string    `query:"event_type" maxLength:"64" doc:"e.g. data.accessed"`
 	Severity      string    `query:"severity" enum:"debug,info,warning,error,critical"`
 	EntityID      string    `query:"entity_id" format:"uuid"`
@@ -88,7 +88,7 @@ type auditFilterParams struct {
 	Until         time.Time `query:"until" doc:"RFC 3339; events before"`
 }
 
-func (p auditFilterParams) filter() audit.Filter {
+func (p AuditFilterParams) filter() audit.Filter {
 	f := audit.Filter{Type: p.EventType, Severity: p.Severity, ResourceType: p.ResourceType, ResourceID: p.ResourceID,
 		Since: p.Since, Until: p.Until}
 	f.EntityID, _ = uuid.Parse(p.EntityID)
@@ -98,7 +98,7 @@ func (p auditFilterParams) filter() audit.Filter {
 }
 
 type auditListInput struct {
-	auditFilterParams
+	AuditFilterParams
 	ListParams
 }
 

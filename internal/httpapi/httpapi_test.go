@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/faultproxy"
 	"github.com/elile/elile/internal/fieldcrypt"
@@ -51,6 +52,7 @@ type testBundle struct {
 	pgProxy *faultproxy.Proxy
 	ring    *fieldcrypt.Keyring
 	deps    Deps
+	signer  *audit.Signer
 }
 
 type setupOpts struct {
@@ -120,11 +122,20 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	if err := store.Ping(context.Background()); err != nil && !o.noRedis && o.redisAddr == "" {
 		t.Fatalf("redis: %v", err)
 	}
+	signer, err := audit.NewSigner(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := audit.NewWriter(db, log, 1000, 200)
+	wctx, stopWriter := context.WithCancel(context.Background())
+	go writer.Run(wctx)
+	t.Cleanup(func() { stopWriter(); writer.Wait() })
 	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
+		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
 		Tenants: db, Keys: db, Rate: o.rate, CORSOrigins: o.origins, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
 	h := NewServer(d)
-	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d}
+	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer}
 }
 
 func do(t *testing.T, h http.Handler, method, target string, hdr map[string]string) *httptest.ResponseRecorder {

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -478,4 +479,108 @@ func TestLeader_OneAtATimeAndHandover(t *testing.T) {
 	}
 	cancel2()
 	wg.Wait()
+}
+
+func TestWriter_GroupCommitFlushAndFlood(t *testing.T) {
+	t.Parallel()
+	b := auditSetup(t)
+	ctx := context.Background()
+	a := seedTenant(t, b.url, "writer")
+	w := audit.NewWriter(b.db, quietLog(), 64, 500)
+	wctx, stop := context.WithCancel(ctx)
+	go w.Run(wctx)
+
+	// Many concurrent writers: every Write returns only once durable.
+	var wg sync.WaitGroup
+	var ids sync.Map
+	for range 200 {
+		wg.Go(func() {
+			ev := event(a, audit.DataAccessed)
+			if err := w.Write(ctx, ev); err != nil {
+				t.Error(err)
+				return
+			}
+			if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE audit_id = $1", ev.ID); n != 1 {
+				t.Errorf("Write returned before the event was durable")
+			}
+			ids.Store(ev.ID, true)
+		})
+	}
+	wg.Wait()
+
+	// A flood of error events beyond the queue: none blocks, the excess is
+	// counted into one summary event.
+	for range 1000 {
+		w.Record(event(tenant.ID{}, audit.ErrorOccurred))
+	}
+	// Queued but not yet written when shutdown begins: flushed.
+	last := event(a, audit.DataAccessed)
+	done := make(chan error, 1)
+	go func() { done <- w.Write(ctx, last) }()
+	time.Sleep(20 * time.Millisecond)
+	stop()
+	w.Wait()
+	if err := <-done; err != nil {
+		t.Fatalf("write in flight at shutdown: %v", err)
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE audit_id = $1", last.ID); n != 1 {
+		t.Error("the event queued at shutdown was not flushed")
+	}
+	errs := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id IS NULL")
+	var suppressed int
+	conn, _ := pgx.Connect(ctx, b.url)
+	defer conn.Close(ctx)
+	rows, _ := conn.Query(ctx, "SELECT audit_id, event_data FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id IS NULL")
+	for rows.Next() {
+		var id uuid.UUID
+		var data []byte
+		_ = rows.Scan(&id, &data)
+		pt, err := testRing(t, 1, 1).Open(data, postgres.EncryptedColumns()[6].AD(id, uuid.Nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			N int `json:"suppressed_error_events"`
+		}
+		if err := json.Unmarshal(pt, &d); err != nil {
+			t.Fatal(err)
+		}
+		suppressed += d.N
+	}
+	summaries := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id IS NULL AND severity = 'warning'")
+	if errs-summaries+suppressed != 1000 || suppressed == 0 {
+		t.Errorf("error events: %d written + %d summarised, want 1000 accounted for", errs, suppressed)
+	}
+	if err := w.Write(ctx, event(a, audit.DataAccessed)); !errors.Is(err, audit.ErrWriterClosed) {
+		t.Errorf("Write after close = %v", err)
+	}
+}
+
+func BenchmarkWriter(b *testing.B) {
+	url := pgtest.DB(b)
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: url, Keyring: testRing(&testing.T{}, 1, 1), MaxConns: 8})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	id := tenant.NewID()
+	pgtest.Exec(b, url, "INSERT INTO tenants (tenant_id, name, slug) VALUES ($1, 'bench', 'bench')", id.UUID())
+	w := audit.NewWriter(db, quietLog(), 10_000, 1_000)
+	ctx, stop := context.WithCancel(context.Background())
+	go w.Run(ctx)
+	b.SetParallelism(64) // 128 concurrent requests on 2 cores
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := w.Write(context.Background(), event(id, audit.DataAccessed)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	stop()
+	w.Wait()
 }
