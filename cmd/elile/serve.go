@@ -102,7 +102,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Log: log, DB: db, KV: store, Keyring: ring,
 		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
 		Auth:    auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil),
-		Tenants: db, Keys: db,
+		Tenants: db, Keys: db, Entities: db,
 		Rate:         kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
 		CORSOrigins:  cfg.CORSOrigins,
 		Collectors:   []prometheus.Collector{postgres.NewPoolCollector(db)},

@@ -132,7 +132,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	t.Cleanup(func() { stopWriter(); writer.Wait() })
 	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
 		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
-		Tenants: db, Keys: db, Rate: o.rate, CORSOrigins: o.origins, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
+		Tenants: db, Keys: db, Entities: db, Rate: o.rate, CORSOrigins: o.origins, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
 	h := NewServer(d)
 	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer}

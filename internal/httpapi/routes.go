@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
@@ -27,6 +28,28 @@ func routes(api huma.API, d Deps, tenants *tenantCache) {
 	r.add(http.MethodPost, "/v1/api-keys", "create-api-key", "Create an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusCreated, handleKeyCreate(d))
 	r.add(http.MethodGet, "/v1/api-keys", "list-api-keys", "List API keys", access{Scope: "keys:manage", Tenant: true}, 0, handleKeyList(d))
 	r.add(http.MethodDelete, "/v1/api-keys/{key_id}", "revoke-api-key", "Revoke an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusNoContent, handleKeyRevoke(d))
+
+	// Entities (API.md "Entities").
+	r.add(http.MethodPost, "/v1/entities", "create-entity", "Create an entity", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleEntityCreate(d, false))
+	r.add(http.MethodPost, "/v1/shared/entities", "create-shared-entity", "Create a platform-shared entity", access{Scope: "platform:admin"}, http.StatusCreated, handleEntityCreate(d, true))
+	r.add(http.MethodGet, "/v1/entities", "list-entities", "List entities", access{Scope: "entities:read", Tenant: true}, 0, handleEntityList(d))
+	r.add(http.MethodPost, "/v1/entities/search", "search-entities", "Find entities by a unique identifier", access{Scope: "entities:read", Tenant: true}, http.StatusOK, handleEntitySearch(d))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}", "get-entity", "Get an entity", access{Scope: "entities:read", Tenant: true}, 0, handleEntityGet(d))
+	r.add(http.MethodPatch, "/v1/entities/{entity_id}", "update-entity", "Set or remove identifiers", access{Scope: "entities:write", Tenant: true}, 0, handleEntityPatch(d))
+	r.add(http.MethodDelete, "/v1/entities/{entity_id}", "delete-entity", "Erase an entity", access{Scope: "entities:write", Tenant: true}, http.StatusNoContent, handleEntityDelete(d))
+	r.add(http.MethodPost, "/v1/entities/{entity_id}/relations", "create-relation", "Relate two entities", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleRelationCreate(d))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/relations", "list-relations", "Relations in both directions", access{Scope: "entities:read", Tenant: true}, 0, handleRelationList(d))
+
+	// Profiles (API.md "Profiles").
+	r.add(http.MethodPost, "/v1/entities/{entity_id}/profiles", "create-profile", "Create the next profile version", access{Scope: "profiles:write", Tenant: true}, http.StatusCreated, handleProfileCreate(d))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles", "list-profiles", "List profile versions", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileList(d))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles/latest", "get-latest-profile", "The latest profile", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileLatest(d))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles/{version}", "get-profile", "One profile version", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileGet(d))
+
+	// Cached data sources (API.md "Cached data sources").
+	r.add(http.MethodPost, "/v1/entities/{entity_id}/cache", "create-cache-entry", "Store a provider result", access{Scope: "cache:write", Tenant: true}, http.StatusCreated, handleCacheCreate(d))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache", "list-cache-entries", "Cached provider results", access{Scope: "cache:read", Tenant: true}, 0, handleCacheList(d))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache/{cache_id}", "get-cache-entry", "One cached provider result", access{Scope: "cache:read", Tenant: true}, 0, handleCacheGet(d))
 
 	// Audit log (API.md "Audit log"). The fixed paths come before {audit_id}.
 	registerAuditExport(api, d)
@@ -99,6 +122,10 @@ func tagFor(path string) string {
 		return "Tenants"
 	case len(path) >= 13 && path[:13] == "/v1/audit-eve":
 		return "Audit log"
+	case strings.Contains(path, "/profiles"):
+		return "Profiles"
+	case strings.Contains(path, "/cache"):
+		return "Cached data sources"
 	default:
 		return "Entities"
 	}

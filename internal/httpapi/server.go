@@ -27,6 +27,7 @@ type Deps struct {
 	Auth           Authenticator
 	Tenants        TenantStore
 	Keys           KeyStore
+	Entities       EntityStore
 	Keyring        *fieldcrypt.Keyring
 	Audit          AuditLog
 	AuditStore     AuditStore

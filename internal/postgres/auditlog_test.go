@@ -584,3 +584,52 @@ func BenchmarkWriter(b *testing.B) {
 	stop()
 	w.Wait()
 }
+
+// BenchmarkWriterWithSealer writes at full speed while the sealer runs
+// every 250 ms, and reports the worst sealing lag seen.
+func BenchmarkWriterWithSealer(b *testing.B) {
+	url := pgtest.DB(b)
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: url, Keyring: testRing(&testing.T{}, 1, 1), MaxConns: 8})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	id := tenant.NewID()
+	pgtest.Exec(b, url, "INSERT INTO tenants (tenant_id, name, slug) VALUES ($1, 'bench', 'bench')", id.UUID())
+	w := audit.NewWriter(db, quietLog(), 10_000, 1_000)
+	ctx, stop := context.WithCancel(context.Background())
+	go w.Run(ctx)
+	signer := testSigner(b, 1)
+	var worst atomic.Int64
+	sealerDone := make(chan struct{})
+	go func() {
+		defer close(sealerDone)
+		for ctx.Err() == nil {
+			// The lag just before a round is the worst an event waits.
+			if lag, err := db.SealingLag(ctx); err == nil && int64(lag) > worst.Load() {
+				worst.Store(int64(lag))
+			}
+			if _, err := db.SealRound(ctx, signer); err != nil && ctx.Err() == nil {
+				b.Error(err)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	b.SetParallelism(64)
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := w.Write(context.Background(), event(id, audit.DataAccessed)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	b.ReportMetric(time.Duration(worst.Load()).Seconds()*1000, "worst-lag-ms")
+	stop()
+	w.Wait()
+	<-sealerDone
+}
