@@ -70,6 +70,8 @@ Commands:
   audit verify [--tenant T] [--checkpoint FILE] [--json]
                                 check the audit log's signed seals; exit 1 on any tampering
   audit checkpoint --tenant T   print the latest signed checkpoint, to save outside the database
+  loadtest --admin-key K [--concurrency N] [--duration D | --requests N] [--rate R] [--mix ...] [--json]
+                                drive a running server with mixed traffic and report latencies
   keys generate                 print a new random key (base64, 32 bytes)
   keys status [--json]          key versions configured and in use, per table and column
   keys rotate [--batch N]       re-encrypt stored data to the active key, online and resumable
@@ -101,6 +103,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdAPIKey(ctx, rest, getenv, stdout, stderr)
 	case "audit":
 		return cmdAudit(ctx, rest, getenv, stdout, stderr)
+	case "loadtest":
+		return cmdLoadtest(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, buildVersion())
 		return nil

@@ -14,13 +14,19 @@ import (
 type ChainReader interface {
 	// AuditChain calls each for every seal of tenant t's chain in order,
 	// with the seal's hash list and the events now stored in its range.
-	AuditChain(ctx context.Context, t uuid.UUID, each func(Seal, [][32]byte, []Stored) error) error
+	AuditChain(ctx context.Context, t uuid.UUID, each func(Seal, [][32]byte, []Ref) error) error
 	// RetentionCutoff is the time before which events were dropped on
 	// purpose (zero: none were).
 	RetentionCutoff(ctx context.Context) (time.Time, error)
 	// CountEventsInRange counts t's events with txid from from up to the
 	// highest sealed horizon of any chain: every one should be sealed.
 	CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) (int64, error)
+}
+
+// Ref is a stored event as verification needs it: its id and hash.
+type Ref struct {
+	ID   uuid.UUID
+	Hash [32]byte
 }
 
 // Finding is one problem verification found.
@@ -66,7 +72,7 @@ func Verify(ctx context.Context, r ChainReader, t uuid.UUID, pub ed25519.PublicK
 	if err != nil {
 		return rep, err
 	}
-	err = r.AuditChain(ctx, t, func(s Seal, hashes [][32]byte, evs []Stored) error {
+	err = r.AuditChain(ctx, t, func(s Seal, hashes [][32]byte, evs []Ref) error {
 		rep.SealsChecked++
 		at := s.At
 		rep.LastSealedAt = &at
@@ -135,10 +141,10 @@ func Verify(ctx context.Context, r ChainReader, t uuid.UUID, pub ed25519.PublicK
 // (deleted), a stored event the seal does not have (inserted), one found
 // elsewhere in the seal (reordered), or one whose content changed
 // (modified).
-func compareEvents(s Seal, want [][32]byte, evs []Stored, add func(Finding)) {
+func compareEvents(s Seal, want [][32]byte, evs []Ref, add func(Finding)) {
 	got := make([][32]byte, len(evs))
 	for i, e := range evs {
-		got[i] = e.Hash()
+		got[i] = e.Hash
 	}
 	index := make(map[[32]byte]int, len(want))
 	for i, h := range want {

@@ -106,6 +106,8 @@ type fieldErrors struct{ items []ProblemItem }
 
 func (f *fieldErrors) Error() string { return "validation failed" }
 
+var errClientClosed = apperr.New(apperr.BadRequest, "CLIENT_CLOSED_REQUEST", "the client closed the connection before the answer")
+
 // errValidation is the 422 of bad fields.
 var errValidation = apperr.New(apperr.Invalid, "VALIDATION_FAILED", "the request has invalid fields")
 
@@ -167,6 +169,13 @@ func useProblemErrors() {
 func respond(ctx context.Context, log *slog.Logger, err error) error {
 	if err == nil {
 		return nil
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// The client went away: nobody reads this answer, and it is not a
+		// server fault (499, as nginx calls it).
+		p := newProblem(ctx, errClientClosed.Wrap(err))
+		p.Status, p.Title = 499, "Client Closed Request"
+		return p
 	}
 	p := newProblem(ctx, err)
 	if p.Status >= 500 {

@@ -100,40 +100,47 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) 
 		if h <= h0 {
 			return nil
 		}
+		// Stream the rows, keeping only each event's 32-byte hash: a round
+		// after a long sealer outage may cover millions of events.
 		rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
 			WHERE txid >= $1::text::xid8 AND txid < $2::text::xid8 ORDER BY tenant_id NULLS FIRST, txid, audit_id`, fmt.Sprint(h0), fmt.Sprint(h))
 		if err != nil {
 			return err
 		}
-		evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Stored, error) { return scanStored(r) })
-		if err != nil {
-			return err
+		type batch struct {
+			tenant uuid.UUID
+			hashes [][32]byte
 		}
-		if len(evs) == 0 {
-			// Nothing to seal, but the horizon must still advance: a
-			// system-chain seal with no events would be noise, so record
-			// the round on the system chain only when it has events. The
-			// next round re-reads from h0, which stays correct.
-			return nil
-		}
-		now := time.Now().UTC().Truncate(time.Microsecond)
-		for start := 0; start < len(evs); {
-			end := start
-			for end < len(evs) && evs[end].Tenant == evs[start].Tenant {
-				end++
-			}
-			if err := db.appendSeal(ctx, tx, signer, evs[start].Tenant, uint64(h0), uint64(h), evs[start:end], now); err != nil { //nolint:gosec // positive
+		var batches []batch
+		for rows.Next() {
+			ev, err := scanStored(rows)
+			if err != nil {
+				rows.Close()
 				return err
 			}
-			sealed += end - start
-			start = end
+			if len(batches) == 0 || batches[len(batches)-1].tenant != ev.Tenant {
+				batches = append(batches, batch{tenant: ev.Tenant})
+			}
+			b := &batches[len(batches)-1]
+			b.hashes = append(b.hashes, ev.Hash())
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		for _, b := range batches {
+			if err := db.appendSeal(ctx, tx, signer, b.tenant, uint64(h0), uint64(h), b.hashes, now); err != nil { //nolint:gosec // positive
+				return err
+			}
+			sealed += len(b.hashes)
 		}
 		return nil
 	})
 	return sealed, err
 }
 
-func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to uint64, evs []audit.Stored, now time.Time) error {
+func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to uint64, hashes [][32]byte, now time.Time) error {
 	var prev audit.Seal
 	var found bool
 	row := tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY seq DESC LIMIT 1`, nullUUID(t))
@@ -144,16 +151,14 @@ func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uu
 	case !errors.Is(err, pgx.ErrNoRows):
 		return err
 	}
-	hashes := make([][32]byte, len(evs))
-	flat := make([]byte, 0, 32*len(evs))
-	for i, e := range evs {
-		hashes[i] = e.Hash()
-		flat = append(flat, hashes[i][:]...)
+	flat := make([]byte, 0, 32*len(hashes))
+	for _, h := range hashes {
+		flat = append(flat, h[:]...)
 	}
 	s := audit.Seal{ID: uuid.Must(uuid.NewV7()), Tenant: t, Seq: 1, HorizonFrom: from, HorizonTo: to,
-		EventCount: len(evs), CumulativeCount: int64(len(evs)), At: now}
+		EventCount: len(hashes), CumulativeCount: int64(len(hashes)), At: now}
 	if found {
-		s.Seq, s.PrevHash, s.CumulativeCount = prev.Seq+1, prev.Hash, prev.CumulativeCount+int64(len(evs))
+		s.Seq, s.PrevHash, s.CumulativeCount = prev.Seq+1, prev.Hash, prev.CumulativeCount+int64(len(hashes))
 	}
 	s.Hash = audit.SealHash(s.PrevHash, t, s.Seq, from, to, s.CumulativeCount, hashes)
 	signer.Sign(&s)
@@ -179,7 +184,7 @@ func (db *DB) SealingLag(ctx context.Context) (time.Duration, error) {
 // the system chain) in order, each with its authenticated hash list and
 // the events now stored in its range. It runs as the platform role: the verifier
 // reads what is stored, whatever the tenant.
-func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Seal, hashes [][32]byte, events []audit.Stored) error) error {
+func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Seal, hashes [][32]byte, events []audit.Ref) error) error {
 	return db.InPlatformTx(ctx, func(tx *Tx) error {
 		rows, err := tx.tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY seq`, nullUUID(t))
 		if err != nil {
@@ -203,11 +208,20 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 			if err != nil {
 				return err
 			}
-			evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Stored, error) { return scanStored(r) })
-			if err != nil {
+			var refs []audit.Ref
+			for rows.Next() {
+				ev, err := scanStored(rows)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				refs = append(refs, audit.Ref{ID: ev.ID, Hash: ev.Hash()})
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
 				return err
 			}
-			if err := each(sr.s, sr.hashes, evs); err != nil {
+			if err := each(sr.s, sr.hashes, refs); err != nil {
 				return err
 			}
 		}
