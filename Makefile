@@ -5,7 +5,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Coverage is counted over every package, whichever test exercises it.
 COVERPKG := ./...
 
-.PHONY: run build test services vet fmt cover clean docs-assets
+.PHONY: run build test services vet fmt cover clean docs-assets docs
 
 DOCS_JS := internal/httpapi/docsassets/redoc.standalone.js
 
@@ -32,6 +32,14 @@ $(DOCS_JS): web/docs/package.json web/docs/package-lock.json
 test: services docs-assets
 	$(GO) test -race -count=1 -coverpkg=$(COVERPKG) -coverprofile=coverage.out ./...
 	@$(GO) tool cover -func=coverage.out | tail -n1
+
+## docs: regenerate docs/configuration.md, docs/openapi.json and the ER diagram (tests fail when they drift)
+docs: build services
+	./bin/elile docs config > docs/configuration.md
+	./bin/elile docs openapi > docs/openapi.json
+	psql -q -h 127.0.0.1 -U postgres -c 'DROP DATABASE IF EXISTS elile_erd' postgres
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/elile_erd?sslmode=disable ./bin/elile schema erd --out docs
+	psql -q -h 127.0.0.1 -U postgres -c 'DROP DATABASE IF EXISTS elile_erd' postgres
 
 ## cover: open the coverage report of the last `make test`
 cover:

@@ -72,6 +72,8 @@ Commands:
   audit checkpoint --tenant T   print the latest signed checkpoint, to save outside the database
   loadtest --admin-key K [--concurrency N] [--duration D | --requests N] [--rate R] [--mix ...] [--json]
                                 drive a running server with mixed traffic and report latencies
+  schema erd [--out docs]       write the ER diagram of the live schema (Mermaid, DOT, SVG)
+  docs config|openapi           print docs/configuration.md or the OpenAPI document
   keys generate                 print a new random key (base64, 32 bytes)
   keys status [--json]          key versions configured and in use, per table and column
   keys rotate [--batch N]       re-encrypt stored data to the active key, online and resumable
@@ -105,6 +107,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdAudit(ctx, rest, getenv, stdout, stderr)
 	case "loadtest":
 		return cmdLoadtest(ctx, rest, getenv, stdout, stderr)
+	case "schema":
+		return cmdSchema(ctx, rest, getenv, stdout, stderr)
+	case "docs":
+		return cmdDocs(rest, stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, buildVersion())
 		return nil

@@ -68,40 +68,40 @@ func (s Secret) Reveal() string { return string(s) }
 // variable, `envDefault` its default in every environment, and `desc` what it
 // is for; docs/configuration.md is generated from these tags.
 type Config struct {
-	Environment Environment `env:"ENVIRONMENT" envDefault:"development" desc:"Deployment environment: development, staging or production. Outside development there are no default secrets, logs are JSON and DEBUG must be off."`
-	Debug       bool        `env:"DEBUG" envDefault:"false" desc:"Verbose diagnostics. Only allowed in development."`
-	LogLevel    string      `env:"LOG_LEVEL" envDefault:"INFO" desc:"Minimum log level: DEBUG, INFO, WARN or ERROR (any case)."`
-	LogFormat   string      `env:"LOG_FORMAT" envDefault:"auto" desc:"auto (text in development, JSON elsewhere), text or json."`
+	Environment Environment `env:"ENVIRONMENT" envDefault:"development" desc:"Deployment environment: development, staging or production. Outside development there are no default secrets, logs are JSON and DEBUG must be off." rule:"one of development, staging, production"`
+	Debug       bool        `env:"DEBUG" envDefault:"false" desc:"Verbose diagnostics. Only allowed in development." rule:"true or false; false outside development"`
+	LogLevel    string      `env:"LOG_LEVEL" envDefault:"INFO" desc:"Minimum log level: DEBUG, INFO, WARN or ERROR (any case)." rule:"DEBUG, INFO, WARN or ERROR"`
+	LogFormat   string      `env:"LOG_FORMAT" envDefault:"auto" desc:"auto (text in development, JSON elsewhere), text or json." rule:"auto, text or json"`
 
-	APIHost           string        `env:"API_HOST" envDefault:"127.0.0.1" desc:"Address the HTTP server listens on."`
-	APIPort           int           `env:"API_PORT" envDefault:"8000" desc:"TCP port the HTTP server listens on (0 picks a free one)."`
-	CORSOrigins       []string      `env:"CORS_ORIGINS" envSeparator:"," desc:"Comma-separated origins allowed to call the API from a browser. Empty: no cross-origin access."`
-	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s" desc:"Longest time to read a request's headers."`
-	ReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s" desc:"Longest time to read a whole request."`
-	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s" desc:"Longest time to write a response."`
-	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s" desc:"How long an idle keep-alive connection is kept."`
-	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"On SIGTERM/SIGINT, how long in-flight requests may take to finish."`
+	APIHost           string        `env:"API_HOST" envDefault:"127.0.0.1" desc:"Address the HTTP server listens on." rule:"host name or IP address"`
+	APIPort           int           `env:"API_PORT" envDefault:"8000" desc:"TCP port the HTTP server listens on (0 picks a free one)." rule:"0..65535"`
+	CORSOrigins       []string      `env:"CORS_ORIGINS" envSeparator:"," desc:"Comma-separated origins allowed to call the API from a browser. Empty: no cross-origin access." rule:"each an origin: scheme://host[:port], or *"`
+	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s" desc:"Longest time to read a request's headers." rule:"positive Go duration (5s, 1m)"`
+	ReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s" desc:"Longest time to read a whole request." rule:"positive Go duration"`
+	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s" desc:"Longest time to write a response." rule:"positive Go duration"`
+	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s" desc:"How long an idle keep-alive connection is kept." rule:"positive Go duration"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"On SIGTERM/SIGINT, how long in-flight requests may take to finish." rule:"positive Go duration"`
 
-	DatabaseURL            Secret        `env:"DATABASE_URL" desc:"PostgreSQL connection string (postgres://user:pass@host:port/db). Development default: postgres://postgres@127.0.0.1:5432/elile_dev?sslmode=disable. Required elsewhere."`
-	DatabasePoolSize       int           `env:"DATABASE_POOL_SIZE" envDefault:"20" desc:"Connections the pool keeps for steady load."`
-	DatabaseMaxOverflow    int           `env:"DATABASE_MAX_OVERFLOW" envDefault:"10" desc:"Extra connections the pool may open under peaks (max connections = pool size + overflow)."`
-	DatabaseConnectTimeout time.Duration `env:"DATABASE_CONNECT_TIMEOUT" envDefault:"10s" desc:"At start-up, how long to keep trying to reach PostgreSQL before giving up."`
+	DatabaseURL            Secret        `env:"DATABASE_URL" desc:"PostgreSQL connection string (postgres://user:pass@host:port/db). Development default: postgres://postgres@127.0.0.1:5432/elile_dev?sslmode=disable. Required elsewhere." rule:"postgres:// or postgresql:// URL naming a database" required:"staging, production"`
+	DatabasePoolSize       int           `env:"DATABASE_POOL_SIZE" envDefault:"20" desc:"Connections the pool keeps for steady load." rule:"1..1000"`
+	DatabaseMaxOverflow    int           `env:"DATABASE_MAX_OVERFLOW" envDefault:"10" desc:"Extra connections the pool may open under peaks (max connections = pool size + overflow)." rule:"0..1000"`
+	DatabaseConnectTimeout time.Duration `env:"DATABASE_CONNECT_TIMEOUT" envDefault:"10s" desc:"At start-up, how long to keep trying to reach PostgreSQL before giving up." rule:"positive Go duration"`
 
-	RedisURL Secret `env:"REDIS_URL" desc:"Redis connection string (redis://host:port/db). Development default: redis://127.0.0.1:6379/0. Empty outside development: an in-process fallback serves a single instance and readiness reports degraded."`
+	RedisURL Secret `env:"REDIS_URL" desc:"Redis connection string (redis://host:port/db). Development default: redis://127.0.0.1:6379/0. Empty outside development: an in-process fallback serves a single instance and readiness reports degraded." rule:"redis:// or rediss:// URL, or empty"`
 
-	EncryptionKey       Secret `env:"ENCRYPTION_KEY" desc:"Base64 of a 32-byte AES-256 key, used as key version 1. Development generates one into DEV_KEYS_FILE. Required elsewhere unless ENCRYPTION_KEYS is set."`
-	EncryptionKeys      Secret `env:"ENCRYPTION_KEYS" desc:"Several key versions at once, for rotation: 1:<base64>,2:<base64>. Takes the place of ENCRYPTION_KEY."`
-	EncryptionActiveKey int    `env:"ENCRYPTION_ACTIVE_KEY" envDefault:"0" desc:"Key version new values are encrypted with (0: the highest configured)."`
-	BlindIndexKey       Secret `env:"BLIND_INDEX_KEY" desc:"Base64 of 32 bytes: root of the per-tenant blind-index keys. Default: derived (HKDF) from key version 1. Required once version 1 leaves the keyring; get its value with elile keys blind-index-key before removing it."`
-	APISecretKey        Secret `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere."`
-	AuditSigningKey     Secret `env:"AUDIT_SIGNING_KEY" desc:"Base64 of a 32-byte Ed25519 seed that signs audit seals and checkpoints. Development generates one into DEV_KEYS_FILE. Required elsewhere."`
-	AuditRetentionDays  int    `env:"AUDIT_RETENTION_DAYS" envDefault:"2557" desc:"Audit events are kept this many days (default 7 years); older monthly partitions are detached and dropped whole."`
+	EncryptionKey       Secret `env:"ENCRYPTION_KEY" desc:"Base64 of a 32-byte AES-256 key, used as key version 1. Development generates one into DEV_KEYS_FILE. Required elsewhere unless ENCRYPTION_KEYS is set." rule:"base64 of exactly 32 bytes" required:"staging, production (unless ENCRYPTION_KEYS)"`
+	EncryptionKeys      Secret `env:"ENCRYPTION_KEYS" desc:"Several key versions at once, for rotation: 1:<base64>,2:<base64>. Takes the place of ENCRYPTION_KEY." rule:"VERSION:BASE64 pairs, comma-separated; versions from 1, each key 32 bytes"`
+	EncryptionActiveKey int    `env:"ENCRYPTION_ACTIVE_KEY" envDefault:"0" desc:"Key version new values are encrypted with (0: the highest configured)." rule:"0 or a configured version"`
+	BlindIndexKey       Secret `env:"BLIND_INDEX_KEY" desc:"Base64 of 32 bytes: root of the per-tenant blind-index keys. Default: derived (HKDF) from key version 1. Required once version 1 leaves the keyring; get its value with elile keys blind-index-key before removing it." rule:"base64 of exactly 32 bytes; required when version 1 is not configured"`
+	APISecretKey        Secret `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere." rule:"at least 32 bytes" required:"staging, production"`
+	AuditSigningKey     Secret `env:"AUDIT_SIGNING_KEY" desc:"Base64 of a 32-byte Ed25519 seed that signs audit seals and checkpoints. Development generates one into DEV_KEYS_FILE. Required elsewhere." rule:"base64 of a 32-byte Ed25519 seed" required:"staging, production"`
+	AuditRetentionDays  int    `env:"AUDIT_RETENTION_DAYS" envDefault:"2557" desc:"Audit events are kept this many days (default 7 years); older monthly partitions are detached and dropped whole." rule:"30..36500"`
 
-	RateLimitPerMinute int `env:"RATE_LIMIT_PER_MINUTE" envDefault:"1200" desc:"Requests per minute each credential may make (shared by all instances through Redis)."`
-	RateLimitBurst     int `env:"RATE_LIMIT_BURST" envDefault:"100" desc:"Requests a credential may make at once before the per-minute pace applies."`
+	RateLimitPerMinute int `env:"RATE_LIMIT_PER_MINUTE" envDefault:"1200" desc:"Requests per minute each credential may make (shared by all instances through Redis)." rule:"1..10000000"`
+	RateLimitBurst     int `env:"RATE_LIMIT_BURST" envDefault:"100" desc:"Requests a credential may make at once before the per-minute pace applies." rule:"1..1000000"`
 
-	DefaultTenantID string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use (the nil UUID: a fresh id)."`
-	DevKeysFile     string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)."`
+	DefaultTenantID string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use (the nil UUID: a fresh id)." rule:"a UUID"`
+	DevKeysFile     string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)." rule:"a file path"`
 }
 
 // Load reads the configuration through getenv and validates it, reporting
@@ -390,6 +390,8 @@ type Variable struct {
 	Default     string
 	Secret      bool
 	Description string
+	Rule        string // what validation accepts
+	Required    string // environments that require it ("" : none)
 }
 
 // Variables lists every configuration variable in declaration order.
@@ -414,9 +416,42 @@ func Variables() []Variable {
 		vars = append(vars, Variable{
 			Name: name, Type: typ, Default: f.Tag.Get("envDefault"),
 			Secret: f.Type == reflect.TypeFor[Secret](), Description: f.Tag.Get("desc"),
+			Rule: f.Tag.Get("rule"), Required: f.Tag.Get("required"),
 		})
 	}
 	return vars
+}
+
+// Markdown renders the configuration reference (docs/configuration.md).
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("# Configuration reference\n\n")
+	b.WriteString("Generated from `internal/config` by `elile docs config`; a test fails when this file falls behind the code.\n\n")
+	b.WriteString("Every setting is an environment variable. In development a `.env` file in the working directory is read too ")
+	b.WriteString("(the process environment wins), and missing secrets are generated once into `DEV_KEYS_FILE`. ")
+	b.WriteString("Staging and production read the process environment only and refuse to start without their required secrets. ")
+	b.WriteString("Invalid values are reported all at once, each by name, and the process exits with status 2. ")
+	b.WriteString("`elile config check` prints the effective configuration with secrets redacted.\n\n")
+	b.WriteString("| variable | type | default | required in | rule | description |\n|---|---|---|---|---|---|\n")
+	esc := strings.NewReplacer("|", "\\|", "\n", " ")
+	for _, v := range Variables() {
+		def := v.Default
+		if def == "" {
+			def = "—"
+		} else {
+			def = "`" + def + "`"
+		}
+		typ := v.Type
+		if v.Secret {
+			typ += " (secret)"
+		}
+		req := v.Required
+		if req == "" {
+			req = "—"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n", v.Name, typ, esc.Replace(def), esc.Replace(req), esc.Replace(v.Rule), esc.Replace(v.Description))
+	}
+	return b.String()
 }
 
 // Redacted lists the configuration as NAME=value pairs in declaration order,

@@ -268,3 +268,21 @@ func TestEncryptionKeys(t *testing.T) {
 		t.Errorf("version 2 with a pinned blind-index key: %v", err)
 	}
 }
+
+// TestConfigurationDoc: docs/configuration.md is what the code generates
+// (make docs rewrites it).
+func TestConfigurationDoc(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != config.Markdown() {
+		t.Fatal("docs/configuration.md is out of date: run make docs")
+	}
+	for _, v := range config.Variables() {
+		if v.Rule == "" {
+			t.Errorf("%s has no validation rule documented", v.Name)
+		}
+	}
+}
