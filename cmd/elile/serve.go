@@ -52,7 +52,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	db, err := postgres.Open(ctx, postgres.Options{
 		URL:            cfg.DatabaseURL.Reveal(),
 		MaxConns:       int32(cfg.DatabasePoolSize + cfg.DatabaseMaxOverflow), //nolint:gosec // both bounded by validation
-		AcquireTimeout: 5 * time.Second,
+		AcquireTimeout: cfg.DatabaseAcquireTimeout,
 		Keyring:        ring,
 	})
 	if err != nil {

@@ -80,11 +80,13 @@ type Config struct {
 	ReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s" desc:"Longest time to read a whole request." rule:"positive Go duration"`
 	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s" desc:"Longest time to write a response." rule:"positive Go duration"`
 	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s" desc:"How long an idle keep-alive connection is kept." rule:"positive Go duration"`
+	RequestTimeout    time.Duration `env:"REQUEST_TIMEOUT" envDefault:"30s" desc:"Deadline of each request's work: database calls still running then are cancelled and the request gets 503." rule:"positive Go duration"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"On SIGTERM/SIGINT, how long in-flight requests may take to finish." rule:"positive Go duration"`
 
 	DatabaseURL            Secret        `env:"DATABASE_URL" desc:"PostgreSQL connection string (postgres://user:pass@host:port/db). Development default: postgres://postgres@127.0.0.1:5432/elile_dev?sslmode=disable. Required elsewhere." rule:"postgres:// or postgresql:// URL naming a database" required:"staging, production"`
 	DatabasePoolSize       int           `env:"DATABASE_POOL_SIZE" envDefault:"20" desc:"Connections the pool keeps for steady load." rule:"1..1000"`
 	DatabaseMaxOverflow    int           `env:"DATABASE_MAX_OVERFLOW" envDefault:"10" desc:"Extra connections the pool may open under peaks (max connections = pool size + overflow)." rule:"0..1000"`
+	DatabaseAcquireTimeout time.Duration `env:"DATABASE_ACQUIRE_TIMEOUT" envDefault:"5s" desc:"How long a request waits for a free pooled connection before it gets 503 with Retry-After." rule:"positive Go duration"`
 	DatabaseConnectTimeout time.Duration `env:"DATABASE_CONNECT_TIMEOUT" envDefault:"10s" desc:"At start-up, how long to keep trying to reach PostgreSQL before giving up." rule:"positive Go duration"`
 
 	RedisURL Secret `env:"REDIS_URL" desc:"Redis connection string (redis://host:port/db). Development default: redis://127.0.0.1:6379/0. Empty outside development: an in-process fallback serves a single instance and readiness reports degraded." rule:"redis:// or rediss:// URL, or empty"`
@@ -213,6 +215,7 @@ func (c Config) validate() error {
 		"HTTP_READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "HTTP_READ_TIMEOUT": c.ReadTimeout,
 		"HTTP_WRITE_TIMEOUT": c.WriteTimeout, "HTTP_IDLE_TIMEOUT": c.IdleTimeout,
 		"SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "DATABASE_CONNECT_TIMEOUT": c.DatabaseConnectTimeout,
+		"REQUEST_TIMEOUT": c.RequestTimeout, "DATABASE_ACQUIRE_TIMEOUT": c.DatabaseAcquireTimeout,
 	} {
 		if d <= 0 {
 			bad(name, "must be a positive duration such as 5s")

@@ -114,8 +114,8 @@ func auditCursor(at time.Time, id uuid.UUID) string {
 }
 
 func parseAuditCursor(c string) (time.Time, uuid.UUID, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) != 25 || b[0] != 2 {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(c)
+	if err != nil || len(b) != 25 || b[0] != 2 || base64.RawURLEncoding.EncodeToString(b) != c {
 		return time.Time{}, uuid.Nil, errCursor
 	}
 	return time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:9]))).UTC(), uuid.UUID(b[9:]), nil //nolint:gosec // round trip

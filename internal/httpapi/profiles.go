@@ -155,8 +155,8 @@ func handleProfileList(d Deps) handlerFunc[listProfilesInput, profileListOutput]
 		}
 		before := 0
 		if in.Cursor != "" {
-			b, err := base64.RawURLEncoding.DecodeString(in.Cursor)
-			if err != nil || len(b) != 5 || b[0] != 3 {
+			b, err := base64.RawURLEncoding.Strict().DecodeString(in.Cursor)
+			if err != nil || len(b) != 5 || b[0] != 3 || base64.RawURLEncoding.EncodeToString(b) != in.Cursor {
 				return nil, errCursor
 			}
 			before = int(binary.BigEndian.Uint32(b[1:]))

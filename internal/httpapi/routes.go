@@ -169,8 +169,8 @@ func (l ListParams) after() (uuid.UUID, error) {
 	if l.Cursor == "" {
 		return uuid.Nil, nil
 	}
-	b, err := base64.RawURLEncoding.DecodeString(l.Cursor)
-	if err != nil || len(b) != 17 || b[0] != 1 {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(l.Cursor)
+	if err != nil || len(b) != 17 || b[0] != 1 || base64.RawURLEncoding.EncodeToString(b) != l.Cursor {
 		return uuid.Nil, errCursor
 	}
 	return uuid.UUID(b[1:]), nil

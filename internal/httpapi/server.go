@@ -34,6 +34,7 @@ type Deps struct {
 	AuditPublicKey ed25519.PublicKey
 	Rate           kv.Rate                // per credential
 	CORSOrigins    []string               // browser origins allowed
+	RequestTimeout time.Duration          // deadline of each request's work (0: none)
 	Collectors     []prometheus.Collector // extra metrics (pool, audit writer)
 	LatestSchema   int64                  // the schema version this binary needs
 	Version        string                 // build version
@@ -74,9 +75,12 @@ func NewServer(d Deps) http.Handler {
 
 	var h http.Handler = captureRoute(mux)
 	h = idempotency(d.KV, d.Keyring, d.Log)(h)
+	h = jsonGuard(h)
+	h = queryGuard(h)
 	h = authenticate(d.Auth, d.KV, d.Rate, m, d.Log)(h)
 	h = cors(d.CORSOrigins)(h)
 	h = recoverer(d.Log)(h)
+	h = deadline(d.RequestTimeout)(h)
 	h = securityHeaders(h)
 	h = accessLog(d.Log, d.Now, m, d.Audit)(h)
 	h = withRequestContext(d.Now)(h)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,9 @@ var (
 	ErrConflict    = apperr.New(apperr.Conflict, "CONFLICT", "conflicts with stored data")
 	ErrUnavailable = apperr.New(apperr.Unavailable, "DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
 	ErrNoTenant    = apperr.New(apperr.Internal, "NO_TENANT", "tenant transaction without a tenant")
+	// ErrInvalidValue is a value the database refused although validation
+	// let it through: a 422 rather than a 500, and a validation gap to close.
+	ErrInvalidValue = apperr.New(apperr.Invalid, "INVALID_VALUE", "a value was not accepted")
 )
 
 // Options configure the pool.
@@ -229,6 +233,13 @@ func translate(err error) error {
 			return ErrConflict.Wrap(err)
 		case "57P01", "57P02", "57P03", "53300": // admin shutdown, crash shutdown, cannot connect now, too many connections
 			return ErrUnavailable.Wrap(err)
+		case "57014": // query_canceled: the request's deadline passed
+			return ErrUnavailable.Withf("the database did not answer in time").Wrap(err)
+		case "23503": // foreign_key_violation
+			return ErrInvalidValue.Withf("a referenced object does not exist").Wrap(err)
+		}
+		if strings.HasPrefix(pgErr.Code, "22") || pgErr.Code == "23514" { // data exception, check violation
+			return ErrInvalidValue.Wrap(err)
 		}
 		return err
 	}
