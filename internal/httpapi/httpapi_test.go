@@ -45,23 +45,28 @@ func (s *syncBuffer) String() string {
 }
 
 type testBundle struct {
-	dbURL   string
-	db      *postgres.DB
-	kv      *kv.Failover
-	logs    *syncBuffer
-	pgProxy *faultproxy.Proxy
-	ring    *fieldcrypt.Keyring
-	deps    Deps
-	signer  *audit.Signer
+	dbURL      string
+	db         *postgres.DB
+	kv         *kv.Failover
+	logs       *syncBuffer
+	pgProxy    *faultproxy.Proxy
+	ring       *fieldcrypt.Keyring
+	deps       Deps
+	signer     *audit.Signer
+	redisProxy *faultproxy.Proxy
 }
 
 type setupOpts struct {
-	noRedis   bool
-	redisAddr string // default: the local server
-	rate      kv.Rate
-	origins   []string
-	dbURL     string // share another test's database
-	kvPrefix  string // share another test's Redis keys
+	noRedis    bool
+	redisAddr  string // default: the local server
+	rate       kv.Rate
+	origins    []string
+	dbURL      string // share another test's database
+	kvPrefix   string // share another test's Redis keys
+	maxConns   int32
+	acquire    time.Duration
+	deadline   time.Duration // per-request timeout
+	redisProxy bool          // reach Redis through a fault proxy too
 }
 
 var testJWTSecret = []byte("test-secret-test-secret-test-secret!!") //nolint:gochecknoglobals // test fixture
@@ -89,7 +94,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	}
 	t.Cleanup(func() { proxy.Close() })
 	proxied := strings.Replace(url, "127.0.0.1:5432", proxy.Addr(), 1)
-	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied, Keyring: ring})
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied, Keyring: ring, MaxConns: o.maxConns, AcquireTimeout: o.acquire})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +106,22 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 		t.Fatal(err)
 	}
 	var store *kv.Failover
+	var redisProxy *faultproxy.Proxy
 	if o.noRedis {
 		store = kv.NewFailover(nil, kv.NewMemory(nil), log, time.Second)
 	} else {
 		addr := o.redisAddr
 		if addr == "" {
 			addr = "127.0.0.1:6379"
+		}
+		if o.redisProxy {
+			rp, err := faultproxy.Start(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rp.Close() })
+			redisProxy = rp
+			addr = rp.Addr()
 		}
 		prefix := o.kvPrefix
 		if prefix == "" {
@@ -132,10 +147,10 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	t.Cleanup(func() { stopWriter(); writer.Wait() })
 	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
 		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
-		Tenants: db, Keys: db, Entities: db, Rate: o.rate, CORSOrigins: o.origins, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
+		Tenants: db, Keys: db, Entities: db, Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
 	h := NewServer(d)
-	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer}
+	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer, redisProxy: redisProxy}
 }
 
 func do(t *testing.T, h http.Handler, method, target string, hdr map[string]string) *httptest.ResponseRecorder {

@@ -302,6 +302,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 						return // cut off by the deadline, not a failure
 					}
 					record(name, status, err, time.Since(t0))
+					if err != nil {
+						time.Sleep(10 * time.Millisecond) // the server is gone: do not spin
+					}
 				}
 			})
 		}
