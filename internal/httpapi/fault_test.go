@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,6 +105,13 @@ func TestFault_DatabaseLostDuringLoad(t *testing.T) {
 		// legitimately succeed if it was still waiting when it came back.)
 		if o.at.After(cutAt.Add(100*time.Millisecond)) && o.at.Add(o.took).Before(restoredAt) && o.status == 201 {
 			t.Errorf("a write succeeded while the database was cut")
+		}
+	}
+	if counts[500] > 0 {
+		for _, line := range strings.Split(b.logs.String(), "\n") {
+			if strings.Contains(line, "request failed") || strings.Contains(line, "\"status\":500") {
+				t.Log(line)
+			}
 		}
 	}
 	if counts[503] == 0 || counts[201] == 0 {

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -634,6 +635,19 @@ func TestTranslate(t *testing.T) {
 	}
 	if err := postgres.Translate(context.DeadlineExceeded); apperr.KindOf(err) != apperr.Unavailable {
 		t.Errorf("deadline: kind %v, want unavailable", apperr.KindOf(err))
+	}
+	// A connection cut mid-answer (found by the fault test under load).
+	if err := postgres.Translate(fmt.Errorf("read: %w", io.ErrUnexpectedEOF)); apperr.KindOf(err) != apperr.Unavailable {
+		t.Errorf("unexpected EOF: kind %v, want unavailable", apperr.KindOf(err))
+	}
+	// Data the database refuses although validation let it through: 422.
+	err = b.db.InTx(ctx, a, func(tx *postgres.Tx) error {
+		_, err := tx.Raw().Exec(ctx, "INSERT INTO entities (entity_id, tenant_id, entity_type, external_id) VALUES ($1, $2, 'individual', $3)",
+			newUUID(), a.UUID(), "nul\x00byte")
+		return err
+	})
+	if apperr.KindOf(err) != apperr.Invalid {
+		t.Errorf("NUL in text: kind %v (%v), want invalid", apperr.KindOf(err), err)
 	}
 }
 
