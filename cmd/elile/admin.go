@@ -197,6 +197,8 @@ func bootstrapDev(ctx context.Context, cfg config.Config, db *postgres.DB, stdou
 	if len(existing) > 0 {
 		if _, err := os.Stat(credFile); err == nil {
 			fmt.Fprintf(stdout, "development credentials: %s\n", credFile)
+		} else {
+			fmt.Fprintf(stdout, "the database has tenants already; for an API key run:\n  bin/elile apikey create --tenant %s --scopes tenant:admin\n", existing[0].ID)
 		}
 		return nil
 	}
