@@ -125,16 +125,8 @@ func jsonGuard(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				p := newProblem(r.Context(), errBodyTooLarge).Problem
-				p.Status, p.Title = http.StatusRequestEntityTooLarge, http.StatusText(http.StatusRequestEntityTooLarge)
-				writeProblem(w, p)
-				return
-			}
-			writeProblem(w, newProblem(r.Context(), errJSONMalformed.Withf("could not read the body")).Problem)
+		body, ok := readBody(w, r)
+		if !ok {
 			return
 		}
 		if err := checkJSON(body); err != nil {
@@ -144,6 +136,26 @@ func jsonGuard(next http.Handler) http.Handler {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readBody reads a request body of at most maxBody bytes and puts a copy
+// back for the next reader; on failure it answers (413 or 400) and
+// reports false.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			p := newProblem(r.Context(), errBodyTooLarge).Problem
+			p.Status, p.Title = http.StatusRequestEntityTooLarge, http.StatusText(http.StatusRequestEntityTooLarge)
+			writeProblem(w, p)
+			return nil, false
+		}
+		writeProblem(w, newProblem(r.Context(), errJSONMalformed.Withf("could not read the request body")).Problem)
+		return nil, false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body, true
 }
 
 // deadline bounds each request's work: when it passes, database calls in

@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -70,19 +68,10 @@ func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, log *slog.Log
 				fail(errIdemInvalid)
 				return
 			}
-			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-			if err != nil {
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					p := newProblem(r.Context(), errBodyTooLarge).Problem
-					p.Status, p.Title = http.StatusRequestEntityTooLarge, http.StatusText(http.StatusRequestEntityTooLarge)
-					writeProblem(w, p)
-					return
-				}
-				fail(apperr.New(apperr.BadRequest, "BAD_REQUEST", "could not read the request body"))
+			body, ok := readBody(w, r)
+			if !ok {
 				return
 			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
 			h := sha256.New()
 			for _, part := range []string{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("X-Tenant-ID"), r.Header.Get("Content-Type")} {
 				h.Write([]byte(part))
