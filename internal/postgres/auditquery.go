@@ -61,7 +61,11 @@ func (db *DB) decryptAudit(s audit.Stored) (audit.Record, error) {
 	}
 	plain, err := db.ring.Open(s.Data, auditColumn.AD(s.ID, s.Tenant))
 	if err != nil {
-		return r, fmt.Errorf("decrypt audit event %s: %w", s.ID, err)
+		// One unreadable event must not hide the rest of the log: say why
+		// in its place (a removed key version, or tampering, which
+		// verification reports in full).
+		r.Data = map[string]any{"_unreadable": err.Error()}
+		return r, nil
 	}
 	return r, json.Unmarshal(plain, &r.Data)
 }
