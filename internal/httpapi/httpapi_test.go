@@ -344,6 +344,7 @@ func TestSecurityHeadersAndProblems(t *testing.T) {
 		}
 		for k, want := range map[string]string{
 			"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+			"Strict-Transport-Security": "max-age=63072000; includeSubDomains",
 		} {
 			if got := rec.Header().Get(k); got != want {
 				t.Errorf("%s %s: %s = %q, want %q", tc.method, tc.path, k, got, want)
