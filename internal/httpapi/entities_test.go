@@ -71,6 +71,14 @@ func TestEntities_CreateReadSearch(t *testing.T) {
 			t.Errorf("duplicate detail %q does not name %s", p.Detail, e.EntityID)
 		}
 	}
+	// The duplicates failed halfway (after the entity row, at the blind
+	// index): nothing of them is left.
+	if n := countWhere(t, w.b, `SELECT count(*) FROM entities WHERE tenant_id = $1`, w.a.UUID()); n != 1 {
+		t.Errorf("entities after two refused duplicates = %d, want 1", n)
+	}
+	if n := countWhere(t, w.b, `SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND event_type = 'entity.created'`, w.a.UUID()); n != 1 {
+		t.Errorf("entity.created events = %d, want 1: a refused create left its event", n)
+	}
 	// The same SSN in another tenant is another person's business.
 	if rec := call(t, w.h, w.as(w.oAdm, "POST", "/v1/entities", map[string]any{"entity_type": "individual",
 		"canonical_identifiers": map[string]string{"ssn": "123-45-6789"}})); rec.Code != 201 {
@@ -156,7 +164,16 @@ func TestEntities_ListPatchDelete(t *testing.T) {
 	if len(found.Data) != 0 {
 		t.Errorf("removed EIN still found: %+v", found)
 	}
-	wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+ids[1], map[string]any{"canonical_identifiers": map[string]any{"ssn": "987654321"}})), 409, "ENTITY_DUPLICATE")
+	wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+ids[1], map[string]any{"canonical_identifiers": map[string]any{"ssn": "987654321", "ein": nil}})), 409, "ENTITY_DUPLICATE")
+	// That PATCH failed halfway (identifiers rewritten, blind rows deleted,
+	// then the duplicate): entity 1 is exactly as before.
+	kept := decode[EntityOut](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+ids[1]+"?reveal=true", nil)))
+	if kept.CanonicalIdentifiers["ein"] != "123456701" || kept.CanonicalIdentifiers["ssn"] != "" {
+		t.Errorf("entity after a refused PATCH: %v", kept.CanonicalIdentifiers)
+	}
+	if f := decode[struct{ Data []EntityOut }](t, call(t, w.h, w.as(w.reader, "POST", "/v1/entities/search", map[string]any{"kind": "ein", "value": "12-3456701"}))); len(f.Data) != 1 {
+		t.Errorf("its blind index is gone after a refused PATCH")
+	}
 	wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+ids[1], map[string]any{"canonical_identifiers": map[string]any{"ssn": 5}})), 422, "VALIDATION_FAILED")
 	wantProblem(t, call(t, w.h, w.as(w.reader, "PATCH", "/v1/entities/"+ids[1], map[string]any{"canonical_identifiers": map[string]any{"full_name": "x"}})), 403, "PERMISSION_DENIED")
 
