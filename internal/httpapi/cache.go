@@ -164,13 +164,10 @@ type listCacheInput struct {
 	CheckType  string `query:"check_type" maxLength:"100"`
 	ProviderID string `query:"provider_id" maxLength:"100"`
 	IncludeRaw bool   `query:"include_raw" doc:"Include raw_response; needs pii:read"`
+	ListParams
 }
 
-type cacheListOutput struct {
-	Body struct {
-		Data []CacheOut `json:"data"`
-	}
-}
+type cacheListOutput struct{ Body Page[CacheOut] }
 
 func handleCacheList(d Deps) handlerFunc[listCacheInput, cacheListOutput] {
 	return func(ctx context.Context, in *listCacheInput) (*cacheListOutput, error) {
@@ -183,17 +180,23 @@ func handleCacheList(d Deps) handlerFunc[listCacheInput, cacheListOutput] {
 		if err != nil {
 			return nil, err
 		}
-		es, err := d.Entities.CacheEntries(ctx, tid, eid, sourcecache.Filter{CheckType: in.CheckType, ProviderID: in.ProviderID}, in.IncludeRaw)
+		after, err := in.after()
+		if err != nil {
+			return nil, err
+		}
+		es, err := d.Entities.CacheEntries(ctx, tid, eid, sourcecache.Filter{CheckType: in.CheckType, ProviderID: in.ProviderID}, in.IncludeRaw, after, in.Limit+1)
 		if err != nil {
 			return nil, err
 		}
 		now := d.now()
-		out := &cacheListOutput{}
-		out.Body.Data = make([]CacheOut, len(es))
-		usable := 0
+		outs := make([]CacheOut, len(es))
 		for i, e := range es {
-			out.Body.Data[i] = cacheOut(e, now)
-			if out.Body.Data[i].FreshnessStatus != sourcecache.Expired {
+			outs[i] = cacheOut(e, now)
+		}
+		out := &cacheListOutput{Body: page(outs, in.Limit, func(c CacheOut) uuid.UUID { return uuid.MustParse(c.CacheID) })}
+		usable := 0
+		for _, c := range out.Body.Data {
+			if c.FreshnessStatus != sourcecache.Expired {
 				usable++
 			}
 		}
@@ -202,7 +205,7 @@ func handleCacheList(d Deps) handlerFunc[listCacheInput, cacheListOutput] {
 			typ = audit.CacheHit
 		}
 		ev := audit.New(ctx, typ, tid).With("cache_entry", "list", eid, map[string]any{
-			"check_type": in.CheckType, "provider_id": in.ProviderID, "returned": len(es), "usable": usable, "raw_included": in.IncludeRaw})
+			"check_type": in.CheckType, "provider_id": in.ProviderID, "returned": len(out.Body.Data), "usable": usable, "raw_included": in.IncludeRaw})
 		if err := d.Audit.Write(ctx, ev); err != nil {
 			return nil, err
 		}

@@ -26,12 +26,12 @@ type EntityStore interface {
 	UpdateIdentifiers(ctx context.Context, t tenant.ID, id uuid.UUID, changes map[string]*string, ev func(entity.Entity) audit.Event) (entity.Entity, error)
 	DeleteEntity(ctx context.Context, t tenant.ID, id uuid.UUID, ev audit.Event) error
 	CreateRelation(ctx context.Context, r entity.Relation, ev audit.Event) (entity.Relation, error)
-	Relations(ctx context.Context, t tenant.ID, id uuid.UUID) ([]entity.Relation, error)
+	Relations(ctx context.Context, t tenant.ID, id, after uuid.UUID, limit int) ([]entity.Relation, error)
 	CreateProfile(ctx context.Context, p entity.Profile, ev func(entity.Profile) audit.Event) (entity.Profile, error)
 	Profiles(ctx context.Context, t tenant.ID, entityID uuid.UUID, before, limit int) ([]entity.Profile, error)
 	Profile(ctx context.Context, t tenant.ID, entityID uuid.UUID, version int) (entity.Profile, error)
 	CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.Entry, ev audit.Event) (sourcecache.Entry, error)
-	CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool) ([]sourcecache.Entry, error)
+	CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) ([]sourcecache.Entry, error)
 	CacheEntry(ctx context.Context, t tenant.ID, entityID, id uuid.UUID, withRaw bool) (sourcecache.Entry, error)
 }
 
@@ -375,28 +375,32 @@ func handleRelationCreate(d Deps) handlerFunc[createRelationInput, relationOutpu
 	}
 }
 
-type relationListOutput struct {
-	Body struct {
-		Data []RelationOut `json:"data"`
-	}
+type relationListOutput struct{ Body Page[RelationOut] }
+
+type listRelationsInput struct {
+	EntityID string `path:"entity_id" format:"uuid"`
+	ListParams
 }
 
-func handleRelationList(d Deps) handlerFunc[entityPath, relationListOutput] {
-	return func(ctx context.Context, in *entityPath) (*relationListOutput, error) {
+func handleRelationList(d Deps) handlerFunc[listRelationsInput, relationListOutput] {
+	return func(ctx context.Context, in *listRelationsInput) (*relationListOutput, error) {
 		tid, _ := tenant.ScopeFrom(ctx)
-		id, err := in.id()
+		id, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
 		}
-		rs, err := d.Entities.Relations(ctx, tid, id)
+		after, err := in.after()
 		if err != nil {
 			return nil, err
 		}
-		out := &relationListOutput{}
-		out.Body.Data = make([]RelationOut, len(rs))
+		rs, err := d.Entities.Relations(ctx, tid, id, after, in.Limit+1)
+		if err != nil {
+			return nil, err
+		}
+		outs := make([]RelationOut, len(rs))
 		for i, r := range rs {
-			out.Body.Data[i] = relationOut(r)
+			outs[i] = relationOut(r)
 		}
-		return out, nil
+		return &relationListOutput{Body: page(outs, in.Limit, func(r RelationOut) uuid.UUID { return uuid.MustParse(r.RelationID) })}, nil
 	}
 }

@@ -311,10 +311,10 @@ func TestEntities_Shared(t *testing.T) {
 	if rec := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+s.EntityID+"/cache", cacheBody("criminal", "customer_provided"))); rec.Code != 201 {
 		t.Fatalf("customer_provided on shared: %d %s", rec.Code, rec.Body)
 	}
-	if got := decode[struct{ Data []CacheOut }](t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+s.EntityID+"/cache", nil))); len(got.Data) != 0 {
+	if got := decode[Page[CacheOut]](t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+s.EntityID+"/cache", nil))); len(got.Data) != 0 {
 		t.Errorf("tenant B sees A's customer_provided row: %+v", got.Data)
 	}
-	if got := decode[struct{ Data []CacheOut }](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+s.EntityID+"/cache", nil))); len(got.Data) != 1 {
+	if got := decode[Page[CacheOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+s.EntityID+"/cache", nil))); len(got.Data) != 1 {
 		t.Errorf("tenant A sees %d of its rows", len(got.Data))
 	}
 	// Relations from a tenant's entity to the shared one are the tenant's.
@@ -322,7 +322,7 @@ func TestEntities_Shared(t *testing.T) {
 	if rec := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+mine.EntityID+"/relations", map[string]any{"to_entity_id": s.EntityID, "relation_type": "employer", "confidence_score": 0.8})); rec.Code != 201 {
 		t.Fatalf("relation to shared: %d %s", rec.Code, rec.Body)
 	}
-	if got := decode[struct{ Data []RelationOut }](t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+s.EntityID+"/relations", nil))); len(got.Data) != 0 {
+	if got := decode[Page[RelationOut]](t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+s.EntityID+"/relations", nil))); len(got.Data) != 0 {
 		t.Errorf("tenant B sees A's relation to the shared entity: %+v", got.Data)
 	}
 }
@@ -343,7 +343,7 @@ func TestRelations(t *testing.T) {
 		t.Fatalf("relation = %+v", r)
 	}
 	for _, id := range []string{a.EntityID, b.EntityID} {
-		got := decode[struct{ Data []RelationOut }](t, call(t, w.h, w.as(w.reader, "GET", "/v1/entities/"+id+"/relations", nil)))
+		got := decode[Page[RelationOut]](t, call(t, w.h, w.as(w.reader, "GET", "/v1/entities/"+id+"/relations", nil)))
 		if len(got.Data) != 1 || got.Data[0].RelationID != r.RelationID {
 			t.Errorf("relations of %s = %+v (both directions)", id, got.Data)
 		}
@@ -487,12 +487,12 @@ func TestCache_WindowsVisibilityRaw(t *testing.T) {
 		wantProblem(t, call(t, w.h, w.as(w.admin, "POST", path, body)), 422, "VALIDATION_FAILED")
 	}
 	// Reading: filters, freshness, raw only with pii:read and include_raw.
-	list := decode[struct{ Data []CacheOut }](t, call(t, w.h, w.as(w.reader, "GET", path+"?check_type=criminal", nil)))
+	list := decode[Page[CacheOut]](t, call(t, w.h, w.as(w.reader, "GET", path+"?check_type=criminal", nil)))
 	if len(list.Data) != 4 || list.Data[0].RawResponse != nil {
 		t.Fatalf("criminal entries = %d", len(list.Data))
 	}
 	wantProblem(t, call(t, w.h, w.as(w.reader, "GET", path+"?include_raw=true", nil)), 403, "PERMISSION_DENIED")
-	raw := decode[struct{ Data []CacheOut }](t, call(t, w.h, w.as(w.admin, "GET", path+"?include_raw=true&provider_id=acme", nil)))
+	raw := decode[Page[CacheOut]](t, call(t, w.h, w.as(w.admin, "GET", path+"?include_raw=true&provider_id=acme", nil)))
 	if string(raw.Data[0].RawResponse) != "secret raw" {
 		t.Errorf("raw = %q", raw.Data[0].RawResponse)
 	}
@@ -502,7 +502,7 @@ func TestCache_WindowsVisibilityRaw(t *testing.T) {
 	}
 	hits := countWhere(t, w.b, `SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND event_type = 'cache.hit'`, w.a.UUID())
 	misses := countWhere(t, w.b, `SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND event_type = 'cache.miss'`, w.a.UUID())
-	empty := decode[struct{ Data []CacheOut }](t, call(t, w.h, w.as(w.reader, "GET", path+"?check_type=credit", nil)))
+	empty := decode[Page[CacheOut]](t, call(t, w.h, w.as(w.reader, "GET", path+"?check_type=credit", nil)))
 	if len(empty.Data) != 0 || hits != 2 || misses != 1 {
 		t.Errorf("cache.hit = %d (want 2), cache.miss = %d (want 1)", hits, misses)
 	}

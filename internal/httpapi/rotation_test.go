@@ -48,7 +48,7 @@ func TestRotation_EndToEnd(t *testing.T) {
 	if len(p.Findings) != 1 || p.Delta == nil || len(p.Delta.NewFindings) != 1 {
 		t.Fatalf("profile after rotation: %+v", p)
 	}
-	c := decode[struct{ Data []CacheOut }](t, call(t, h2, w.as(w.admin, "GET", "/v1/entities/"+e.EntityID+"/cache?include_raw=true", nil)))
+	c := decode[Page[CacheOut]](t, call(t, h2, w.as(w.admin, "GET", "/v1/entities/"+e.EntityID+"/cache?include_raw=true", nil)))
 	if len(c.Data) != 1 || string(c.Data[0].RawResponse) != "secret raw" {
 		t.Fatalf("cache after rotation: %+v", c.Data)
 	}

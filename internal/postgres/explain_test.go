@@ -107,7 +107,7 @@ func TestExplain_EntityQueries(t *testing.T) {
 		"IdentifierLookup": {`SELECT entity_id FROM entity_identifiers WHERE tenant_id = $1 AND kind = 'ssn' AND blind_index = $2`, []any{a.UUID(), []byte("0123456789abcdef0123456789abcdef")}},
 		"ProfileByVersion": {`SELECT profile_id FROM entity_profiles WHERE entity_id = $1 AND tenant_id = $2 AND version = 3`, []any{e, a.UUID()}},
 		"LatestProfile":    {`SELECT profile_id FROM entity_profiles WHERE entity_id = $1 AND tenant_id = $2 ORDER BY version DESC LIMIT 1`, []any{e, a.UUID()}},
-		"CacheByCheckType": {`SELECT cache_id FROM cached_data_sources WHERE entity_id = $1 AND check_type = 'criminal' ORDER BY acquired_at DESC LIMIT 100`, []any{e}},
+		"CacheByCheckType": {`SELECT cache_id FROM cached_data_sources WHERE entity_id = $1 AND check_type = 'criminal' AND (customer_id IS NULL OR customer_id = $2) ORDER BY cache_id DESC LIMIT 101`, []any{e, a.UUID()}},
 	} {
 		plan := explain(t, b, a.UUID(), c.q, c.args...)
 		if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "Index") {

@@ -71,8 +71,9 @@ func (db *DB) CreateRelation(ctx context.Context, r entity.Relation, ev audit.Ev
 	return r, err
 }
 
-// Relations lists the relations of an entity t can see, in both directions.
-func (db *DB) Relations(ctx context.Context, t tenant.ID, id uuid.UUID) ([]entity.Relation, error) {
+// Relations lists the relations of an entity t can see, in both
+// directions, newest first, after the cursor id, at most limit.
+func (db *DB) Relations(ctx context.Context, t tenant.ID, id, after uuid.UUID, limit int) ([]entity.Relation, error) {
 	var out []entity.Relation
 	err := db.scope(ctx, t, func(tx *Tx) error {
 		if err := visible(ctx, tx, t, id); err != nil {
@@ -80,12 +81,12 @@ func (db *DB) Relations(ctx context.Context, t tenant.ID, id uuid.UUID) ([]entit
 		}
 		rows, err := tx.tx.Query(ctx, `SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
 				discovered_in_profile_id, created_at FROM entity_relations
-			WHERE (tenant_id = $2 OR tenant_id IS NULL) AND from_entity_id = $1
+			WHERE (tenant_id = $2 OR tenant_id IS NULL) AND from_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
 			UNION ALL
 			SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
 				discovered_in_profile_id, created_at FROM entity_relations
-			WHERE (tenant_id = $2 OR tenant_id IS NULL) AND to_entity_id = $1
-			ORDER BY relation_id DESC LIMIT 1000`, id, nullUUID(t.UUID()))
+			WHERE (tenant_id = $2 OR tenant_id IS NULL) AND to_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
+			ORDER BY relation_id DESC LIMIT $4`, id, nullUUID(t.UUID()), nullUUID(after), limit)
 		if err != nil {
 			return err
 		}
@@ -352,8 +353,9 @@ func (db *DB) CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.E
 }
 
 // CacheEntries lists the entries of an entity that t may see: every
-// paid_external one and its own customer_provided ones, newest first.
-func (db *DB) CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool) ([]sourcecache.Entry, error) {
+// paid_external one and its own customer_provided ones, newest first,
+// after the cursor id, at most limit.
+func (db *DB) CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) ([]sourcecache.Entry, error) {
 	var out []sourcecache.Entry
 	err := db.InTx(ctx, t, func(tx *Tx) error {
 		if err := visible(ctx, tx, t, entityID); err != nil {
@@ -361,8 +363,8 @@ func (db *DB) CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID,
 		}
 		rows, err := tx.tx.Query(ctx, `SELECT `+cacheCols+` FROM cached_data_sources
 			WHERE entity_id = $1 AND ($2 = '' OR check_type = $2) AND ($3 = '' OR provider_id = $3)
-			  AND (customer_id IS NULL OR customer_id = $4) ORDER BY acquired_at DESC, cache_id DESC LIMIT 1000`,
-			entityID, f.CheckType, f.ProviderID, t.UUID())
+			  AND (customer_id IS NULL OR customer_id = $4) AND ($5::uuid IS NULL OR cache_id < $5) ORDER BY cache_id DESC LIMIT $6`,
+			entityID, f.CheckType, f.ProviderID, t.UUID(), nullUUID(after), limit)
 		if err != nil {
 			return err
 		}
