@@ -148,9 +148,16 @@ func handleCacheCreate(d Deps) handlerFunc[createCacheInput, cacheOutput] {
 		e := sourcecache.Entry{ID: uuid.Must(uuid.NewV7()), EntityID: eid, ProviderID: b.ProviderID, CheckType: b.CheckType,
 			Origin: b.DataOrigin, RawResponse: b.RawResponse, NormalizedData: norm, Cost: cost, Currency: currency,
 			AcquiredAt: acquired, FreshUntil: fresh, StaleUntil: stale}
+		scope := tid
+		if b.DataOrigin == sourcecache.PaidExternal {
+			// paid_external data on a shared entity: the platform path.
+			if scope, err = writeScope(ctx, d, eid); err != nil {
+				return nil, err
+			}
+		}
 		ev := audit.New(ctx, audit.ProviderQuery, tid).With("cache_entry", e.ID.String(), eid, map[string]any{
 			"provider_id": e.ProviderID, "check_type": e.CheckType, "data_origin": e.Origin, "cost_incurred": cost, "cost_currency": currency})
-		out, err := d.Entities.CreateCacheEntry(ctx, tid, e, ev)
+		out, err := d.Entities.CreateCacheEntry(ctx, scope, e, ev)
 		if err != nil {
 			return nil, err
 		}

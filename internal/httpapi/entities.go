@@ -116,6 +116,25 @@ func handleEntityCreate(d Deps, shared bool) handlerFunc[createEntityInput, enti
 	}
 }
 
+// writeScope is the tenant a change to entity id runs in: the caller's
+// tenant, or the platform path (zero) when a platform admin changes a
+// platform-shared entity, which only platform admins may.
+func writeScope(ctx context.Context, d Deps, id uuid.UUID) (tenant.ID, error) {
+	tid, _ := tenant.ScopeFrom(ctx)
+	p, _ := auth.PrincipalFrom(ctx)
+	if !p.PlatformAdmin() {
+		return tid, nil
+	}
+	e, err := d.Entities.Entity(ctx, tid, id)
+	if err != nil {
+		return tid, err
+	}
+	if e.Shared() {
+		return tenant.ID{}, nil
+	}
+	return tid, nil
+}
+
 // dupErr turns an entity.DuplicateError into its 409.
 func dupErr(err error) error {
 	if de, ok := err.(interface{ AppErr() *apperr.Error }); ok {
@@ -248,8 +267,11 @@ type patchEntityInput struct {
 
 func handleEntityPatch(d Deps) handlerFunc[patchEntityInput, entityOutput] {
 	return func(ctx context.Context, in *patchEntityInput) (*entityOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		id, err := entityPath{in.EntityID}.id()
+		if err != nil {
+			return nil, err
+		}
+		tid, err := writeScope(ctx, d, id)
 		if err != nil {
 			return nil, err
 		}
@@ -301,8 +323,11 @@ func handleEntityPatch(d Deps) handlerFunc[patchEntityInput, entityOutput] {
 
 func handleEntityDelete(d Deps) handlerFunc[entityPath, noContent] {
 	return func(ctx context.Context, in *entityPath) (*noContent, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		id, err := in.id()
+		if err != nil {
+			return nil, err
+		}
+		tid, err := writeScope(ctx, d, id)
 		if err != nil {
 			return nil, err
 		}

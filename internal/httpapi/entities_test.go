@@ -317,6 +317,21 @@ func TestEntities_Shared(t *testing.T) {
 	if got := decode[Page[CacheOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+s.EntityID+"/cache", nil))); len(got.Data) != 1 {
 		t.Errorf("tenant A sees %d of its rows", len(got.Data))
 	}
+	// A platform admin (acting in any tenant) changes shared entities and
+	// adds the paid data every tenant then sees.
+	pa := fixture{tenant: w.a, secret: w.platform.secret}
+	if rec := call(t, w.h, w.as(pa, "PATCH", "/v1/entities/"+s.EntityID, map[string]any{"canonical_identifiers": map[string]any{"legal_name": "Shared Corp Ltd"}})); rec.Code != 200 {
+		t.Fatalf("platform PATCH of a shared entity: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call(t, w.h, w.as(pa, "POST", "/v1/entities/"+s.EntityID+"/cache", cacheBody("corporate_registry", "paid_external"))); rec.Code != 201 {
+		t.Fatalf("platform paid_external on shared: %d %s", rec.Code, rec.Body)
+	}
+	for _, f := range []fixture{w.admin, w.oAdm} {
+		got := decode[Page[CacheOut]](t, call(t, w.h, w.as(f, "GET", "/v1/entities/"+s.EntityID+"/cache?check_type=corporate_registry", nil)))
+		if len(got.Data) != 1 {
+			t.Errorf("tenant %s sees %d shared paid rows, want 1", f.tenant, len(got.Data))
+		}
+	}
 	// Relations from a tenant's entity to the shared one are the tenant's.
 	mine := w.create(t, w.admin, map[string]string{"full_name": "Employee"})
 	if rec := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+mine.EntityID+"/relations", map[string]any{"to_entity_id": s.EntityID, "relation_type": "employer", "confidence_score": 0.8})); rec.Code != 201 {
@@ -325,6 +340,12 @@ func TestEntities_Shared(t *testing.T) {
 	if got := decode[Page[RelationOut]](t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+s.EntityID+"/relations", nil))); len(got.Data) != 0 {
 		t.Errorf("tenant B sees A's relation to the shared entity: %+v", got.Data)
 	}
+	// Deleting the shared entity is the platform's: it cascades to every
+	// tenant's rows about it.
+	if rec := call(t, w.h, w.as(pa, "DELETE", "/v1/entities/"+s.EntityID, nil)); rec.Code != 204 {
+		t.Fatalf("platform DELETE of a shared entity: %d %s", rec.Code, rec.Body)
+	}
+	wantProblem(t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+s.EntityID, nil)), 404, "ENTITY_NOT_FOUND")
 }
 
 func TestRelations(t *testing.T) {

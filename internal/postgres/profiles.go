@@ -309,11 +309,12 @@ func (db *DB) scanCache(row pgx.Row, withRaw bool) (sourcecache.Entry, error) {
 
 // CreateCacheEntry stores a provider result on an entity t can see, with
 // its ciphertexts bound to the tenant that may read them, and records ev.
+// A zero t is the platform path: paid_external data on shared entities.
 func (db *DB) CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.Entry, ev audit.Event) (sourcecache.Entry, error) {
-	err := db.InTx(ctx, t, func(tx *Tx) error {
+	err := db.scope(ctx, t, func(tx *Tx) error {
 		var owner *uuid.UUID
 		err := tx.tx.QueryRow(ctx, `SELECT tenant_id FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`,
-			e.EntityID, t.UUID()).Scan(&owner)
+			e.EntityID, nullUUID(t.UUID())).Scan(&owner)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return entity.ErrNotFound.Wrap(err)
 		}
@@ -325,10 +326,13 @@ func (db *DB) CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.E
 			e.Owner = tenant.ID(*owner)
 			bound = *owner
 		}
-		if e.Origin == sourcecache.CustomerProvided {
+		switch {
+		case e.Origin == sourcecache.CustomerProvided && t.IsZero():
+			return sourcecache.ErrNoCustomer
+		case e.Origin == sourcecache.CustomerProvided:
 			e.Customer = t
 			bound = t.UUID()
-		} else if owner == nil {
+		case owner == nil && !t.IsZero():
 			return sourcecache.ErrSharedOrigin
 		}
 		raw, err := db.ring.Seal(e.RawResponse, rawColumn.AD(e.ID, bound))

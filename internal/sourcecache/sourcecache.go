@@ -92,4 +92,5 @@ type Filter struct{ CheckType, ProviderID string }
 var (
 	ErrNotFound     = apperr.New(apperr.NotFound, "CACHE_ENTRY_NOT_FOUND", "cache entry not found")
 	ErrSharedOrigin = apperr.New(apperr.Forbidden, "PERMISSION_DENIED", "paid_external data on a platform-shared entity is added by platform admins only")
+	ErrNoCustomer   = apperr.New(apperr.Invalid, "VALIDATION_FAILED", "customer_provided data belongs to a tenant; a platform admin adds paid_external data")
 )
