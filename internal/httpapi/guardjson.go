@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -54,6 +55,11 @@ func checkJSON(body []byte) error {
 		}
 		if str, ok := tok.(string); ok && !cleanText(str) {
 			return errText
+		}
+		if num, ok := tok.(json.Number); ok {
+			if _, err := strconv.ParseFloat(string(num), 64); err != nil {
+				return errJSONMalformed.Withf("a JSON number is out of range")
+			}
 		}
 		if len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].expect {
 			top := &stack[len(stack)-1]

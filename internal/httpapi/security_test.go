@@ -212,6 +212,7 @@ func TestSecurity_HostileRequests(t *testing.T) {
 	wantProblem(t, post(strings.Repeat(`{"a":`, 100)+"1"+strings.Repeat("}", 100)), 400, "BAD_REQUEST")
 	wantProblem(t, post(strings.Repeat("[", 5000)), 400, "BAD_REQUEST")
 	wantProblem(t, post(`{"entity_type":`), 400, "BAD_REQUEST")
+	wantProblem(t, post(`{"entity_type":"individual","canonical_identifiers":{},"metadata":{"n":1`+strings.Repeat("0", 400)+`}}`), 400, "BAD_REQUEST")
 	wantProblem(t, post(`{"entity_type":"individual"} {"extra":1}`), 400, "BAD_REQUEST")
 	wantProblem(t, post(`{"entity_type":"individual","canonical_identifiers":{"pad":"`+strings.Repeat("a", 1<<20)+`"}}`), 413, "BODY_TOO_LARGE")
 	if rec := post(`{"entity_type":"individual","canonical_identifiers":{"note":"{\"a\":1,\"a\":2}"}}`); rec.Code != 201 {
