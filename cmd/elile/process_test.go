@@ -111,6 +111,9 @@ func sharedEnv(t *testing.T, dbURL string, extra ...string) []string {
 		"API_SECRET_KEY=" + strings.Repeat("s", 40),
 		"AUDIT_SIGNING_KEY=QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=",
 		"ENVIRONMENT=development",
+		// Small pools: several servers and test packages share one
+		// PostgreSQL with 100 connections.
+		"DATABASE_POOL_SIZE=4", "DATABASE_MAX_OVERFLOW=2",
 	}
 	return append(seed, extra...)
 }
