@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Tenants: db, Keys: db, Entities: db,
 		Rate:         kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
 		CORSOrigins:  cfg.CORSOrigins,
-		Collectors:   []prometheus.Collector{postgres.NewPoolCollector(db)},
+		Collectors:   append(append([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors()...), sealer.Collectors()...),
 		LatestSchema: postgres.LatestVersion(), Version: buildVersion(), Started: started,
 	})
 	srv := &http.Server{

@@ -114,10 +114,7 @@ func New(ctx context.Context, typ string, t tenant.ID) Event {
 	if rc, ok := request.From(ctx); ok {
 		ev.CorrelationID = rc.CorrelationID()
 		ev.IP = rc.ClientIP()
-		ev.UserAgent = rc.UserAgent()
-		if len(ev.UserAgent) > 512 {
-			ev.UserAgent = ev.UserAgent[:512]
-		}
+		ev.UserAgent = rc.UserAgent() // cleaned and bounded by request.New
 	} else {
 		ev.CorrelationID = uuid.Must(uuid.NewV7())
 	}
@@ -126,6 +123,33 @@ func New(ctx context.Context, typ string, t tenant.ID) Event {
 		ev.Actor = p.Actor()
 	}
 	return ev
+}
+
+// Safe returns the form of ev written when the database refused ev itself:
+// the same id, time, tenant, actor and correlation id (so the record still
+// says who did what, when), a known type and severity, no free-text
+// fields, and data that says what was refused and why. It never holds
+// more of ev than fits every column's rules.
+func (ev Event) Safe(reason error) Event {
+	out := Event{ID: ev.ID, At: ev.At, Type: ev.Type, Severity: ev.Severity, Tenant: ev.Tenant, UserID: ev.UserID,
+		Actor: ev.Actor, CorrelationID: ev.CorrelationID, EntityID: ev.EntityID, IP: ev.IP}
+	if !ValidType(out.Type) {
+		out.Type = ErrorOccurred
+	}
+	if !slices.Contains(Severities(), out.Severity) {
+		out.Severity = Warning
+	}
+	switch out.Actor {
+	case auth.ActorHuman, auth.ActorService, auth.ActorSystem:
+	default:
+		out.Actor = auth.ActorSystem
+	}
+	msg := ""
+	if reason != nil {
+		msg = request.CleanText(reason.Error(), 300)
+	}
+	out.Data = map[string]any{"safe_form": true, "original_type": request.CleanText(ev.Type, 100), "refused_because": msg}
+	return out
 }
 
 // With returns a copy of ev with resource, entity and data set.

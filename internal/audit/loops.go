@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"time"
 
@@ -11,7 +12,8 @@ import (
 // SealStore seals committed events.
 type SealStore interface {
 	SealRound(ctx context.Context, signer *Signer) (int, error)
-	SealingLag(ctx context.Context) (time.Duration, error)
+	SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Duration, error)
+	ForgedSealsSeen() int64
 }
 
 // Sealer seals events within a second of commit. Run it under a leader
@@ -23,31 +25,51 @@ type Sealer struct {
 	interval time.Duration
 	lag      prometheus.Gauge
 	sealed   prometheus.Counter
+	leading  prometheus.Gauge
+	rounds   *prometheus.CounterVec
+	forged   prometheus.CounterFunc
 }
 
 // NewSealer returns a sealer running a round every interval.
 func NewSealer(store SealStore, signer *Signer, log *slog.Logger, interval time.Duration) *Sealer {
-	return &Sealer{store: store, signer: signer, log: log, interval: interval,
+	s := &Sealer{store: store, signer: signer, log: log, interval: interval,
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "elile_audit_sealing_lag_seconds",
 			Help: "Age of the oldest committed but unsealed audit event (a long transaction anywhere holds sealing back)."}),
-		sealed: prometheus.NewCounter(prometheus.CounterOpts{Name: "elile_audit_sealed_events_total", Help: "Events sealed."})}
+		sealed: prometheus.NewCounter(prometheus.CounterOpts{Name: "elile_audit_sealed_events_total", Help: "Events sealed."}),
+		leading: prometheus.NewGauge(prometheus.GaugeOpts{Name: "elile_audit_sealer_leading",
+			Help: "1 on the instance that holds the sealer lock (the one whose lag gauge is current)."}),
+		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "elile_audit_seal_rounds_total",
+			Help: "Sealing rounds by outcome."}, []string{"outcome"}),
+		forged: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "elile_audit_forged_seals_seen_total",
+			Help: "Seals passed over because their signature does not verify: someone wrote to audit_seals without the signing key."},
+			func() float64 { return float64(store.ForgedSealsSeen()) })}
+	s.rounds.WithLabelValues("ok")
+	s.rounds.WithLabelValues("failed")
+	return s
 }
 
 // Collectors are the sealer's metrics.
-func (s *Sealer) Collectors() []prometheus.Collector { return []prometheus.Collector{s.lag, s.sealed} }
+func (s *Sealer) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.lag, s.sealed, s.leading, s.rounds, s.forged}
+}
 
 // Run seals until ctx ends.
 func (s *Sealer) Run(ctx context.Context) {
 	s.log.InfoContext(ctx, "audit sealer: leading")
+	s.leading.Set(1)
+	defer s.leading.Set(0)
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
 		n, err := s.store.SealRound(ctx, s.signer)
 		if err != nil && ctx.Err() == nil {
+			s.rounds.WithLabelValues("failed").Inc()
 			s.log.ErrorContext(ctx, "audit sealing round failed", "err", err)
+		} else if err == nil {
+			s.rounds.WithLabelValues("ok").Inc()
 		}
 		s.sealed.Add(float64(n))
-		if lag, err := s.store.SealingLag(ctx); err == nil {
+		if lag, err := s.store.SealingLag(ctx, s.signer.Public()); err == nil {
 			s.lag.Set(lag.Seconds())
 		}
 		select {

@@ -43,6 +43,7 @@ type Writer struct {
 	batches  prometheus.Histogram
 	written  prometheus.Counter
 	failures prometheus.Counter
+	rejected prometheus.Counter
 	dropped  prometheus.Counter
 	depth    prometheus.GaugeFunc
 }
@@ -61,6 +62,8 @@ func NewWriter(store BatchStore, log *slog.Logger, queue, maxBatch int) *Writer 
 		Help: "Events per group commit.", Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000}})
 	w.written = prometheus.NewCounter(prometheus.CounterOpts{Name: "elile_audit_writer_events_total", Help: "Events committed by the group writer."})
 	w.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "elile_audit_writer_failures_total", Help: "Group commits that failed."})
+	w.rejected = prometheus.NewCounter(prometheus.CounterOpts{Name: "elile_audit_writer_rejected_events_total",
+		Help: "Events the database refused; each was found by bisecting its batch and written in a safe form instead."})
 	w.dropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "elile_audit_error_events_summarised_total",
 		Help: "error.occurred events folded into a summary event because the error queue was full."})
 	w.depth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "elile_audit_writer_queue_depth", Help: "Events waiting."},
@@ -70,7 +73,7 @@ func NewWriter(store BatchStore, log *slog.Logger, queue, maxBatch int) *Writer 
 
 // Collectors are the writer's metrics.
 func (w *Writer) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{w.batches, w.written, w.failures, w.dropped, w.depth}
+	return []prometheus.Collector{w.batches, w.written, w.failures, w.rejected, w.dropped, w.depth}
 }
 
 // Write queues ev and waits until it is committed. It fails when ctx ends
@@ -197,10 +200,7 @@ func (w *Writer) commit(batch []pending) {
 		evs[i] = p.ev
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	err := w.store.InsertAuditBatch(ctx, evs)
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		err = w.store.InsertAuditBatch(ctx, evs) // one retry: a dropped connection should not lose a batch
-	}
+	err := w.insert(ctx, evs)
 	cancel()
 	w.batches.Observe(float64(len(batch)))
 	if err != nil {
@@ -214,6 +214,33 @@ func (w *Writer) commit(batch []pending) {
 		if p.done != nil {
 			p.done <- err
 		}
+	}
+}
+
+// insert writes evs. When the database refuses the batch for its content
+// (apperr Invalid: a value no check caught), one bad event must not fail
+// the others, whatever tenant they belong to: the batch is split in halves
+// until the refused events are alone — log2(n) extra inserts per bad
+// event, not one insert per event — and each refused event is written in
+// its safe form. Any other failure (the connection) is retried once.
+func (w *Writer) insert(ctx context.Context, evs []Event) error {
+	err := w.store.InsertAuditBatch(ctx, evs)
+	switch {
+	case err == nil:
+		return nil
+	case apperr.KindOf(err) == apperr.Invalid:
+		if len(evs) == 1 {
+			w.rejected.Inc()
+			w.log.Warn("audit event refused by the database; writing its safe form",
+				"audit_id", evs[0].ID, "event_type", evs[0].Type, "err", err)
+			return w.store.InsertAuditBatch(ctx, []Event{evs[0].Safe(err)})
+		}
+		half := len(evs) / 2
+		return errors.Join(w.insert(ctx, evs[:half]), w.insert(ctx, evs[half:]))
+	case errors.Is(err, context.DeadlineExceeded):
+		return err
+	default:
+		return w.store.InsertAuditBatch(ctx, evs) // one retry: a dropped connection should not lose a batch
 	}
 }
 

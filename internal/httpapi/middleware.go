@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/request"
@@ -151,8 +152,9 @@ func accessLog(log *slog.Logger, now func() time.Time, m *metrics, errs ErrorRec
 				route = "unmatched"
 			}
 			took := now().Sub(start)
-			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
-			m.latency.WithLabelValues(route, r.Method).Observe(took.Seconds())
+			method := request.Method(r.Method) // a label from a closed set, whatever the client sent
+			m.requests.WithLabelValues(route, method, statusLabel(status)).Inc()
+			m.latency.WithLabelValues(route, method).Observe(took.Seconds())
 			level := slog.LevelInfo
 			if status >= 500 {
 				level = slog.LevelError
@@ -161,7 +163,7 @@ func accessLog(log *slog.Logger, now func() time.Time, m *metrics, errs ErrorRec
 				errs.Record(errorEvent(r, holder, status, route))
 			}
 			log.LogAttrs(r.Context(), level, "request",
-				slog.String("method", r.Method), slog.String("route", route),
+				slog.String("method", method), slog.String("route", route),
 				slog.Int("status", status), slog.Int64("bytes", rec.bytes),
 				slog.Float64("duration_ms", float64(took.Microseconds())/1000))
 		})
@@ -180,8 +182,34 @@ func errorEvent(r *http.Request, h *routeHolder, status int, route string) audit
 	}
 	ev.ResourceType = "http_route"
 	ev.ResourceID = route
-	ev.Data = map[string]any{"code": h.code, "category": h.category, "status": status, "route": route, "method": r.Method}
+	ev.Data = map[string]any{"code": h.code, "category": h.category, "status": status, "route": route, "method": request.Method(r.Method)}
 	return ev
+}
+
+// statusLabel bounds the status label: a handler can only write codes
+// from 100 to 999, and anything else is reported as "other".
+func statusLabel(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status)
+}
+
+var errMethodUnknown = apperr.New(apperr.NotImplemented, "METHOD_NOT_IMPLEMENTED", "this server does not implement that method")
+
+// knownMethods refuses, before any other work, a method elile does not
+// implement (501, RFC 9110 §15.6.2): a client may send any token as its
+// method, and none of them may reach the routes, the logs or the audit
+// log as anything but "OTHER".
+func knownMethods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if request.Method(r.Method) == "OTHER" {
+			w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+			writeProblem(w, newProblem(r.Context(), errMethodUnknown).Problem)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // recoverer turns a panic into a 500 problem with the correlation id and a

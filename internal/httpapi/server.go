@@ -82,6 +82,7 @@ func NewServer(d Deps) http.Handler {
 	h = recoverer(d.Log)(h)
 	h = deadline(d.RequestTimeout)(h)
 	h = securityHeaders(h)
+	h = knownMethods(h)
 	h = accessLog(d.Log, d.Now, m, d.Audit)(h)
 	h = withRequestContext(d.Now)(h)
 	return h

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/request"
 )
 
 const insertAuditSQL = `INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, user_id, actor_type,
@@ -38,9 +39,12 @@ func (db *DB) auditArgs(ev audit.Event) ([]any, error) {
 	if a, err := netip.ParseAddr(ev.IP); err == nil {
 		ip = &a
 	}
+	// The text columns are cleaned once more here, whatever made the event:
+	// one invalid byte would make PostgreSQL refuse the whole batch.
 	return []any{ev.ID, ev.At, nullTenant(ev.Tenant.UUID()), ev.Type, ev.Severity, nullUUID(ev.UserID), string(ev.Actor),
-		ev.CorrelationID, nullUUID(ev.EntityID), nullString(ev.ResourceType), nullString(ev.ResourceID), sealed, ip,
-		nullString(ev.UserAgent)}, nil
+		ev.CorrelationID, nullUUID(ev.EntityID), nullString(request.CleanText(ev.ResourceType, 100)),
+		nullString(request.CleanText(ev.ResourceID, 255)), sealed, ip,
+		nullString(request.CleanText(ev.UserAgent, request.MaxUserAgent))}, nil
 }
 
 //nolint:gochecknoglobals // immutable description of the column

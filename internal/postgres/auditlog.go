@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -92,9 +93,12 @@ func scanSeal(row pgx.Row) (audit.Seal, [][32]byte, error) {
 func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) {
 	sealed := 0
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		var h, h0 int64
-		if err := tx.tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::numeric::bigint,
-			coalesce((SELECT max(horizon_to)::text::numeric::bigint FROM audit_seals), 0)`).Scan(&h, &h0); err != nil {
+		var h int64
+		if err := tx.tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::numeric::bigint`).Scan(&h); err != nil {
+			return err
+		}
+		h0, err := db.sealedHorizon(ctx, tx, signer.Public())
+		if err != nil {
 			return err
 		}
 		if h <= h0 {
@@ -170,12 +174,59 @@ func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uu
 	return err
 }
 
-// SealingLag is how long the oldest unsealed event has waited (0 if none).
-func (db *DB) SealingLag(ctx context.Context) (time.Duration, error) {
+// sealedHorizon is where the last genuine sealing round stopped: the
+// horizon_to of the newest seal whose signature verifies with pub. A seal
+// someone inserted without the signing key (one with a huge horizon_to,
+// say) is passed over, so it can neither make the sealer skip events nor
+// make the sealing lag read 0. It returns 0 when no genuine seal exists.
+func (db *DB) sealedHorizon(ctx context.Context, tx *Tx, pub ed25519.PublicKey) (int64, error) {
+	rows, err := tx.tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals ORDER BY horizon_to DESC, seq DESC LIMIT $1`, maxForgedSeals+1)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		seen++
+		s, _, err := scanSeal(rows)
+		if err != nil {
+			return 0, err
+		}
+		if audit.VerifyCheckpoint(audit.CheckpointOf(s), pub) == nil {
+			return int64(s.HorizonTo), nil //nolint:gosec // xid8 values are below 2^63
+		}
+		db.forgedSeals.Add(1)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if seen > 0 {
+		// Only forged seals on top: stop sealing (the lag then grows and
+		// alerts) rather than guess where the genuine chain ends.
+		return 0, fmt.Errorf("no seal among the newest %d verifies with the audit signing key: audit_seals was written without it", seen)
+	}
+	return 0, nil
+}
+
+// maxForgedSeals bounds how many seals that do not verify a round reads
+// past before it gives up.
+const maxForgedSeals = 1000
+
+// ForgedSealsSeen counts seals passed over because their signature did not
+// verify (each time a round or a lag reading met them).
+func (db *DB) ForgedSealsSeen() int64 { return db.forgedSeals.Load() }
+
+// SealingLag is how long the oldest event not covered by a genuine seal
+// has waited (0 if none).
+func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Duration, error) {
 	var lag float64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		h0, err := db.sealedHorizon(ctx, tx, pub)
+		if err != nil {
+			return err
+		}
 		return tx.tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM audit_events
-			WHERE txid >= coalesce((SELECT max(horizon_to) FROM audit_seals), '0'::xid8)`).Scan(&lag)
+			WHERE txid >= $1::text::xid8`, fmt.Sprint(h0)).Scan(&lag)
 	})
 	return time.Duration(lag * float64(time.Second)), err
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +58,7 @@ type DB struct {
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
 	ring           *fieldcrypt.Keyring
+	forgedSeals    atomic.Int64
 }
 
 // Open creates the pool. It does not wait for the server: use Ping or

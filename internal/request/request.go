@@ -22,16 +22,18 @@ type Context struct {
 	started       time.Time
 }
 
-// New returns a request context.
+// New returns a request context. The method is reduced to the closed set
+// of Method and the user agent cleaned by CleanText: both come from the
+// client as arbitrary bytes and end up in logs, metrics and audit rows.
 func New(correlationID uuid.UUID, method, clientIP, userAgent, traceParent string, started time.Time) Context {
-	return Context{correlationID: correlationID, method: method, clientIP: clientIP,
-		userAgent: userAgent, traceParent: traceParent, started: started}
+	return Context{correlationID: correlationID, method: Method(method), clientIP: CleanText(clientIP, 64),
+		userAgent: CleanText(userAgent, MaxUserAgent), traceParent: traceParent, started: started}
 }
 
 // CorrelationID ties together the logs, audit events and response of one request.
 func (c Context) CorrelationID() uuid.UUID { return c.correlationID }
 
-// Method is the HTTP method.
+// Method is the HTTP method, or "OTHER" for one elile does not know.
 func (c Context) Method() string { return c.method }
 
 // Route is the matched route pattern, e.g. "GET /v1/entities/{entity_id}".
