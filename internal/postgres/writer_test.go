@@ -73,7 +73,7 @@ func TestWriter_OneBadEventNeverFailsABatch(t *testing.T) {
 		}
 		evs[i] = event(tid, audit.DataAccessed)
 	}
-	evs[500].Severity = "bogus"         // refused by a CHECK constraint
+	evs[500].Severity = "bogus"          // refused by a CHECK constraint
 	evs[901].Type = "Not A Type\x00\xff" // refused by the event_type CHECK (and not valid text)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
