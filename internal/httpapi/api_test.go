@@ -184,7 +184,12 @@ func TestTenantHeader(t *testing.T) {
 	other := mkTenant(t, b, "header-b")
 	key := mkKey(t, b, a, auth.ScopeEntitiesRead)
 	admin := mkKey(t, b, tenant.ID{}, auth.ScopePlatformAdmin)
-	wantProblem(t, call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret}), 400, "TENANT_REQUIRED")
+	// A credential bound to one tenant may leave the header out; a
+	// platform admin must name the tenant.
+	if rec := call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret}); rec.Code != 200 || !strings.Contains(rec.Body.String(), a.String()) {
+		t.Fatalf("tenant-bound key without X-Tenant-ID: %d %s", rec.Code, rec.Body)
+	}
+	wantProblem(t, call(t, h, req{method: "GET", path: "/v1/tenant", key: admin.secret}), 400, "TENANT_REQUIRED")
 	wantProblem(t, call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret, tenant: "not-a-uuid"}), 400, "TENANT_INVALID")
 	wantProblem(t, call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret, tenant: other.String()}), 403, "TENANT_FORBIDDEN")
 	wantProblem(t, call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret, tenant: uuid.NewString()}), 403, "TENANT_FORBIDDEN")
@@ -204,6 +209,8 @@ func TestTenantHeader(t *testing.T) {
 	for {
 		rec := call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret, tenant: a.String()})
 		if rec.Code == 403 {
+			wantProblem(t, rec, 403, "TENANT_INACTIVE")
+			wantProblem(t, call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret}), 403, "TENANT_INACTIVE")
 			break
 		}
 		if time.Now().After(deadline) {
@@ -462,7 +469,7 @@ func TestIdempotency_InProgress(t *testing.T) {
 			p := auth.NewPrincipal("key:x", uuid.Nil, uuid.Nil, auth.ActorService, tenant.NewID(), nil, time.Time{})
 			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 		})
-	}(idempotency(store, testKeyring(t), quietLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}(idempotency(store, testKeyring(t), 0, quietLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		once.Do(func() { close(entered); <-release })
 		w.WriteHeader(201)
 	}))))

@@ -229,13 +229,13 @@ func handleAuditCheckpoint(d Deps) handlerFunc[emptyInput, checkpointOutput] {
 
 // registerAuditExport adds the NDJSON export, which streams: huma
 // describes it, the handler writes line by line and flushes.
-func registerAuditExport(api huma.API, d Deps) {
+func registerAuditExport(api huma.API, d Deps, table map[string]access) {
 	op := huma.Operation{OperationID: "export-audit-events", Method: http.MethodGet, Path: "/v1/audit-events/export",
 		Summary: "Export audit events (NDJSON)", Tags: []string{"Audit log"}, Security: []map[string][]string{{"bearer": {}}},
-		Description: "Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`. One event per line, oldest first, streamed.",
-		Metadata:    map[string]any{accessKey: access{Scope: "audit:read", Tenant: true}},
+		Description: "Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.",
 		Errors:      []int{400, 401, 403, 422, 429, 500, 503},
-		Parameters:  []*huma.Param{{Name: "X-Tenant-ID", In: "header", Required: true, Schema: &huma.Schema{Type: "string", Format: "uuid"}}},
+		Parameters: []*huma.Param{{Name: "X-Tenant-ID", In: "header", Schema: &huma.Schema{Type: "string", Format: "uuid"},
+			Description: "The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant."}},
 		Responses: map[string]*huma.Response{"200": {Description: "Events, one JSON object per line",
 			Content: map[string]*huma.MediaType{"application/x-ndjson": {Schema: &huma.Schema{Type: "string"}}}}},
 	}
@@ -243,6 +243,7 @@ func registerAuditExport(api huma.API, d Deps) {
 		Since time.Time `query:"since"`
 		Until time.Time `query:"until"`
 	}
+	table[op.Method+" "+op.Path] = access{Scope: "audit:read", Tenant: true}
 	huma.Register(api, op, func(ctx context.Context, in *exportInput) (*huma.StreamResponse, error) {
 		tid, _ := tenant.ScopeFrom(ctx)
 		if err := readAudited(ctx, d, tid, "export", map[string]any{"since": in.Since, "until": in.Until}); err != nil {

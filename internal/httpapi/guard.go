@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
 	"github.com/elile/elile/internal/apperr"
@@ -75,19 +74,18 @@ var errRateLimited = apperr.New(apperr.RateLimited, "RATE_LIMITED", "too many re
 
 // Tenant and permission errors.
 var (
-	errTenantRequired  = apperr.New(apperr.BadRequest, "TENANT_REQUIRED", "X-Tenant-ID header required")
+	errTenantRequired  = apperr.New(apperr.BadRequest, "TENANT_REQUIRED", "X-Tenant-ID header required for a credential not bound to one tenant")
 	errTenantInvalid   = apperr.New(apperr.BadRequest, "TENANT_INVALID", "X-Tenant-ID is not a UUID")
 	errTenantForbidden = apperr.New(apperr.Forbidden, "TENANT_FORBIDDEN", "this credential may not act in that tenant")
+	errTenantInactive  = apperr.New(apperr.Forbidden, "TENANT_INACTIVE", "the tenant is deactivated")
 	errPermission      = apperr.New(apperr.Forbidden, "PERMISSION_DENIED", "the credential lacks the scope this operation needs")
 )
 
 // access is what an operation demands beyond authentication.
 type access struct {
 	Scope  string // required scope; "" for any authenticated caller
-	Tenant bool   // acts in the tenant named by X-Tenant-ID
+	Tenant bool   // acts in a tenant: X-Tenant-ID, or the credential's own
 }
-
-const accessKey = "elile.access"
 
 // TenantLookup finds tenants to validate X-Tenant-ID.
 type TenantLookup interface {
@@ -140,65 +138,90 @@ func (c *tenantCache) forget(id tenant.ID) {
 	c.mu.Unlock()
 }
 
-// authorize enforces each operation's access: X-Tenant-ID present, a UUID,
-// an active tenant the credential may act in (400 / 403 TENANT_*), and the
-// scope (403 PERMISSION_DENIED). The tenant goes into the context.
-func authorize(api huma.API, tenants *tenantCache, log *slog.Logger) func(huma.Context, func(huma.Context)) {
-	return func(ctx huma.Context, next func(huma.Context)) {
-		a, ok := ctx.Operation().Metadata[accessKey].(access)
-		if !ok {
-			next(ctx)
-			return
-		}
-		fail := func(err error) {
-			_ = huma.WriteErr(api, ctx, 0, "", respond(ctx.Context(), log, err))
-		}
-		p, ok := auth.PrincipalFrom(ctx.Context())
-		if !ok {
-			fail(auth.ErrMissing)
-			return
-		}
-		c := ctx.Context()
-		if a.Tenant {
-			raw := ctx.Header("X-Tenant-ID")
-			if raw == "" {
-				fail(errTenantRequired)
+// authorize enforces each operation's access before anything acts on the
+// request — idempotent replay included, so a replay can never answer for a
+// tenant that was since deactivated or a credential that lost its scope.
+// The operation is found by asking the mux which pattern the request
+// matches; table maps patterns to the access registered with them. The
+// tenant is X-Tenant-ID, or the credential's own tenant when it is bound
+// to one and the header is absent; it must be a UUID (400 TENANT_*), an
+// existing tenant the credential may act in (403 TENANT_FORBIDDEN) and
+// active (403 TENANT_INACTIVE). Then the scope (403 PERMISSION_DENIED). The
+// tenant goes into the context.
+func authorize(mux *http.ServeMux, table map[string]access, tenants *tenantCache, log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, authed := auth.PrincipalFrom(r.Context())
+			if !authed {
+				next.ServeHTTP(w, r)
 				return
 			}
-			u, err := uuid.Parse(raw)
-			if err != nil || len(raw) != 36 {
-				fail(errTenantInvalid)
+			_, pattern := mux.Handler(r)
+			a, ok := table[pattern]
+			if !ok {
+				next.ServeHTTP(w, r)
 				return
 			}
-			id := tenant.ID(u)
-			if !p.PlatformAdmin() && p.Tenant() != id {
-				fail(errTenantForbidden)
-				return
+			if h := holderFrom(r.Context()); h != nil {
+				h.pattern = pattern // refusals here are reported under their route
 			}
-			t, err := tenants.get(c, id)
-			if err != nil {
-				if apperr.KindOf(err) == apperr.NotFound {
-					fail(errTenantForbidden)
-				} else {
-					fail(err)
+			fail := func(err error) {
+				if apperr.KindOf(err) == apperr.Internal || apperr.KindOf(err) == apperr.Unavailable {
+					log.ErrorContext(r.Context(), "authorization failed", "err", err)
 				}
+				writeProblem(w, newProblem(r.Context(), err).Problem)
+			}
+			c := r.Context()
+			if a.Tenant {
+				id, err := requestTenant(r.Header.Get("X-Tenant-ID"), p)
+				if err != nil {
+					fail(err)
+					return
+				}
+				t, err := tenants.get(c, id)
+				switch {
+				case apperr.KindOf(err) == apperr.NotFound:
+					fail(errTenantForbidden)
+					return
+				case err != nil:
+					fail(err)
+					return
+				case !t.Active:
+					fail(errTenantInactive)
+					return
+				}
+				c = tenant.WithScope(c, id)
+				if h := holderFrom(c); h != nil {
+					h.tenant = id
+				}
+			}
+			if a.Scope != "" && !p.Has(a.Scope) {
+				fail(errPermission.Withf("this operation needs the scope %s", a.Scope))
 				return
 			}
-			if !t.Active {
-				fail(errTenantForbidden.Withf("tenant is inactive"))
-				return
-			}
-			c = tenant.WithScope(c, id)
-			if h := holderFrom(c); h != nil {
-				h.tenant = id
-			}
-		}
-		if a.Scope != "" && !p.Has(a.Scope) {
-			fail(errPermission.Withf("this operation needs the scope %s", a.Scope))
-			return
-		}
-		next(huma.WithContext(ctx, c))
+			next.ServeHTTP(w, r.WithContext(c))
+		})
 	}
+}
+
+// requestTenant is the tenant a request acts in: X-Tenant-ID when given
+// (a platform admin must give it), else the credential's own tenant.
+func requestTenant(raw string, p auth.Principal) (tenant.ID, error) {
+	if raw == "" {
+		if p.PlatformAdmin() || p.Tenant().IsZero() {
+			return tenant.ID{}, errTenantRequired
+		}
+		return p.Tenant(), nil
+	}
+	u, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		return tenant.ID{}, errTenantInvalid
+	}
+	id := tenant.ID(u)
+	if !p.PlatformAdmin() && p.Tenant() != id {
+		return tenant.ID{}, errTenantForbidden
+	}
+	return id, nil
 }
 
 // cors answers preflights and marks responses for the configured origins

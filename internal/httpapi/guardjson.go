@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -123,16 +124,37 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// jsonGuard checks JSON request bodies before anything decodes them.
+var errMediaType = apperr.New(apperr.Invalid, "UNSUPPORTED_MEDIA_TYPE", "a request body must be JSON, sent with Content-Type: application/json")
+
+// jsonContentType reports whether ct names JSON (application/json or a
+// +json type, any parameters).
+func jsonContentType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// jsonGuard checks request bodies before anything decodes them: every
+// non-empty body must be declared JSON (415 otherwise: a decoder further
+// in must never parse a body this guard did not check), and must pass
+// checkJSON.
 func jsonGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ct := r.Header.Get("Content-Type")
-		if r.Body == nil || r.ContentLength == 0 || !strings.Contains(ct, "json") {
+		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
 		body, ok := readBody(w, r)
 		if !ok {
+			return
+		}
+		if len(body) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !jsonContentType(r.Header.Get("Content-Type")) {
+			p := newProblem(r.Context(), errMediaType).Problem
+			p.Status, p.Title = http.StatusUnsupportedMediaType, http.StatusText(http.StatusUnsupportedMediaType)
+			writeProblem(w, p)
 			return
 		}
 		if err := checkJSON(body); err != nil {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -23,12 +25,21 @@ type IdempotencyStore interface {
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	SetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
 	Del(ctx context.Context, keys ...string) error
+	IncrBy(ctx context.Context, key string, n int64, ttl time.Duration) (int64, error)
 }
 
 const (
 	idempotencyTTL     = 24 * time.Hour
 	idempotencyRunning = 5 * time.Minute // a crashed request frees its key after this
 	maxBody            = 1 << 20
+	// maxIdemResponse is the largest response body an idempotency record
+	// keeps. A larger one (a profile with a large delta, say) is recorded
+	// as done but not kept: its replay is a 409 that points at the result
+	// (Location) instead of a copy, and the work is still done once.
+	maxIdemResponse = 2 << 20
+	// DefaultIdempotencyBudget is how many bytes of records one credential
+	// may keep at once (within idempotencyTTL) unless configured.
+	DefaultIdempotencyBudget = 64 << 20
 )
 
 // Idempotency errors.
@@ -37,14 +48,44 @@ var (
 	errIdemInProgress = apperr.New(apperr.Conflict, "IDEMPOTENCY_IN_PROGRESS", "the first request with this Idempotency-Key is still running")
 	errIdemInvalid    = apperr.New(apperr.BadRequest, "BAD_REQUEST", "Idempotency-Key must be 1 to 255 printable ASCII characters")
 	errBodyTooLarge   = apperr.New(apperr.Invalid, "BODY_TOO_LARGE", "request body over 1 MiB")
+	errIdemNotKept    = apperr.New(apperr.Conflict, "IDEMPOTENCY_RESPONSE_NOT_KEPT",
+		"the first request with this Idempotency-Key succeeded, but its response was too large to keep; fetch the result instead")
+	errIdemBudget = apperr.New(apperr.RateLimited, "IDEMPOTENCY_BUDGET_EXCEEDED",
+		"this credential keeps too many bytes of idempotency records; retry later or without Idempotency-Key")
 )
 
+// idemRecord is a stored idempotency record: what encode writes is a
+// length-prefixed JSON head followed by the response body as raw bytes
+// (no base64), so a record costs about its response's size.
 type idemRecord struct {
-	Done   bool              `json:"done"`
-	Hash   []byte            `json:"hash"`
-	Status int               `json:"status,omitempty"`
-	Header map[string]string `json:"header,omitempty"`
-	Body   []byte            `json:"body,omitempty"`
+	Done    bool              `json:"done"`
+	Hash    []byte            `json:"hash"`
+	Status  int               `json:"status,omitempty"`
+	Header  map[string]string `json:"header,omitempty"`
+	NotKept bool              `json:"not_kept,omitempty"`
+	Body    []byte            `json:"-"`
+}
+
+func (rec idemRecord) encode() ([]byte, error) {
+	head, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(head)+len(rec.Body)), uint32(len(head))) //nolint:gosec // small
+	return append(append(out, head...), rec.Body...), nil
+}
+
+func decodeIdemRecord(b []byte) (idemRecord, error) {
+	var rec idemRecord
+	if len(b) < 4 || uint64(binary.BigEndian.Uint32(b)) > uint64(len(b)-4) {
+		return rec, errors.New("idempotency record truncated")
+	}
+	n := binary.BigEndian.Uint32(b)
+	if err := json.Unmarshal(b[4:4+n], &rec); err != nil {
+		return rec, err
+	}
+	rec.Body = b[4+n:]
+	return rec, nil
 }
 
 // idemNamespace derives the row id binding a stored record's ciphertext to
@@ -54,7 +95,15 @@ var idemNamespace = uuid.MustParse("6f1d8a52-3c1e-4c59-9a4e-1d2f3a4b5c6d") //nol
 // idempotency replays the first response of a POST for the same
 // credential, Idempotency-Key and request; see API.md. Stored responses are
 // encrypted: they can hold personal data and, for new API keys, a secret.
-func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, log *slog.Logger) func(http.Handler) http.Handler {
+//
+// Records are bounded three ways: a response over maxIdemResponse is not
+// kept (see errIdemNotKept), one credential's records may hold at most
+// budget bytes at a time (429 IDEMPOTENCY_BUDGET_EXCEEDED beyond), and the
+// in-process fallback store has a byte bound of its own.
+func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, budget int64, log *slog.Logger) func(http.Handler) http.Handler {
+	if budget <= 0 {
+		budget = DefaultIdempotencyBudget
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key := r.Header.Get("Idempotency-Key")
@@ -83,11 +132,23 @@ func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, log *slog.Log
 			skey := "idem:{" + p.Credential() + "}:" + hex.EncodeToString(sum[:])
 			ad := fieldcrypt.AD{Table: "idempotency", Column: "record", Row: uuid.NewSHA1(idemNamespace, []byte(skey))}
 			seal := func(rec idemRecord) ([]byte, error) {
-				b, err := json.Marshal(rec)
+				b, err := rec.encode()
 				if err != nil {
 					return nil, err
 				}
 				return ring.Seal(b, ad)
+			}
+			bkey := "idemb:{" + p.Credential() + "}"
+			used, err := store.IncrBy(r.Context(), bkey, 0, idempotencyTTL)
+			if err != nil {
+				log.ErrorContext(r.Context(), "idempotency store failed", "err", err)
+				fail(apperr.New(apperr.Unavailable, "IDEMPOTENCY_UNAVAILABLE", "idempotency store unavailable; retry later").Wrap(err))
+				return
+			}
+			if used+int64(len(body)) > budget {
+				w.Header().Set("Retry-After", "3600")
+				fail(errIdemBudget)
+				return
 			}
 
 			running, err := seal(idemRecord{Hash: hash})
@@ -115,7 +176,10 @@ func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, log *slog.Log
 				}
 				var rec idemRecord
 				plain, oerr := ring.Open(raw, ad)
-				if !ok || oerr != nil || json.Unmarshal(plain, &rec) != nil {
+				if oerr == nil {
+					rec, oerr = decodeIdemRecord(plain)
+				}
+				if !ok || oerr != nil {
 					fail(apperr.New(apperr.Internal, "IDEMPOTENCY_CORRUPT", "stored idempotency record unreadable"))
 					return
 				}
@@ -124,6 +188,11 @@ func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, log *slog.Log
 					fail(errIdemReused)
 				case !rec.Done:
 					fail(errIdemInProgress)
+				case rec.NotKept:
+					if loc := rec.Header["Location"]; loc != "" {
+						w.Header().Set("Location", loc)
+					}
+					fail(errIdemNotKept.Withf("the first request with this Idempotency-Key succeeded (status %d), but its response was too large to keep; fetch the result instead", rec.Status))
 				default:
 					for k, v := range rec.Header {
 						w.Header().Set(k, v)
@@ -151,9 +220,16 @@ func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, log *slog.Log
 						hdr[k] = v
 					}
 				}
-				done, err := seal(idemRecord{Done: true, Hash: hash, Status: rec.status, Header: hdr, Body: rec.body.Bytes()})
+				stored := idemRecord{Done: true, Hash: hash, Status: rec.status, Header: hdr, Body: rec.body.Bytes()}
+				if len(stored.Body) > maxIdemResponse {
+					stored.Body, stored.NotKept = nil, true
+				}
+				done, err := seal(stored)
 				if err == nil {
 					err = store.Set(ctx, skey, done, idempotencyTTL)
+				}
+				if err == nil {
+					_, err = store.IncrBy(ctx, bkey, int64(len(done)), idempotencyTTL)
 				}
 				if err != nil {
 					log.ErrorContext(ctx, "idempotency record not stored", "err", err)

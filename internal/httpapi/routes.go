@@ -16,8 +16,8 @@ import (
 // routes registers every operation of the API. It is the one place that
 // shows the whole surface: method, path, required scope and whether the
 // route acts in the tenant of X-Tenant-ID.
-func routes(api huma.API, d Deps, tenants *tenantCache) {
-	r := registrar{api: api, log: d.Log}
+func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
+	r := registrar{api: api, log: d.Log, table: map[string]access{}}
 
 	// Tenants and keys (API.md "Tenants and keys").
 	r.add(http.MethodPost, "/v1/tenants", "create-tenant", "Create a tenant", access{Scope: "platform:admin"}, http.StatusCreated, handleTenantCreate(d))
@@ -52,18 +52,20 @@ func routes(api huma.API, d Deps, tenants *tenantCache) {
 	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache/{cache_id}", "get-cache-entry", "One cached provider result", access{Scope: "cache:read", Tenant: true}, 0, handleCacheGet(d))
 
 	// Audit log (API.md "Audit log"). The fixed paths come before {audit_id}.
-	registerAuditExport(api, d)
+	registerAuditExport(api, d, r.table)
 	r.add(http.MethodGet, "/v1/audit-events/verify", "verify-audit-log", "Verify the audit log's seals", access{Scope: "audit:read", Tenant: true}, 0, handleAuditVerify(d))
 	r.add(http.MethodGet, "/v1/audit-events/checkpoint", "audit-checkpoint", "Latest signed checkpoint and public key", access{Scope: "audit:read", Tenant: true}, 0, handleAuditCheckpoint(d))
 	r.add(http.MethodGet, "/v1/audit-events", "list-audit-events", "List audit events", access{Scope: "audit:read", Tenant: true}, 0, handleAuditList(d))
 	r.add(http.MethodGet, "/v1/audit-events/{audit_id}", "get-audit-event", "Get an audit event", access{Scope: "audit:read", Tenant: true}, 0, handleAuditGet(d))
+	return r.table
 }
 
 // registrar registers operations with their access rules and error
 // documentation.
 type registrar struct {
-	api huma.API
-	log *slog.Logger
+	api   huma.API
+	log   *slog.Logger
+	table map[string]access // by the mux pattern, "METHOD /path"
 }
 
 // add registers handler h, whose signature huma inspects for its input
@@ -81,7 +83,6 @@ func (r registrar) add(method, path, id, summary string, a access, status int, h
 		OperationID: id, Method: method, Path: path, Summary: summary, DefaultStatus: status,
 		Tags:         []string{tagFor(path)},
 		Security:     []map[string][]string{{"bearer": {}}},
-		Metadata:     map[string]any{accessKey: a},
 		MaxBodyBytes: maxBody,
 		Errors:       dedupe(errs),
 	}
@@ -89,10 +90,12 @@ func (r registrar) add(method, path, id, summary string, a access, status int, h
 		op.Description = "Requires scope `" + a.Scope + "`."
 	}
 	if a.Tenant {
-		op.Description += " Acts in the tenant named by `X-Tenant-ID`."
-		op.Parameters = append(op.Parameters, &huma.Param{Name: "X-Tenant-ID", In: "header", Required: true,
-			Description: "The tenant to act in (UUID).", Schema: &huma.Schema{Type: "string", Format: "uuid"}})
+		op.Description += " Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one."
+		op.Parameters = append(op.Parameters, &huma.Param{Name: "X-Tenant-ID", In: "header",
+			Description: "The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.",
+			Schema:      &huma.Schema{Type: "string", Format: "uuid"}})
 	}
+	r.table[method+" "+path] = a
 	if method == http.MethodPost {
 		op.Parameters = append(op.Parameters, &huma.Param{Name: "Idempotency-Key", In: "header",
 			Description: "Replays the first response for the same key and body within 24 h.", Schema: &huma.Schema{Type: "string", MaxLength: ptr(255)}})

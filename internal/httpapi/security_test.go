@@ -29,13 +29,13 @@ func routeTable(t *testing.T) []operation {
 	var ops []operation
 	useProblemErrors()
 	api := humago.New(http.NewServeMux(), apiConfig("table"))
-	routes(api, Deps{}, &tenantCache{})
+	table := routes(api, Deps{}, &tenantCache{})
 	for _, pi := range api.OpenAPI().Paths {
 		for _, op := range []*huma.Operation{pi.Get, pi.Post, pi.Patch, pi.Delete, pi.Put} {
 			if op == nil || !strings.HasPrefix(op.Path, "/v1") {
 				continue
 			}
-			a, _ := op.Metadata[accessKey].(access)
+			a := table[op.Method+" "+op.Path]
 			ops = append(ops, operation{Method: op.Method, Path: op.Path, Access: a, HasBody: op.RequestBody != nil})
 		}
 	}
@@ -291,7 +291,7 @@ func TestSecurity_InjectionEveryField(t *testing.T) {
 	e := w.create(t, w.admin, map[string]string{"full_name": "Target"})
 	useProblemErrors()
 	api := humago.New(http.NewServeMux(), apiConfig("table"))
-	routes(api, Deps{}, &tenantCache{})
+	table := routes(api, Deps{}, &tenantCache{})
 	before := schemaFingerprint(t, w)
 	sent := 0
 	for _, pi := range api.OpenAPI().Paths {
@@ -299,7 +299,7 @@ func TestSecurity_InjectionEveryField(t *testing.T) {
 			if op == nil {
 				continue
 			}
-			a, _ := op.Metadata[accessKey].(access)
+			a := table[op.Method+" "+op.Path]
 			who := w.admin
 			if a.Scope == auth.ScopePlatformAdmin {
 				who = w.platform

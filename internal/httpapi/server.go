@@ -32,14 +32,17 @@ type Deps struct {
 	Audit          AuditLog
 	AuditStore     AuditStore
 	AuditPublicKey ed25519.PublicKey
-	Rate           kv.Rate                // per credential
-	CORSOrigins    []string               // browser origins allowed
-	RequestTimeout time.Duration          // deadline of each request's work (0: none)
-	Collectors     []prometheus.Collector // extra metrics (pool, audit writer)
-	LatestSchema   int64                  // the schema version this binary needs
-	Version        string                 // build version
-	Started        time.Time
-	Now            func() time.Time // time.Now when nil
+	Rate           kv.Rate // per credential
+	// IdempotencyBudget bounds the bytes of idempotency records one
+	// credential keeps (DefaultIdempotencyBudget when 0).
+	IdempotencyBudget int64
+	CORSOrigins       []string               // browser origins allowed
+	RequestTimeout    time.Duration          // deadline of each request's work (0: none)
+	Collectors        []prometheus.Collector // extra metrics (pool, audit writer)
+	LatestSchema      int64                  // the schema version this binary needs
+	Version           string                 // build version
+	Started           time.Time
+	Now               func() time.Time // time.Now when nil
 }
 
 // NewServer returns the whole API as one handler.
@@ -55,9 +58,8 @@ func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(d.Version))
 	tenants := &tenantCache{store: d.Tenants, now: d.Now, items: map[tenantIDKey]cachedTenant{}}
-	api.UseMiddleware(authorize(api, tenants, d.Log))
 	registerHealth(api, checker{db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
-	routes(api, d, tenants)
+	table := routes(api, d, tenants)
 	mux.Handle("GET /metrics", m.handler())
 	docs := docsHandler()
 	mux.Handle("GET /docs", docs)
@@ -74,7 +76,8 @@ func NewServer(d Deps) http.Handler {
 	})
 
 	var h http.Handler = captureRoute(mux)
-	h = idempotency(d.KV, d.Keyring, d.Log)(h)
+	h = idempotency(d.KV, d.Keyring, d.IdempotencyBudget, d.Log)(h)
+	h = authorize(mux, table, tenants, d.Log)(h)
 	h = jsonGuard(h)
 	h = queryGuard(h)
 	h = authenticate(d.Auth, d.KV, d.Rate, m, d.Log)(h)

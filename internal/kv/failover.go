@@ -159,12 +159,17 @@ func (f *Failover) Del(ctx context.Context, keys ...string) error {
 
 // Incr implements Store.
 func (f *Failover) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	return f.IncrBy(ctx, key, 1, ttl)
+}
+
+// IncrBy implements Store.
+func (f *Failover) IncrBy(ctx context.Context, key string, n int64, ttl time.Duration) (int64, error) {
 	if r := f.active(); r != nil {
-		n, err := r.Incr(ctx, key, ttl)
+		v, err := r.IncrBy(ctx, key, n, ttl)
 		if !errors.Is(err, ErrUnavailable) {
-			return n, err
+			return v, err
 		}
 		f.observe(ctx, err)
 	}
-	return f.memory.Incr(ctx, key, ttl)
+	return f.memory.IncrBy(ctx, key, n, ttl)
 }

@@ -24,6 +24,9 @@ type Store interface {
 	// Incr adds one to the counter at key, creating it with ttl when absent,
 	// and returns the new value.
 	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
+	// IncrBy adds n to the counter at key, creating it with ttl when
+	// absent, and returns the new value.
+	IncrBy(ctx context.Context, key string, n int64, ttl time.Duration) (int64, error)
 }
 
 // ErrUnavailable reports that the backing server could not be reached.

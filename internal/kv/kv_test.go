@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -303,5 +304,34 @@ func TestAllow_MemoryRefills(t *testing.T) {
 	now = now.Add(time.Second)
 	if d, _ := m.Allow(ctx, "k", r); !d.Allowed {
 		t.Fatal("a second later, one more request should be allowed")
+	}
+}
+
+// The in-process fallback is bounded in bytes: a flood of large values
+// (idempotency records while Redis is away) evicts instead of growing.
+func TestMemory_ByteBound(t *testing.T) {
+	t.Parallel()
+	m := kv.NewMemory(nil).WithMaxBytes(1 << 20)
+	ctx := context.Background()
+	val := make([]byte, 100<<10)
+	for i := range 100 {
+		if err := m.Set(ctx, fmt.Sprint("k", i), val, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if m.Bytes() > 1<<20 {
+			t.Fatalf("after %d values the store holds %d bytes, bound 1 MiB", i+1, m.Bytes())
+		}
+	}
+	if _, ok, _ := m.Get(ctx, "k99"); !ok {
+		t.Error("the newest value was evicted")
+	}
+	if n, _ := m.IncrBy(ctx, "c", 5, time.Hour); n != 5 {
+		t.Errorf("IncrBy = %d, want 5", n)
+	}
+	if n, _ := m.IncrBy(ctx, "c", 7, time.Hour); n != 12 {
+		t.Errorf("IncrBy = %d, want 12", n)
+	}
+	if err := m.Del(ctx, "c"); err != nil || m.Len() > 11 {
+		t.Errorf("Del: %v, %d keys", err, m.Len())
 	}
 }

@@ -87,14 +87,19 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 // incrScript creates the counter with its expiry atomically, so a crash
 // between INCR and EXPIRE cannot leave a counter that never resets.
 var incrScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 and tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local n = redis.call('INCRBY', KEYS[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) == -1 and tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`) //nolint:gochecknoglobals // immutable script
 
 // Incr implements Store.
 func (r *Redis) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
-	n, err := incrScript.Run(ctx, r.c, []string{r.prefix + key}, ttl.Milliseconds()).Int64()
-	return n, wrap(err)
+	return r.IncrBy(ctx, key, 1, ttl)
+}
+
+// IncrBy implements Store.
+func (r *Redis) IncrBy(ctx context.Context, key string, n int64, ttl time.Duration) (int64, error) {
+	v, err := incrScript.Run(ctx, r.c, []string{r.prefix + key}, ttl.Milliseconds(), n).Int64()
+	return v, wrap(err)
 }
 
 // wrap marks connection-level failures with ErrUnavailable.

@@ -1,0 +1,182 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/kv"
+	"github.com/elile/elile/internal/tenant"
+)
+
+// Finding 7 of the hardening review: an idempotent replay answered before
+// authorisation, so a deactivated tenant's stored 201s — a new API key's
+// secret among them — replayed.
+func TestHardening_ReplayOnlyAfterAuthorisation(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	idem := map[string]string{"Idempotency-Key": "replay-1"}
+	create := w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"full_name": "R"}})
+	create.hdr = idem
+	newKey := w.as(w.admin, "POST", "/v1/api-keys", map[string]any{"name": "k", "scopes": []string{"entities:read"}})
+	newKey.hdr = map[string]string{"Idempotency-Key": "replay-2"}
+	for _, r := range []req{create, newKey} {
+		if rec := call(t, w.h, r); rec.Code != 201 {
+			t.Fatalf("first %s: %d %s", r.path, rec.Code, rec.Body)
+		}
+		if rec := call(t, w.h, r); rec.Code != 201 || rec.Header().Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay while active: %d", rec.Code)
+		}
+	}
+	// A credential that lost nothing but whose scope no longer fits: a
+	// reader replaying the admin's key is refused too (keys are per
+	// credential, so this is a fresh request, refused by scope).
+	if rec := call(t, w.h, w.as(w.platform, "PATCH", "/v1/tenants/"+w.a.String(), map[string]any{"active": false})); rec.Code != 200 {
+		t.Fatalf("deactivate: %d %s", rec.Code, rec.Body)
+	}
+	time.Sleep(tenantCacheTTL + 100*time.Millisecond)
+	for _, r := range []req{create, newKey} {
+		rec := call(t, w.h, r)
+		wantProblem(t, rec, 403, "TENANT_INACTIVE")
+		if strings.Contains(rec.Body.String(), auth.KeyPrefix) || rec.Header().Get("Idempotent-Replayed") != "" {
+			t.Fatalf("replay after deactivation leaked the stored response: %s", rec.Body)
+		}
+	}
+}
+
+// Finding 8: a body without Content-Type skipped the JSON guard while huma
+// still parsed it (duplicate keys accepted, 5,000 levels stored).
+func TestHardening_BodyMustBeDeclaredJSON(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	e := w.create(t, w.admin, map[string]string{"full_name": "CT"})
+	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	bodies := map[string]string{
+		"duplicate keys": `{"entity_type":"individual","entity_type":"organization","canonical_identifiers":{}}`,
+		"deep profile":   `{"trigger_type":"manual","findings":[` + deep + `],"risk_score":{"overall":0.1},"connections":[],"data_sources_used":[],"stale_data_used":[]}`,
+	}
+	for name, body := range bodies {
+		for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"} {
+			t.Run(fmt.Sprintf("%s %q", name, ct), func(t *testing.T) {
+				path := "/v1/entities"
+				if name == "deep profile" {
+					path = "/v1/entities/" + e.EntityID + "/profiles"
+				}
+				r := w.as(w.admin, "POST", path, body)
+				r.hdr = map[string]string{"Content-Type": ct}
+				wantProblem(t, call(t, w.h, r), 415, "UNSUPPORTED_MEDIA_TYPE")
+			})
+		}
+	}
+	if rec := call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+e.EntityID+"/profiles", nil)); !strings.Contains(rec.Body.String(), `"data":[]`) {
+		t.Errorf("a profile was stored: %s", rec.Body)
+	}
+	if page := decode[Page[EntityOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities", nil))); len(page.Data) != 1 {
+		t.Errorf("%d entities stored, want only the first", len(page.Data))
+	}
+	// JSON with parameters is still JSON.
+	r := w.as(w.admin, "POST", "/v1/entities", `{"entity_type":"individual","canonical_identifiers":{"full_name":"X"}}`)
+	r.hdr = map[string]string{"Content-Type": "application/json; charset=utf-8"}
+	if rec := call(t, w.h, r); rec.Code != 201 {
+		t.Errorf("application/json; charset=utf-8: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// Finding 5: a 0.9 MB POST stored a 2.4 MB record, with no bound per
+// credential.
+func TestHardening_IdempotencyRecordsAreBounded(t *testing.T) {
+	t.Parallel()
+	h, b := setup(t, setupOpts{rate: kv.Rate{Limit: 1_000_000, Period: time.Minute, Burst: 100_000}, idemBudget: 3 << 20})
+	tid := mkTenant(t, b, "idem-bounds")
+	key := mkKey(t, b, tid, auth.ScopeTenantAdmin)
+	e := decode[EntityOut](t, call(t, h, req{method: "POST", path: "/v1/entities", key: key.secret,
+		body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"full_name": "Big"}}}))
+	findings := []any{}
+	for i := range 1500 {
+		findings = append(findings, map[string]any{"id": fmt.Sprint(i), "summary": strings.Repeat("x", 400)})
+	}
+	body := profileBody(0.5)
+	body["findings"] = findings
+	sum := sha256.Sum256([]byte("big-1"))
+	skey := "idem:{key:" + key.keyID.String() + "}:" + hex.EncodeToString(sum[:])
+	rec := call(t, h, req{method: "POST", path: "/v1/entities/" + e.EntityID + "/profiles", key: key.secret, body: body,
+		hdr: map[string]string{"Idempotency-Key": "big-1"}})
+	if rec.Code != 201 {
+		t.Fatalf("profile: %d %.300s", rec.Code, rec.Body)
+	}
+	stored, ok, err := b.kv.Get(context.Background(), skey)
+	if err != nil || !ok {
+		t.Fatalf("record not stored: %v %v", ok, err)
+	}
+	if len(stored) > rec.Body.Len()+4096 {
+		t.Errorf("record of %d bytes for a %d-byte response: records must cost about their response", len(stored), rec.Body.Len())
+	}
+	// The credential's budget (3 MiB here): more large POSTs with new keys
+	// are refused with 429 before they run; without a key they still work.
+	refused := false
+	for i := range 10 {
+		rec := call(t, h, req{method: "POST", path: "/v1/entities/" + e.EntityID + "/profiles", key: key.secret, body: body,
+			hdr: map[string]string{"Idempotency-Key": fmt.Sprint("more-", i)}})
+		if rec.Code == 429 {
+			wantProblem(t, rec, 429, "IDEMPOTENCY_BUDGET_EXCEEDED")
+			if rec.Header().Get("Retry-After") == "" {
+				t.Error("no Retry-After")
+			}
+			refused = true
+			break
+		}
+		if rec.Code != 201 {
+			t.Fatalf("POST %d: %d", i, rec.Code)
+		}
+	}
+	if !refused {
+		t.Fatal("a credential stored 10 large records beyond a 3 MiB budget")
+	}
+	if rec := call(t, h, req{method: "POST", path: "/v1/entities/" + e.EntityID + "/profiles", key: key.secret, body: profileBody(0.1)}); rec.Code != 201 {
+		t.Errorf("without Idempotency-Key: %d", rec.Code)
+	}
+	// Another credential is not affected.
+	other := mkKey(t, b, tid, auth.ScopeTenantAdmin)
+	if rec := call(t, h, req{method: "POST", path: "/v1/entities/" + e.EntityID + "/profiles", key: other.secret, body: profileBody(0.1),
+		hdr: map[string]string{"Idempotency-Key": "other-1"}}); rec.Code != 201 {
+		t.Errorf("another credential: %d", rec.Code)
+	}
+}
+
+// A response too large to keep is done once and its replay points at it.
+func TestHardening_IdempotencyResponseNotKept(t *testing.T) {
+	t.Parallel()
+	store := kv.NewMemory(nil)
+	runs := 0
+	h := withRequestContext(time.Now)(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p := auth.NewPrincipal("key:big", uuid.Nil, uuid.Nil, auth.ActorService, tenant.NewID(), nil, time.Time{})
+			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		})
+	}(idempotency(store, testKeyring(t), 0, quietLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs++
+		w.Header().Set("Location", "/v1/things/1")
+		w.WriteHeader(201)
+		_, _ = w.Write(make([]byte, maxIdemResponse+1))
+	}))))
+	r := req{method: "POST", path: "/v1/x", body: "{}", hdr: map[string]string{"Idempotency-Key": "huge"}}
+	if rec := call(t, h, r); rec.Code != 201 || rec.Body.Len() != maxIdemResponse+1 {
+		t.Fatalf("first: %d, %d bytes", rec.Code, rec.Body.Len())
+	}
+	rec := call(t, h, r)
+	wantProblem(t, rec, 409, "IDEMPOTENCY_RESPONSE_NOT_KEPT")
+	if rec.Header().Get("Location") != "/v1/things/1" || runs != 1 {
+		t.Errorf("replay: Location %q, handler ran %d times", rec.Header().Get("Location"), runs)
+	}
+	if store.Bytes() > 64<<10 {
+		t.Errorf("store holds %d bytes for a response it did not keep", store.Bytes())
+	}
+}
