@@ -223,6 +223,7 @@ func TestRun_ServeRefusesSchemaBehind(t *testing.T) {
 	err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
 		"ENVIRONMENT": "staging", "DATABASE_URL": url, "ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
 		"API_SECRET_KEY": strings.Repeat("s", 32), "API_PORT": "0", "AUDIT_SIGNING_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+		"JWT_ISSUER": "https://idp.test", "JWT_AUDIENCE": "elile",
 	}), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "elile migrate up") {
 		t.Fatalf("serve on an unmigrated database in staging = %v, want a refusal naming migrate up", err)
@@ -238,7 +239,7 @@ func TestRun_ServeDatabaseUnreachable(t *testing.T) {
 			err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
 				"ENVIRONMENT": environment, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/elile?sslmode=disable",
 				"ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "API_SECRET_KEY": strings.Repeat("s", 32), "AUDIT_SIGNING_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
-				"DATABASE_CONNECT_TIMEOUT": "1s", "API_PORT": "0",
+				"DATABASE_CONNECT_TIMEOUT": "1s", "API_PORT": "0", "JWT_ISSUER": "https://idp.test", "JWT_AUDIENCE": "elile",
 			}), io.Discard, io.Discard)
 			if err == nil || exitCode(err) == 0 {
 				t.Fatalf("serve with PostgreSQL unreachable = %v, want a non-zero exit", err)

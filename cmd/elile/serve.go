@@ -101,8 +101,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, DB: db, KV: store, Keyring: ring,
 		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
-		Auth:    auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil),
-		Tenants: db, Keys: db, Entities: db,
+		Auth: auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil).WithJWTPolicy(auth.JWTPolicy{
+			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, MaxLifetime: cfg.JWTMaxLifetime, AllowPlatformAdmin: cfg.JWTAllowPlatformAdmin}),
+		IdempotencyBudget: cfg.IdempotencyMaxBytes,
+		Tenants:           db, Keys: db, Entities: db,
 		Rate:         kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
 		CORSOrigins:  cfg.CORSOrigins,
 		Collectors:   append(append([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors()...), sealer.Collectors()...),

@@ -92,3 +92,68 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 	})
 }
+
+func signClaims(t *testing.T, c jwt.MapClaims) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "Bearer " + tok
+}
+
+// Finding 6 of the hardening review: an HS256 token with tenant A and
+// platform:admin listed tenants and read tenant B's data; no iss/aud, no
+// lifetime cap.
+func TestAuthenticate_JWTPolicy(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	sub, tid := uuid.NewString(), tenant.NewID().String()
+	strict := auth.NewAuthenticator(noKeys{}, secret, nil).WithJWTPolicy(auth.JWTPolicy{Issuer: "https://idp.example", Audience: "elile", MaxLifetime: time.Hour})
+	good := jwt.MapClaims{"sub": sub, "tenant_id": tid, "scope": "entities:read platform:admin", "iss": "https://idp.example",
+		"aud": []string{"elile", "other"}, "iat": now.Unix(), "exp": now.Add(30 * time.Minute).Unix()}
+	with := func(k string, v any) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		for kk, vv := range good {
+			c[kk] = vv
+		}
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	p, err := strict.Authenticate(context.Background(), signClaims(t, good))
+	if err != nil {
+		t.Fatalf("good token: %v", err)
+	}
+	if p.PlatformAdmin() || p.Has(auth.ScopePlatformAdmin) || !p.Has(auth.ScopeEntitiesRead) {
+		t.Errorf("platform:admin granted through a JWT without JWT_ALLOW_PLATFORM_ADMIN: %v", p.Scopes())
+	}
+	for name, c := range map[string]jwt.MapClaims{
+		"no issuer":         with("iss", nil),
+		"other issuer":      with("iss", "https://evil.example"),
+		"no audience":       with("aud", nil),
+		"other audience":    with("aud", "someone-else"),
+		"lives a year":      with("exp", now.Add(365*24*time.Hour).Unix()),
+		"issued long ago":   with("iat", now.Add(-48*time.Hour).Unix()),
+		"nil tenant":        with("tenant_id", uuid.Nil.String()),
+		"no exp":            with("exp", nil),
+		"tenant not a uuid": with("tenant_id", "a"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := strict.Authenticate(context.Background(), signClaims(t, c)); apperr.KindOf(err) != apperr.Unauthorized {
+				t.Errorf("Authenticate = %v, want 401", err)
+			}
+		})
+	}
+	allowed := auth.NewAuthenticator(noKeys{}, secret, nil).WithJWTPolicy(auth.JWTPolicy{AllowPlatformAdmin: true})
+	if p, err := allowed.Authenticate(context.Background(), signClaims(t, good)); err != nil || !p.PlatformAdmin() {
+		t.Errorf("with JWT_ALLOW_PLATFORM_ADMIN: %v %v", p.Scopes(), err)
+	}
+	// The default lifetime cap applies without any policy set.
+	if _, err := auth.NewAuthenticator(noKeys{}, secret, nil).Authenticate(context.Background(), signClaims(t, with("exp", now.Add(30*24*time.Hour).Unix()))); err == nil {
+		t.Error("a 30-day token accepted by default")
+	}
+}

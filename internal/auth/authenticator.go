@@ -41,11 +41,26 @@ type KeyStore interface {
 // on every instance within this time.
 const CacheTTL = 500 * time.Millisecond
 
+// JWTPolicy is what a JWT must satisfy beyond its signature and expiry.
+type JWTPolicy struct {
+	Issuer   string // required iss ("" : not checked; config requires it outside development)
+	Audience string // required member of aud ("" : not checked)
+	// MaxLifetime bounds exp - iat, and exp - now (0: DefaultJWTMaxLifetime).
+	MaxLifetime time.Duration
+	// AllowPlatformAdmin lets a JWT carry platform:admin; off, the scope
+	// is dropped from every JWT.
+	AllowPlatformAdmin bool
+}
+
+// DefaultJWTMaxLifetime bounds a JWT's lifetime unless configured.
+const DefaultJWTMaxLifetime = time.Hour
+
 // Authenticator turns a bearer token into a Principal.
 type Authenticator struct {
 	keys      KeyStore
 	jwtSecret []byte
 	now       func() time.Time
+	policy    JWTPolicy
 
 	mu    sync.Mutex
 	cache map[string]cachedKey // by hash
@@ -63,7 +78,32 @@ func NewAuthenticator(keys KeyStore, jwtSecret []byte, now func() time.Time) *Au
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{keys: keys, jwtSecret: jwtSecret, now: now, cache: make(map[string]cachedKey)}
+	return &Authenticator{keys: keys, jwtSecret: jwtSecret, now: now, cache: make(map[string]cachedKey),
+		policy: JWTPolicy{MaxLifetime: DefaultJWTMaxLifetime}}
+}
+
+// WithJWTPolicy sets what JWTs must satisfy and returns a.
+func (a *Authenticator) WithJWTPolicy(p JWTPolicy) *Authenticator {
+	if p.MaxLifetime <= 0 {
+		p.MaxLifetime = DefaultJWTMaxLifetime
+	}
+	a.policy = p
+	return a
+}
+
+// NeedsLookup reports whether authenticating header would ask the key
+// store (an API key not cached, or cached longer ago than CacheTTL): the
+// work an unauthenticated client can make the database do.
+func (a *Authenticator) NeedsLookup(header string) bool {
+	_, tok, ok := strings.Cut(header, " ")
+	if !ok || !looksLikeKey(tok) {
+		return false
+	}
+	hash := HashSecret(tok)
+	a.mu.Lock()
+	c, hit := a.cache[string(hash)]
+	a.mu.Unlock()
+	return !hit || a.now().Sub(c.fetched) >= CacheTTL
 }
 
 // Authenticate checks an Authorization header value. Errors are
@@ -128,9 +168,15 @@ func (a *Authenticator) jwt(tok string) (Principal, error) {
 		return Principal{}, ErrInvalid
 	}
 	var claims Claims
-	_, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return a.jwtSecret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(a.now),
-		jwt.WithLeeway(5*time.Second))
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(a.now),
+		jwt.WithLeeway(5 * time.Second)}
+	if a.policy.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.policy.Issuer))
+	}
+	if a.policy.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.policy.Audience))
+	}
+	_, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return a.jwtSecret, nil }, opts...)
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			return Principal{}, ErrExpired
@@ -145,18 +191,19 @@ func (a *Authenticator) jwt(tok string) (Principal, error) {
 		return Principal{}, ErrInvalid.Withf("token subject is not a UUID")
 	}
 	tid, err := tenant.ParseID(claims.TenantID)
-	if err != nil {
-		return Principal{}, ErrInvalid.Withf("token tenant_id is not a UUID")
+	if err != nil || tid.IsZero() {
+		return Principal{}, ErrInvalid.Withf("token tenant_id is not a tenant's UUID")
+	}
+	exp := claims.ExpiresAt.Time // required above
+	limit := a.policy.MaxLifetime + 5*time.Second
+	if exp.Sub(a.now()) > limit || claims.IssuedAt != nil && exp.Sub(claims.IssuedAt.Time) > limit {
+		return Principal{}, ErrInvalid.Withf("token lives longer than %s", a.policy.MaxLifetime)
 	}
 	var scopes []string
 	for _, s := range strings.Fields(claims.Scope) {
-		if ValidScope(s) {
+		if ValidScope(s) && (s != ScopePlatformAdmin || a.policy.AllowPlatformAdmin) {
 			scopes = append(scopes, s)
 		}
-	}
-	var exp time.Time
-	if claims.ExpiresAt != nil {
-		exp = claims.ExpiresAt.Time
 	}
 	return NewPrincipal("jwt:"+sub.String()+":"+tid.String(), uuid.Nil, sub, ActorHuman, tid, scopes, exp), nil
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
@@ -83,6 +84,7 @@ type Config struct {
 	RequestTimeout    time.Duration `env:"REQUEST_TIMEOUT" envDefault:"30s" desc:"Deadline of each request's work: database calls still running then are cancelled and the request gets 503." rule:"positive Go duration"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"On SIGTERM/SIGINT, how long in-flight requests may take to finish." rule:"positive Go duration"`
 
+	MigrationDatabaseURL   Secret        `env:"MIGRATION_DATABASE_URL" desc:"Connection string of the role that owns the schema, used only by elile migrate (and by serve in development, which migrates itself). Default: DATABASE_URL. In staging and production it must be a different role from DATABASE_URL's: the server refuses to start when its own login role is a superuser, has BYPASSRLS or owns the tables." rule:"postgres:// or postgresql:// URL naming a database, or empty"`
 	DatabaseURL            Secret        `env:"DATABASE_URL" desc:"PostgreSQL connection string (postgres://user:pass@host:port/db). Development default: postgres://postgres@127.0.0.1:5432/elile_dev?sslmode=disable. Required elsewhere." rule:"postgres:// or postgresql:// URL naming a database" required:"staging, production"`
 	DatabasePoolSize       int           `env:"DATABASE_POOL_SIZE" envDefault:"20" desc:"Connections the pool keeps for steady load." rule:"1..1000"`
 	DatabaseMaxOverflow    int           `env:"DATABASE_MAX_OVERFLOW" envDefault:"10" desc:"Extra connections the pool may open under peaks (max connections = pool size + overflow)." rule:"0..1000"`
@@ -91,16 +93,23 @@ type Config struct {
 
 	RedisURL Secret `env:"REDIS_URL" desc:"Redis connection string (redis://host:port/db). Development default: redis://127.0.0.1:6379/0. Empty outside development: an in-process fallback serves a single instance and readiness reports degraded." rule:"redis:// or rediss:// URL, or empty"`
 
-	EncryptionKey       Secret `env:"ENCRYPTION_KEY" desc:"Base64 of a 32-byte AES-256 key, used as key version 1. Development generates one into DEV_KEYS_FILE. Required elsewhere unless ENCRYPTION_KEYS is set." rule:"base64 of exactly 32 bytes" required:"staging, production (unless ENCRYPTION_KEYS)"`
-	EncryptionKeys      Secret `env:"ENCRYPTION_KEYS" desc:"Several key versions at once, for rotation: 1:<base64>,2:<base64>. Takes the place of ENCRYPTION_KEY." rule:"VERSION:BASE64 pairs, comma-separated; versions from 1, each key 32 bytes"`
-	EncryptionActiveKey int    `env:"ENCRYPTION_ACTIVE_KEY" envDefault:"0" desc:"Key version new values are encrypted with (0: the highest configured)." rule:"0 or a configured version"`
-	BlindIndexKey       Secret `env:"BLIND_INDEX_KEY" desc:"Base64 of 32 bytes: root of the per-tenant blind-index keys. Default: derived (HKDF) from key version 1. Required once version 1 leaves the keyring; get its value with elile keys blind-index-key before removing it." rule:"base64 of exactly 32 bytes; required when version 1 is not configured"`
-	APISecretKey        Secret `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere." rule:"at least 32 bytes" required:"staging, production"`
-	AuditSigningKey     Secret `env:"AUDIT_SIGNING_KEY" desc:"Base64 of a 32-byte Ed25519 seed that signs audit seals and checkpoints. Development generates one into DEV_KEYS_FILE. Required elsewhere." rule:"base64 of a 32-byte Ed25519 seed" required:"staging, production"`
-	AuditRetentionDays  int    `env:"AUDIT_RETENTION_DAYS" envDefault:"2557" desc:"Audit events are kept this many days (default 7 years); older monthly partitions are detached and dropped whole." rule:"30..36500"`
+	EncryptionKey         Secret        `env:"ENCRYPTION_KEY" desc:"Base64 of a 32-byte AES-256 key, used as key version 1. Development generates one into DEV_KEYS_FILE. Required elsewhere unless ENCRYPTION_KEYS is set." rule:"base64 of exactly 32 bytes" required:"staging, production (unless ENCRYPTION_KEYS)"`
+	EncryptionKeys        Secret        `env:"ENCRYPTION_KEYS" desc:"Several key versions at once, for rotation: 1:<base64>,2:<base64>. Takes the place of ENCRYPTION_KEY." rule:"VERSION:BASE64 pairs, comma-separated; versions from 1, each key 32 bytes"`
+	EncryptionActiveKey   int           `env:"ENCRYPTION_ACTIVE_KEY" envDefault:"0" desc:"Key version new values are encrypted with (0: the highest configured)." rule:"0 or a configured version"`
+	BlindIndexKey         Secret        `env:"BLIND_INDEX_KEY" desc:"Base64 of 32 bytes: root of the per-tenant blind-index keys. Default: derived (HKDF) from key version 1. Required once version 1 leaves the keyring; get its value with elile keys blind-index-key before removing it." rule:"base64 of exactly 32 bytes; required when version 1 is not configured"`
+	APISecretKey          Secret        `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere." rule:"at least 32 bytes" required:"staging, production"`
+	JWTIssuer             string        `env:"JWT_ISSUER" desc:"The iss every JWT must carry. Required in staging and production; in development, checked when set." rule:"any string" required:"staging, production"`
+	JWTAudience           string        `env:"JWT_AUDIENCE" desc:"A value the aud of every JWT must contain. Required in staging and production; in development, checked when set." rule:"any string" required:"staging, production"`
+	JWTMaxLifetime        time.Duration `env:"JWT_MAX_LIFETIME" envDefault:"1h" desc:"Longest a JWT may live: exp at most this far after iat (and after now)." rule:"1m..24h"`
+	JWTAllowPlatformAdmin bool          `env:"JWT_ALLOW_PLATFORM_ADMIN" envDefault:"false" desc:"Whether a JWT may carry the platform:admin scope. Off: the scope is ignored in JWTs, and platform admins use API keys." rule:"true or false"`
+	AuditSigningKey       Secret        `env:"AUDIT_SIGNING_KEY" desc:"Base64 of a 32-byte Ed25519 seed that signs audit seals and checkpoints. Development generates one into DEV_KEYS_FILE. Required elsewhere." rule:"base64 of a 32-byte Ed25519 seed" required:"staging, production"`
+	AuditRetentionDays    int           `env:"AUDIT_RETENTION_DAYS" envDefault:"2557" desc:"Audit events are kept this many days (default 7 years); older monthly partitions are detached and dropped whole." rule:"30..36500"`
 
-	RateLimitPerMinute int `env:"RATE_LIMIT_PER_MINUTE" envDefault:"1200" desc:"Requests per minute each credential may make (shared by all instances through Redis)." rule:"1..10000000"`
-	RateLimitBurst     int `env:"RATE_LIMIT_BURST" envDefault:"100" desc:"Requests a credential may make at once before the per-minute pace applies." rule:"1..1000000"`
+	RateLimitPerMinute   int      `env:"RATE_LIMIT_PER_MINUTE" envDefault:"1200" desc:"Requests per minute each credential may make (shared by all instances through Redis)." rule:"1..10000000"`
+	IdempotencyMaxBytes  int64    `env:"IDEMPOTENCY_MAX_BYTES" envDefault:"67108864" desc:"Bytes of idempotency records one credential may keep at once (24 h window); beyond it, POSTs with Idempotency-Key get 429." rule:"1048576..1073741824"`
+	AuthLookupsPerMinute int      `env:"AUTH_LOOKUPS_PER_MINUTE" envDefault:"600" desc:"Per client address: API-key look-ups in the database for keys not already cached (unknown keys cost one each). Beyond it: 429 before any database work." rule:"1..10000000"`
+	TrustedProxies       []string `env:"TRUSTED_PROXIES" envSeparator:"," desc:"Comma-separated CIDRs of proxies in front of elile whose X-Forwarded-For is believed. Empty: the TCP peer is the client." rule:"each a CIDR (10.0.0.0/8) or IP"`
+	RateLimitBurst       int      `env:"RATE_LIMIT_BURST" envDefault:"100" desc:"Requests a credential may make at once before the per-minute pace applies." rule:"1..1000000"`
 
 	DefaultTenantID string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use (the nil UUID: a fresh id)." rule:"a UUID"`
 	DevKeysFile     string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)." rule:"a file path"`
@@ -264,6 +273,29 @@ func (c Config) validate() error {
 		if c.AuditSigningKey == "" {
 			bad("AUDIT_SIGNING_KEY", "required in %s", c.Environment)
 		}
+		if c.JWTIssuer == "" {
+			bad("JWT_ISSUER", "required in %s", c.Environment)
+		}
+		if c.JWTAudience == "" {
+			bad("JWT_AUDIENCE", "required in %s", c.Environment)
+		}
+	}
+	if c.JWTMaxLifetime < time.Minute || c.JWTMaxLifetime > 24*time.Hour {
+		bad("JWT_MAX_LIFETIME", "%s is outside 1m..24h", c.JWTMaxLifetime)
+	}
+	if c.IdempotencyMaxBytes < 1<<20 || c.IdempotencyMaxBytes > 1<<30 {
+		bad("IDEMPOTENCY_MAX_BYTES", "%d is outside 1048576..1073741824", c.IdempotencyMaxBytes)
+	}
+	if c.AuthLookupsPerMinute < 1 || c.AuthLookupsPerMinute > 10_000_000 {
+		bad("AUTH_LOOKUPS_PER_MINUTE", "%d is outside 1..10000000", c.AuthLookupsPerMinute)
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			bad("TRUSTED_PROXIES", "%q is not a CIDR or IP", p)
+		}
+	}
+	if c.MigrationDatabaseURL != "" && !strings.HasPrefix(c.MigrationDatabaseURL.Reveal(), "postgres://") && !strings.HasPrefix(c.MigrationDatabaseURL.Reveal(), "postgresql://") {
+		bad("MIGRATION_DATABASE_URL", "must be a postgres:// or postgresql:// URL")
 	}
 	if _, _, _, err := c.keyMaterial(); err != nil {
 		errs = append(errs, err)
@@ -272,6 +304,27 @@ func (c Config) validate() error {
 		bad("API_SECRET_KEY", "must be at least 32 bytes")
 	}
 	return errors.Join(errs...)
+}
+
+// ParsePrefix parses a CIDR, or a single IP as a one-address prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// MigrationURL is the connection string migrations use: the owner's.
+func (c Config) MigrationURL() string {
+	if c.MigrationDatabaseURL != "" {
+		return c.MigrationDatabaseURL.Reveal()
+	}
+	return c.DatabaseURL.Reveal()
 }
 
 // keyMaterial parses the encryption keys: versions to 32-byte keys, the

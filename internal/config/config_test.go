@@ -43,7 +43,7 @@ func TestLoad_ProductionNeedsExplicitSecrets(t *testing.T) {
 	if err == nil {
 		t.Fatal("production with no secrets loaded")
 	}
-	for _, name := range []string{"DATABASE_URL", "ENCRYPTION_KEY", "API_SECRET_KEY", "AUDIT_SIGNING_KEY", "DEBUG"} {
+	for _, name := range []string{"DATABASE_URL", "ENCRYPTION_KEY", "API_SECRET_KEY", "AUDIT_SIGNING_KEY", "DEBUG", "JWT_ISSUER", "JWT_AUDIENCE"} {
 		if !strings.Contains(err.Error(), name+":") {
 			t.Errorf("error does not name %s:\n%v", name, err)
 		}
@@ -51,6 +51,7 @@ func TestLoad_ProductionNeedsExplicitSecrets(t *testing.T) {
 	cfg, err := config.Load(env(map[string]string{
 		"ENVIRONMENT": "staging", "DATABASE_URL": "postgres://u:p@db:5432/elile",
 		"ENCRYPTION_KEY": strings.Repeat("A", 43) + "=", "API_SECRET_KEY": strings.Repeat("s", 32), "AUDIT_SIGNING_KEY": strings.Repeat("B", 43) + "=",
+		"JWT_ISSUER": "https://idp.example", "JWT_AUDIENCE": "elile",
 	}))
 	if err != nil {
 		t.Fatalf("staging with secrets: %v", err)

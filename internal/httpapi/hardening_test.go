@@ -180,3 +180,18 @@ func TestHardening_IdempotencyResponseNotKept(t *testing.T) {
 		t.Errorf("store holds %d bytes for a response it did not keep", store.Bytes())
 	}
 }
+
+// Finding 6, end to end: tenant A's JWT claiming platform:admin can
+// neither list tenants nor act in tenant B.
+func TestHardening_JWTCannotBePlatformAdmin(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	b := w.create(t, w.oAdm, map[string]string{"full_name": "B's"})
+	tok, err := auth.SignJWT(testJWTSecret, uuid.New(), w.a, []string{auth.ScopePlatformAdmin, auth.ScopeEntitiesRead}, time.Now().Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, call(t, w.h, req{method: "GET", path: "/v1/tenants", key: tok}), 403, "PERMISSION_DENIED")
+	wantProblem(t, call(t, w.h, req{method: "GET", path: "/v1/entities/" + b.EntityID, key: tok, tenant: w.other.String()}), 403, "TENANT_FORBIDDEN")
+	wantProblem(t, call(t, w.h, req{method: "GET", path: "/v1/entities/" + b.EntityID, key: tok}), 404, "ENTITY_NOT_FOUND")
+}
