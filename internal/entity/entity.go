@@ -61,6 +61,14 @@ var (
 	ErrProfileNotFound = apperr.New(apperr.NotFound, "PROFILE_NOT_FOUND", "profile not found")
 )
 
+// MaxIdentifiers is how many identifiers one entity may hold, whether they
+// arrive with the create or with later changes.
+const MaxIdentifiers = 100
+
+// ErrTooManyIdentifiers is a change that would leave an entity with more
+// than MaxIdentifiers identifiers.
+var ErrTooManyIdentifiers = apperr.New(apperr.Invalid, "VALIDATION_FAILED", "an entity holds at most 100 identifiers")
+
 // DuplicateError reports that a unique identifier already belongs to an
 // entity of the tenant.
 type DuplicateError struct {
@@ -98,7 +106,7 @@ func NormalizeIdentifiers(ids map[string]string, now time.Time) (map[string]stri
 		}
 		out[k] = n
 	}
-	if len(ids) > 100 {
+	if len(ids) > MaxIdentifiers {
 		errs = append(errs, FieldError{Field: "canonical_identifiers", Message: "at most 100 identifiers"})
 	}
 	return out, errs

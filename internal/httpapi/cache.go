@@ -191,7 +191,7 @@ func handleCacheList(d Deps) handlerFunc[listCacheInput, cacheListOutput] {
 		if err != nil {
 			return nil, err
 		}
-		es, err := d.Entities.CacheEntries(ctx, tid, eid, sourcecache.Filter{CheckType: in.CheckType, ProviderID: in.ProviderID}, in.IncludeRaw, after, in.Limit+1)
+		es, more, err := d.Entities.CacheEntries(ctx, tid, eid, sourcecache.Filter{CheckType: in.CheckType, ProviderID: in.ProviderID}, in.IncludeRaw, after, in.Limit)
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +200,7 @@ func handleCacheList(d Deps) handlerFunc[listCacheInput, cacheListOutput] {
 		for i, e := range es {
 			outs[i] = cacheOut(e, now)
 		}
-		out := &cacheListOutput{Body: page(outs, in.Limit, func(c CacheOut) uuid.UUID { return uuid.MustParse(c.CacheID) })}
+		out := &cacheListOutput{Body: pageOf(outs, more, func(c CacheOut) uuid.UUID { return uuid.MustParse(c.CacheID) })}
 		usable := 0
 		for _, c := range out.Body.Data {
 			if c.FreshnessStatus != sourcecache.Expired {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -21,17 +22,17 @@ import (
 type EntityStore interface {
 	CreateEntity(ctx context.Context, e entity.Entity, ev audit.Event) (entity.Entity, error)
 	Entity(ctx context.Context, t tenant.ID, id uuid.UUID) (entity.Entity, error)
-	Entities(ctx context.Context, t tenant.ID, f entity.Filter, after uuid.UUID, limit int) ([]entity.Entity, error)
+	Entities(ctx context.Context, t tenant.ID, f entity.Filter, after uuid.UUID, limit int) ([]entity.Entity, bool, error)
 	FindByIdentifier(ctx context.Context, t tenant.ID, kind, value string) ([]entity.Entity, error)
 	UpdateIdentifiers(ctx context.Context, t tenant.ID, id uuid.UUID, changes map[string]*string, ev func(entity.Entity) audit.Event) (entity.Entity, error)
 	DeleteEntity(ctx context.Context, t tenant.ID, id uuid.UUID, ev audit.Event) error
 	CreateRelation(ctx context.Context, r entity.Relation, ev audit.Event) (entity.Relation, error)
 	Relations(ctx context.Context, t tenant.ID, id, after uuid.UUID, limit int) ([]entity.Relation, error)
 	CreateProfile(ctx context.Context, p entity.Profile, ev func(entity.Profile) audit.Event) (entity.Profile, error)
-	Profiles(ctx context.Context, t tenant.ID, entityID uuid.UUID, before, limit int) ([]entity.Profile, error)
+	Profiles(ctx context.Context, t tenant.ID, entityID uuid.UUID, before, limit int) ([]entity.Profile, bool, error)
 	Profile(ctx context.Context, t tenant.ID, entityID uuid.UUID, version int) (entity.Profile, error)
 	CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.Entry, ev audit.Event) (sourcecache.Entry, error)
-	CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) ([]sourcecache.Entry, error)
+	CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) ([]sourcecache.Entry, bool, error)
 	CacheEntry(ctx context.Context, t tenant.ID, entityID, id uuid.UUID, withRaw bool) (sourcecache.Entry, error)
 }
 
@@ -201,7 +202,7 @@ func handleEntityList(d Deps) handlerFunc[listEntitiesInput, entityListOutput] {
 		if err != nil {
 			return nil, err
 		}
-		es, err := d.Entities.Entities(ctx, tid, entity.Filter{Type: in.EntityType, ExternalID: in.ExternalID}, after, in.Limit+1)
+		es, more, err := d.Entities.Entities(ctx, tid, entity.Filter{Type: in.EntityType, ExternalID: in.ExternalID}, after, in.Limit)
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +210,7 @@ func handleEntityList(d Deps) handlerFunc[listEntitiesInput, entityListOutput] {
 		for i, e := range es {
 			outs[i] = entityOut(e, false)
 		}
-		pg := page(outs, in.Limit, func(e EntityOut) uuid.UUID { return uuid.MustParse(e.EntityID) })
+		pg := pageOf(outs, more, func(e EntityOut) uuid.UUID { return uuid.MustParse(e.EntityID) })
 		ev := audit.New(ctx, audit.DataAccessed, tid).With("entity", "list", uuid.Nil,
 			map[string]any{"returned": len(pg.Data), "entity_type": in.EntityType, "by_external_id": in.ExternalID != ""})
 		if err := d.Audit.Write(ctx, ev); err != nil {
@@ -277,6 +278,10 @@ func handleEntityPatch(d Deps) handlerFunc[patchEntityInput, entityOutput] {
 		}
 		changes := map[string]*string{}
 		var items []ProblemItem
+		tooMany := ProblemItem{Location: "body.canonical_identifiers", Message: "an entity holds at most 100 identifiers"}
+		if len(in.Body.CanonicalIdentifiers) > 2*entity.MaxIdentifiers { // cannot fit, whatever it removes
+			return nil, invalidFields(tooMany)
+		}
 		for _, k := range slices.Sorted(maps.Keys(in.Body.CanonicalIdentifiers)) {
 			loc := "body.canonical_identifiers." + k
 			switch v := in.Body.CanonicalIdentifiers[k].(type) {
@@ -314,6 +319,9 @@ func handleEntityPatch(d Deps) handlerFunc[patchEntityInput, entityOutput] {
 			return audit.New(ctx, audit.EntityUpdated, tid).With("entity", id.String(), id,
 				map[string]any{"set_kinds": entity.SortKinds(set), "removed_kinds": entity.SortKinds(removed)})
 		})
+		if errors.Is(err, entity.ErrTooManyIdentifiers) {
+			return nil, invalidFields(tooMany)
+		}
 		if err != nil {
 			return nil, dupErr(err)
 		}

@@ -195,3 +195,108 @@ func TestHardening_JWTCannotBePlatformAdmin(t *testing.T) {
 	wantProblem(t, call(t, w.h, req{method: "GET", path: "/v1/entities/" + b.EntityID, key: tok, tenant: w.other.String()}), 403, "TENANT_FORBIDDEN")
 	wantProblem(t, call(t, w.h, req{method: "GET", path: "/v1/entities/" + b.EntityID, key: tok}), 404, "ENTITY_NOT_FOUND")
 }
+
+// Finding 9: the 100-identifier cap held only on create, and custom kinds
+// came back in clear without pii:read.
+func TestHardening_IdentifierCapAndDefaultMasking(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	e := w.create(t, w.admin, map[string]string{"full_name": "Cap", "drivers_license": "D1234-5678", "tax_id": "TX99887766"})
+	if got := e.CanonicalIdentifiers; got["drivers_license"] != "******5678" || got["tax_id"] != "******7766" || got["full_name"] != "Cap" {
+		t.Errorf("custom kinds not masked by default: %v", got)
+	}
+	got := decode[EntityOut](t, call(t, w.h, w.as(w.reader, "GET", "/v1/entities/"+e.EntityID, nil)))
+	if strings.Contains(fmt.Sprint(got.CanonicalIdentifiers), "D1234") || strings.Contains(fmt.Sprint(got.CanonicalIdentifiers), "TX9988") {
+		t.Errorf("read without pii:read shows custom kinds: %v", got.CanonicalIdentifiers)
+	}
+	huge := map[string]any{}
+	for i := range 5000 {
+		huge[fmt.Sprintf("k%d", i)] = "v"
+	}
+	p := wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+e.EntityID, map[string]any{"canonical_identifiers": huge})), 422, "VALIDATION_FAILED")
+	if len(p.Errors) != 1 || p.Errors[0].Location != "body.canonical_identifiers" {
+		t.Errorf("errors = %+v", p.Errors)
+	}
+	// Two PATCHes of 60 each: the second would make 123.
+	batch := func(from int) map[string]any {
+		m := map[string]any{}
+		for i := range 60 {
+			m[fmt.Sprintf("extra_%d", from+i)] = "v"
+		}
+		return map[string]any{"canonical_identifiers": m}
+	}
+	if rec := call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+e.EntityID, batch(0))); rec.Code != 200 {
+		t.Fatalf("first 60: %d %s", rec.Code, rec.Body)
+	}
+	p = wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+e.EntityID, batch(60))), 422, "VALIDATION_FAILED")
+	if len(p.Errors) != 1 || p.Errors[0].Location != "body.canonical_identifiers" {
+		t.Errorf("errors = %+v", p.Errors)
+	}
+	after := decode[EntityOut](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+e.EntityID, nil)))
+	if len(after.CanonicalIdentifiers) != 63 {
+		t.Errorf("entity has %d identifiers after a refused PATCH, want 63", len(after.CanonicalIdentifiers))
+	}
+}
+
+// Finding 4: one list request decrypted and rendered every large profile
+// on the page (20 of ~0.9 MB peaked at 403 MiB). A page now ends at a byte
+// budget, with a cursor, and the pages together still hold everything.
+func TestHardening_ListPagesHaveAByteBudget(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	e := w.create(t, w.admin, map[string]string{"full_name": "Large"})
+	findings := []any{}
+	for i := range 1800 {
+		findings = append(findings, map[string]any{"id": fmt.Sprint(i), "summary": strings.Repeat("y", 450)})
+	}
+	body := profileBody(0.5)
+	body["findings"] = findings
+	const n = 7
+	for range n {
+		if rec := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+e.EntityID+"/profiles", body)); rec.Code != 201 {
+			t.Fatalf("profile: %d %.200s", rec.Code, rec.Body)
+		}
+	}
+	seen := map[int]bool{}
+	path := "/v1/entities/" + e.EntityID + "/profiles?limit=1000"
+	pages := 0
+	for path != "" {
+		rec := call(t, w.h, w.as(w.admin, "GET", path, nil))
+		if rec.Code != 200 {
+			t.Fatalf("list: %d", rec.Code)
+		}
+		if rec.Body.Len() > 3*4<<20 {
+			t.Errorf("a page of %d bytes: over the budget", rec.Body.Len())
+		}
+		pg := decode[Page[ProfileOut]](t, rec)
+		if len(pg.Data) == 0 {
+			t.Fatal("empty page with a cursor")
+		}
+		for _, p := range pg.Data {
+			if seen[p.Version] {
+				t.Fatalf("version %d on two pages", p.Version)
+			}
+			seen[p.Version] = true
+		}
+		pages++
+		path = ""
+		if pg.NextCursor != nil {
+			path = "/v1/entities/" + e.EntityID + "/profiles?limit=1000&cursor=" + *pg.NextCursor
+		}
+	}
+	if len(seen) != n || pages < 2 {
+		t.Errorf("%d versions over %d pages, want %d over several", len(seen), pages, n)
+	}
+	// Entities: 100 identifiers of 1,000 characters each, ~100 KB stored apiece.
+	ids := map[string]string{}
+	for i := range 100 {
+		ids[fmt.Sprintf("note_%d", i)] = strings.Repeat("z", 1000)
+	}
+	for range 45 {
+		w.create(t, w.admin, ids)
+	}
+	pg := decode[Page[EntityOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities?limit=1000", nil)))
+	if len(pg.Data) >= 46 || pg.NextCursor == nil {
+		t.Errorf("entity page: %d items, cursor %v: want a page cut by bytes", len(pg.Data), pg.NextCursor != nil)
+	}
+}

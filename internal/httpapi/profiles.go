@@ -157,18 +157,17 @@ func handleProfileList(d Deps) handlerFunc[listProfilesInput, profileListOutput]
 			}
 			before = int(binary.BigEndian.Uint32(b[1:]))
 		}
-		ps, err := d.Entities.Profiles(ctx, tid, eid, before, in.Limit+1)
+		ps, more, err := d.Entities.Profiles(ctx, tid, eid, before, in.Limit)
 		if err != nil {
 			return nil, err
 		}
-		out := Page[ProfileOut]{Data: []ProfileOut{}}
-		for i, p := range ps {
-			if i == in.Limit {
-				c := versionCursor(ps[i-1].Version)
-				out.NextCursor = &c
-				break
-			}
+		out := Page[ProfileOut]{Data: make([]ProfileOut, 0, len(ps))}
+		for _, p := range ps {
 			out.Data = append(out.Data, profileOut(p))
+		}
+		if more && len(ps) > 0 {
+			c := versionCursor(ps[len(ps)-1].Version)
+			out.NextCursor = &c
 		}
 		ev := audit.New(ctx, audit.DataAccessed, tid).With("profile", "list", eid, map[string]any{"returned": len(out.Data)})
 		if err := d.Audit.Write(ctx, ev); err != nil {

@@ -182,13 +182,21 @@ func (l ListParams) after() (uuid.UUID, error) {
 // page builds a page from up to limit+1 items: the extra one says there
 // is a next page.
 func page[T any](items []T, limit int, id func(T) uuid.UUID) Page[T] {
+	if len(items) > limit {
+		return pageOf(items[:limit], true, id)
+	}
+	return pageOf(items, false, id)
+}
+
+// pageOf builds a page of items with a cursor after the last one when more
+// follow (a store may end a page early to stay within its byte budget).
+func pageOf[T any](items []T, more bool, id func(T) uuid.UUID) Page[T] {
 	p := Page[T]{Data: items}
 	if p.Data == nil {
 		p.Data = []T{}
 	}
-	if len(items) > limit {
-		p.Data = items[:limit]
-		last := id(items[limit-1])
+	if more && len(items) > 0 {
+		last := id(items[len(items)-1])
 		c := base64.RawURLEncoding.EncodeToString(append([]byte{1}, last[:]...))
 		p.NextCursor = &c
 	}

@@ -186,21 +186,20 @@ func normalizeEmail(v string) (string, error) {
 }
 
 // Mask hides an identifier for display: ssn ***-**-6789, ein **-***6789,
-// passport, national_id and phone all but the last 4 characters, email the
-// first letter and domain, date_of_birth entirely. Other kinds are
-// returned as they are.
+// email the first letter and domain, date_of_birth entirely. Names and
+// address fields (full_name, legal_name, address_line, postal_code,
+// country) are shown as stored. Every other kind — passport, national_id,
+// phone, and any custom kind such as drivers_license or tax_id — is masked
+// to all but its last 4 characters: a kind elile does not know is assumed
+// to be personal.
 func Mask(kind, v string) string {
 	switch kind {
+	case FullName, LegalName, AddressLine, PostalCode, Country:
+		return v
 	case SSN:
 		return "***-**-" + last(v, 4)
 	case EIN:
 		return "**-***" + last(v, 4)
-	case Passport, NationalID, Phone:
-		n := utf8.RuneCountInString(v)
-		if n <= 4 {
-			return strings.Repeat("*", n)
-		}
-		return strings.Repeat("*", n-4) + last(v, 4)
 	case Email:
 		local, domain, ok := strings.Cut(v, "@")
 		if !ok || local == "" {
@@ -211,7 +210,11 @@ func Mask(kind, v string) string {
 	case DateOfBirth:
 		return "****-**-**"
 	}
-	return v
+	n := utf8.RuneCountInString(v)
+	if n <= 4 {
+		return strings.Repeat("*", n)
+	}
+	return strings.Repeat("*", n-4) + last(v, 4)
 }
 
 func last(s string, n int) string {

@@ -191,20 +191,29 @@ func (db *DB) Entity(ctx context.Context, t tenant.ID, id uuid.UUID) (entity.Ent
 }
 
 // Entities lists the entities t can see, newest first, after the cursor id.
-func (db *DB) Entities(ctx context.Context, t tenant.ID, f entity.Filter, after uuid.UUID, limit int) ([]entity.Entity, error) {
-	var out []entity.Entity
-	err := db.scope(ctx, t, func(tx *Tx) error {
-		rows, err := tx.tx.Query(ctx, `SELECT `+entityCols+` FROM entities
+//
+// A page holds at most limit entities and at most PageBytes of stored
+// payload; more reports that a next page exists.
+func (db *DB) Entities(ctx context.Context, t tenant.ID, f entity.Filter, after uuid.UUID, limit int) (out []entity.Entity, more bool, err error) {
+	err = db.scope(ctx, t, func(tx *Tx) error {
+		const where = `FROM entities
 			WHERE (tenant_id = $1 OR tenant_id IS NULL) AND ($2 = '' OR entity_type = $2) AND ($3 = '' OR external_id = $3)
-			  AND ($4::uuid IS NULL OR entity_id < $4) ORDER BY entity_id DESC LIMIT $5`,
-			nullUUID(t.UUID()), f.Type, f.ExternalID, nullUUID(after), limit)
+			  AND ($4::uuid IS NULL OR entity_id < $4) ORDER BY entity_id DESC LIMIT $5`
+		args := []any{nullUUID(t.UUID()), f.Type, f.ExternalID, nullUUID(after), limit + 1}
+		n, m, err := fit(ctx, tx, `SELECT coalesce(octet_length(identifiers), 0) + octet_length(metadata::text) `+where, limit, args...)
+		if err != nil || n == 0 {
+			return err
+		}
+		more = m
+		args[4] = n
+		rows, err := tx.tx.Query(ctx, `SELECT `+entityCols+` `+where, args...)
 		if err != nil {
 			return err
 		}
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(r) })
 		return err
 	})
-	return out, err
+	return out, more, err
 }
 
 // FindByIdentifier finds the entities t can see whose unique identifier
@@ -269,6 +278,9 @@ func (db *DB) UpdateIdentifiers(ctx context.Context, t tenant.ID, id uuid.UUID, 
 			} else {
 				e.Identifiers[k] = *v
 			}
+		}
+		if len(e.Identifiers) > entity.MaxIdentifiers {
+			return entity.ErrTooManyIdentifiers
 		}
 		sealed, err := db.sealIdentifiers(e)
 		if err != nil {

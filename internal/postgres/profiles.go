@@ -238,22 +238,60 @@ func nonNilRaw(v []json.RawMessage) []json.RawMessage {
 
 // Profiles lists t's profiles of an entity, newest version first, below
 // the version before (0: from the newest).
-func (db *DB) Profiles(ctx context.Context, t tenant.ID, entityID uuid.UUID, before, limit int) ([]entity.Profile, error) {
-	var out []entity.Profile
-	err := db.InTx(ctx, t, func(tx *Tx) error {
+//
+// A page holds at most limit profiles and at most PageBytes of stored
+// payload (always at least one profile); more reports that a next page
+// exists.
+func (db *DB) Profiles(ctx context.Context, t tenant.ID, entityID uuid.UUID, before, limit int) (out []entity.Profile, more bool, err error) {
+	err = db.InTx(ctx, t, func(tx *Tx) error {
 		if err := visible(ctx, tx, t, entityID); err != nil {
 			return err
 		}
-		rows, err := tx.tx.Query(ctx, `SELECT `+profileCols+` FROM entity_profiles
-			WHERE entity_id = $1 AND tenant_id = $2 AND ($3 = 0 OR version < $3) ORDER BY version DESC LIMIT $4`,
-			entityID, t.UUID(), before, limit)
+		const where = `FROM entity_profiles WHERE entity_id = $1 AND tenant_id = $2 AND ($3 = 0 OR version < $3) ORDER BY version DESC LIMIT $4`
+		n, m, err := fit(ctx, tx, `SELECT octet_length(findings) + octet_length(connections) + coalesce(octet_length(delta), 0)
+			+ octet_length(risk_score::text) + octet_length(data_sources_used::text) + octet_length(stale_data_used::text)
+			+ octet_length(evolution_signals::text) `+where, limit, entityID, t.UUID(), before, limit+1)
+		if err != nil || n == 0 {
+			return err
+		}
+		more = m
+		rows, err := tx.tx.Query(ctx, `SELECT `+profileCols+` `+where, entityID, t.UUID(), before, n)
 		if err != nil {
 			return err
 		}
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Profile, error) { return db.scanProfile(r) })
 		return err
 	})
-	return out, err
+	return out, more, err
+}
+
+// PageBytes bounds the stored payload one list page reads, decrypts and
+// renders, whatever its limit: a thousand large profiles must not take
+// gigabytes of one request. A page ends early (with a cursor) instead.
+const PageBytes = 4 << 20
+
+// fit runs sizeQuery (one row per candidate item, in page order, each its
+// stored payload size; args include the LIMIT of limit+1) and returns how
+// many items the page takes — at most limit, at most PageBytes, at least
+// one — and whether more items follow.
+func fit(ctx context.Context, tx *Tx, sizeQuery string, limit int, args ...any) (int, bool, error) {
+	rows, err := tx.tx.Query(ctx, sizeQuery, args...)
+	if err != nil {
+		return 0, false, err
+	}
+	sizes, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, false, err
+	}
+	n, total := 0, int64(0)
+	for _, sz := range sizes {
+		if n == limit || n > 0 && total+sz > PageBytes {
+			break
+		}
+		n++
+		total += sz
+	}
+	return n, len(sizes) > n, nil
 }
 
 // Profile returns version v of t's profile of an entity (0: the latest).
@@ -359,23 +397,34 @@ func (db *DB) CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.E
 // CacheEntries lists the entries of an entity that t may see: every
 // paid_external one and its own customer_provided ones, newest first,
 // after the cursor id, at most limit.
-func (db *DB) CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) ([]sourcecache.Entry, error) {
-	var out []sourcecache.Entry
-	err := db.InTx(ctx, t, func(tx *Tx) error {
+//
+// A page holds at most limit entries and at most PageBytes of stored
+// payload (raw responses counted only when included); more reports that a
+// next page exists.
+func (db *DB) CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) (out []sourcecache.Entry, more bool, err error) {
+	err = db.InTx(ctx, t, func(tx *Tx) error {
 		if err := visible(ctx, tx, t, entityID); err != nil {
 			return err
 		}
-		rows, err := tx.tx.Query(ctx, `SELECT `+cacheCols+` FROM cached_data_sources
+		const where = `FROM cached_data_sources
 			WHERE entity_id = $1 AND ($2 = '' OR check_type = $2) AND ($3 = '' OR provider_id = $3)
-			  AND (customer_id IS NULL OR customer_id = $4) AND ($5::uuid IS NULL OR cache_id < $5) ORDER BY cache_id DESC LIMIT $6`,
-			entityID, f.CheckType, f.ProviderID, t.UUID(), nullUUID(after), limit)
+			  AND (customer_id IS NULL OR customer_id = $4) AND ($5::uuid IS NULL OR cache_id < $5) ORDER BY cache_id DESC LIMIT $6`
+		args := []any{entityID, f.CheckType, f.ProviderID, t.UUID(), nullUUID(after), limit + 1}
+		n, m, err := fit(ctx, tx, `SELECT octet_length(normalized_data) + CASE WHEN $7 THEN octet_length(raw_response) * 4 / 3 ELSE 0 END `+where,
+			limit, append(args, withRaw)...)
+		if err != nil || n == 0 {
+			return err
+		}
+		more = m
+		args[5] = n
+		rows, err := tx.tx.Query(ctx, `SELECT `+cacheCols+` `+where, args...)
 		if err != nil {
 			return err
 		}
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (sourcecache.Entry, error) { return db.scanCache(r, withRaw) })
 		return err
 	})
-	return out, err
+	return out, more, err
 }
 
 // CacheEntry returns one entry of an entity that t may see.
