@@ -94,7 +94,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	bg.Go(func() { db.Leader(bgCtx, postgres.LockSealer, 2*time.Second, sealer.Run) })
 	bg.Go(func() {
 		db.Leader(bgCtx, postgres.LockMaintenance, 5*time.Second, func(ctx context.Context) {
-			audit.Maintain(ctx, db, log, 3, time.Duration(cfg.AuditRetentionDays)*24*time.Hour, time.Hour)
+			audit.Maintain(ctx, db, signer, log, 3, time.Duration(cfg.AuditRetentionDays)*24*time.Hour, time.Hour)
 		})
 	})
 

@@ -192,3 +192,36 @@ func VerifyCheckpoint(c Checkpoint, pub ed25519.PublicKey) error {
 	}
 	return nil
 }
+
+// Retention is the record of one retention run: every audit partition
+// that ended before Cutoff was dropped on purpose. It is signed by the
+// application before anything is dropped; verification trusts only
+// records whose signature verifies, so a row someone adds to the table
+// cannot excuse missing events.
+type Retention struct {
+	ID        uuid.UUID
+	Cutoff    time.Time
+	At        time.Time
+	KeyID     string
+	Signature []byte
+}
+
+func (r Retention) message() []byte {
+	return []byte("elile-retention-v1\n" + r.ID.String() + "\n" + strconv.FormatInt(r.Cutoff.UTC().UnixMicro(), 10) + "\n" +
+		strconv.FormatInt(r.At.UTC().UnixMicro(), 10) + "\n" + r.KeyID)
+}
+
+// SignRetention fills in r's key id and signature.
+func (s *Signer) SignRetention(r *Retention) {
+	r.Cutoff, r.At = r.Cutoff.UTC().Truncate(time.Microsecond), r.At.UTC().Truncate(time.Microsecond)
+	r.KeyID = s.keyID
+	r.Signature = ed25519.Sign(s.key, r.message())
+}
+
+// VerifyRetention checks r's signature with pub.
+func VerifyRetention(r Retention, pub ed25519.PublicKey) error {
+	if len(r.Signature) != ed25519.SignatureSize || !ed25519.Verify(pub, r.message(), r.Signature) {
+		return ErrBadSignature
+	}
+	return nil
+}

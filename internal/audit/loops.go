@@ -83,13 +83,13 @@ func (s *Sealer) Run(ctx context.Context) {
 // PartitionStore manages the audit log's monthly partitions.
 type PartitionStore interface {
 	EnsureAuditPartitions(ctx context.Context, monthsAhead int) (int, error)
-	DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, ev Event) ([]string, error)
+	DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, signer *Signer, ev Event) ([]string, error)
 }
 
 // Maintain keeps partitions created monthsAhead ahead and drops whole
 // partitions older than retention, every interval, until ctx ends. Run it
 // under a leader lock.
-func Maintain(ctx context.Context, store PartitionStore, log *slog.Logger, monthsAhead int, retention, interval time.Duration) {
+func Maintain(ctx context.Context, store PartitionStore, signer *Signer, log *slog.Logger, monthsAhead int, retention, interval time.Duration) {
 	log.InfoContext(ctx, "audit partition maintenance: leading")
 	for {
 		if n, err := store.EnsureAuditPartitions(ctx, monthsAhead); err != nil && ctx.Err() == nil {
@@ -99,7 +99,7 @@ func Maintain(ctx context.Context, store PartitionStore, log *slog.Logger, month
 		}
 		cutoff := time.Now().UTC().Add(-retention)
 		ev := New(ctx, RetentionApplied, [16]byte{})
-		if dropped, err := store.DropAuditPartitionsBefore(ctx, cutoff, ev); err != nil && ctx.Err() == nil {
+		if dropped, err := store.DropAuditPartitionsBefore(ctx, cutoff, signer, ev); err != nil && ctx.Err() == nil {
 			log.ErrorContext(ctx, "audit retention failed", "err", err)
 		} else if len(dropped) > 0 {
 			log.InfoContext(ctx, "audit retention dropped partitions", "partitions", dropped)

@@ -15,9 +15,9 @@ type ChainReader interface {
 	// AuditChain calls each for every seal of tenant t's chain in order,
 	// with the seal's hash list and the events now stored in its range.
 	AuditChain(ctx context.Context, t uuid.UUID, each func(Seal, [][32]byte, []Ref) error) error
-	// RetentionCutoff is the time before which events were dropped on
-	// purpose (zero: none were).
-	RetentionCutoff(ctx context.Context) (time.Time, error)
+	// RetentionRecords lists the retention records as stored, signed or
+	// not: Verify decides which to trust.
+	RetentionRecords(ctx context.Context) ([]Retention, error)
 	// CountEventsInRange counts t's events with txid from from up to the
 	// highest sealed horizon of any chain: every one should be sealed.
 	CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) (int64, error)
@@ -68,7 +68,7 @@ func Verify(ctx context.Context, r ChainReader, t uuid.UUID, pub ed25519.PublicK
 			rep.Problems = append(rep.Problems, f)
 		}
 	}
-	cutoff, err := r.RetentionCutoff(ctx)
+	cutoff, err := trustedCutoff(ctx, r, pub, add)
 	if err != nil {
 		return rep, err
 	}
@@ -134,6 +134,27 @@ func Verify(ctx context.Context, r ChainReader, t uuid.UUID, pub ed25519.PublicK
 		rep.Status = "tampered"
 	}
 	return rep, nil
+}
+
+// trustedCutoff is the latest cutoff of a retention record signed with
+// pub: events before it were dropped on purpose. A record that does not
+// verify is reported and ignored.
+func trustedCutoff(ctx context.Context, r ChainReader, pub ed25519.PublicKey, add func(Finding)) (time.Time, error) {
+	recs, err := r.RetentionRecords(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var cutoff time.Time
+	for _, rec := range recs {
+		if VerifyRetention(rec, pub) != nil {
+			add(Finding{Kind: "bad_signature", Detail: fmt.Sprintf("retention record (cutoff %s) is not signed by the audit key: ignored", rec.Cutoff.UTC().Format(time.RFC3339))})
+			continue
+		}
+		if rec.Cutoff.After(cutoff) {
+			cutoff = rec.Cutoff
+		}
+	}
+	return cutoff, nil
 }
 
 // compareEvents walks the authenticated hashes and the stored events side

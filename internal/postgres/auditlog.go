@@ -280,17 +280,33 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 	})
 }
 
-// RetentionCutoff is the latest time before which audit partitions were
-// dropped (zero: never).
-func (db *DB) RetentionCutoff(ctx context.Context) (time.Time, error) {
-	var c *time.Time
+// RetentionRecords lists every retention record as stored (signed or not).
+func (db *DB) RetentionRecords(ctx context.Context) ([]audit.Retention, error) {
+	var out []audit.Retention
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		return tx.tx.QueryRow(ctx, `SELECT max(cutoff) FROM audit_retention`).Scan(&c)
+		rows, err := tx.tx.Query(ctx, `SELECT coalesce(record_id, '00000000-0000-0000-0000-000000000000'), cutoff, applied_at,
+			coalesce(signing_key_id, ''), coalesce(signature, '\x') FROM audit_retention ORDER BY applied_at`)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Retention, error) {
+			var rec audit.Retention
+			err := r.Scan(&rec.ID, &rec.Cutoff, &rec.At, &rec.KeyID, &rec.Signature)
+			return rec, err
+		})
+		return err
 	})
-	if err != nil || c == nil {
-		return time.Time{}, err
-	}
-	return c.UTC(), nil
+	return out, err
+}
+
+// RetentionFloor is the youngest age of audit partitions that may be
+// dropped, as the schema owner set it.
+func (db *DB) RetentionFloor(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		return tx.tx.QueryRow(ctx, `SELECT extract(epoch FROM min_age) FROM audit_retention_floor`).Scan(&secs)
+	})
+	return time.Duration(secs * float64(time.Second)), err
 }
 
 // CountEventsInRange counts tenant t's events with txid >= from and below
@@ -341,13 +357,35 @@ func (db *DB) EnsureAuditPartitions(ctx context.Context, monthsAhead int) (int, 
 }
 
 // DropAuditPartitionsBefore detaches and drops every whole monthly
-// partition that ends at or before cutoff, records the cutoff, and writes
-// ev (data.retention_applied) with the names dropped. Rows are never
-// deleted one by one.
-func (db *DB) DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, ev audit.Event) ([]string, error) {
+// partition that ends at or before cutoff — never one younger than the
+// retention floor the schema owner set (the cutoff is moved back to it) —
+// after writing a retention record signed by signer, and writes ev
+// (data.retention_applied) with the names dropped, all in one transaction.
+// Rows are never deleted one by one.
+func (db *DB) DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, signer *audit.Signer, ev audit.Event) ([]string, error) {
 	var dropped []string
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		if err := tx.tx.QueryRow(ctx, `SELECT audit_drop_partitions_before($1)`, cutoff).Scan(&dropped); err != nil {
+		var floorCutoff time.Time
+		var due int
+		if err := tx.tx.QueryRow(ctx, `SELECT now() - min_age, (SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+				WHERE i.inhparent = 'audit_events'::regclass
+				  AND substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)')::timestamptz <= least($1, now() - min_age))
+			FROM audit_retention_floor`, cutoff).Scan(&floorCutoff, &due); err != nil {
+			return err
+		}
+		if cutoff.After(floorCutoff) {
+			cutoff = floorCutoff
+		}
+		if due == 0 {
+			return nil
+		}
+		rec := audit.Retention{ID: uuid.Must(uuid.NewV7()), Cutoff: cutoff, At: time.Now()}
+		signer.SignRetention(&rec)
+		if _, err := tx.tx.Exec(ctx, `INSERT INTO audit_retention (applied_at, cutoff, dropped, record_id, signature, signing_key_id)
+			VALUES ($1, $2, '{}', $3, $4, $5)`, rec.At, rec.Cutoff, rec.ID, rec.Signature, rec.KeyID); err != nil {
+			return err
+		}
+		if err := tx.tx.QueryRow(ctx, `SELECT audit_drop_partitions_before($1)`, rec.Cutoff).Scan(&dropped); err != nil {
 			return err
 		}
 		if len(dropped) == 0 {

@@ -408,6 +408,7 @@ func TestRetention_DropsWholePartitions(t *testing.T) {
 	t.Parallel()
 	b := auditSetup(t)
 	ctx := context.Background()
+	signer := testSigner(t, 1)
 	pgtest.Exec(t, b.url, "SELECT audit_ensure_partitions(now() - interval '3 years', 0)")
 	old := time.Now().AddDate(-3, 0, 0).UTC()
 	pgtest.Exec(t, b.url, `INSERT INTO audit_events (audit_id, created_at, event_type, severity, actor_type, correlation_id)
@@ -416,7 +417,13 @@ func TestRetention_DropsWholePartitions(t *testing.T) {
 	if err := b.db.InsertAuditBatch(ctx, []audit.Event{keep}); err != nil {
 		t.Fatal(err)
 	}
-	dropped, err := b.db.DropAuditPartitionsBefore(ctx, time.Now().AddDate(-2, 0, 0), event(tenant.ID{}, audit.RetentionApplied))
+	// Inside the 7-year floor nothing goes, whatever cutoff is asked for.
+	if dropped, err := b.db.DropAuditPartitionsBefore(ctx, time.Now().AddDate(-2, 0, 0), signer, event(tenant.ID{}, audit.RetentionApplied)); err != nil || len(dropped) != 0 {
+		t.Fatalf("inside the floor: dropped %v, %v", dropped, err)
+	}
+	// The schema owner lowers the floor (a migration's job, here a test's).
+	pgtest.Exec(t, b.url, "UPDATE audit_retention_floor SET min_age = interval '1 year'")
+	dropped, err := b.db.DropAuditPartitionsBefore(ctx, time.Now().AddDate(-2, 0, 0), signer, event(tenant.ID{}, audit.RetentionApplied))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,9 +436,9 @@ func TestRetention_DropsWholePartitions(t *testing.T) {
 	if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE audit_id = $1", keep.ID); n != 1 {
 		t.Error("a current event was dropped")
 	}
-	cutoff, err := b.db.RetentionCutoff(ctx)
-	if err != nil || cutoff.IsZero() {
-		t.Errorf("cutoff = %v, %v", cutoff, err)
+	recs, err := b.db.RetentionRecords(ctx)
+	if err != nil || len(recs) != 1 || audit.VerifyRetention(recs[0], signer.Public()) != nil {
+		t.Errorf("retention records = %+v, %v: want one, signed", recs, err)
 	}
 	if n, err := b.db.EnsureAuditPartitions(ctx, 3); err != nil || n != 0 {
 		t.Errorf("EnsureAuditPartitions = %d, %v; the migration already made them", n, err)

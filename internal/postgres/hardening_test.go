@@ -2,12 +2,19 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/postgres/pgtest"
+	"github.com/elile/elile/internal/tenant"
 )
 
 // Finding 14 of the hardening review: a seal inserted without the signing
@@ -50,5 +57,186 @@ func TestSealer_ForgedHorizonIsPassedOver(t *testing.T) {
 	}
 	if rep := verify(t, b.db, a.UUID(), signer, nil); rep.Status != "tampered" {
 		t.Errorf("verify with a forged seal in the chain: %+v, want tampered", rep)
+	}
+}
+
+// appConn connects as pgtest.AppLogin: what someone holding a production
+// DATABASE_URL can do.
+func appConn(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), pgtest.AppLoginURL(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// Finding 2 of the hardening review: a row added to audit_retention made
+// verification say intact after events were deleted, and the app's role
+// could drop every partition through elile_platform.
+func TestRetention_AttacksWithTheAppsCredentials(t *testing.T) {
+	t.Parallel()
+	b := auditSetup(t)
+	ctx := context.Background()
+	signer := testSigner(t, 1)
+	a := seedTenant(t, b.url, "retention-attack")
+	var ids []uuid.UUID
+	for range 4 {
+		ev := event(a, audit.DataAccessed)
+		ids = append(ids, ev.ID)
+		if err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, b.db, ev) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sealAll(t, b.db, signer, 4); n != 4 {
+		t.Fatalf("sealed %d", n)
+	}
+	cp := audit.CheckpointOf(mustLatest(t, b.db, a))
+	conn := appConn(t, b.url)
+	// 1. Dropping partitions inside the floor, as the platform role.
+	for _, cutoff := range []string{"now() + interval '2 years'", "now() - interval '6 years'"} {
+		_, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE elile_platform; SELECT audit_drop_partitions_before("+cutoff+"); COMMIT")
+		if sqlState(err) != "42501" {
+			t.Errorf("audit_drop_partitions_before(%s) as the app = %v, want refused (42501)", cutoff, err)
+		}
+		_, _ = conn.Exec(ctx, "ROLLBACK")
+	}
+	// 2. Changing the floor.
+	for _, q := range []string{"UPDATE audit_retention_floor SET min_age = interval '30 days'", "DELETE FROM audit_retention_floor",
+		"INSERT INTO audit_retention_floor VALUES (false, interval '30 days')"} {
+		for _, role := range []string{"elile_app", "elile_platform"} {
+			_, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE "+role+"; "+q+"; COMMIT")
+			if sqlState(err) != "42501" {
+				t.Errorf("%s as %s = %v, want permission denied", q, role, err)
+			}
+			_, _ = conn.Exec(ctx, "ROLLBACK")
+		}
+	}
+	// 3. An unsigned retention record with a future cutoff, then events
+	// deleted (by someone with more than the app's rights): verification
+	// ignores the record and reports the deletion, with and without the
+	// saved checkpoint.
+	if _, err := conn.Exec(ctx, `BEGIN; SET LOCAL ROLE elile_platform;
+		INSERT INTO audit_retention (cutoff, dropped) VALUES (now() + interval '1 year', '{}'); COMMIT`); err != nil {
+		t.Fatalf("the platform role may add (unsigned) records: %v", err)
+	}
+	superuser(t, b.url, fmt.Sprintf("DELETE FROM audit_events WHERE audit_id = '%s'", ids[1]))
+	for _, c := range []*audit.Checkpoint{nil, &cp} {
+		rep := verify(t, b.db, a.UUID(), signer, c)
+		kinds := map[string]bool{}
+		for _, p := range rep.Problems {
+			kinds[p.Kind] = true
+		}
+		if rep.Status != "tampered" || !kinds["deleted"] || !kinds["bad_signature"] {
+			t.Errorf("verify (checkpoint %v) after a forged retention record and a deletion = %+v", c != nil, rep)
+		}
+	}
+}
+
+func mustLatest(t *testing.T, db *postgres.DB, a tenant.ID) audit.Seal {
+	t.Helper()
+	s, err := db.LatestSeal(context.Background(), a.UUID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Finding 18: txid and created_at were plain defaults the INSERT grants
+// let a caller set, so events could be planted inside sealed ranges.
+func TestAudit_OrderAndTimeAreNotTheCallers(t *testing.T) {
+	t.Parallel()
+	b := auditSetup(t)
+	ctx := context.Background()
+	a := seedTenant(t, b.url, "stamp")
+	conn := appConn(t, b.url)
+	planted := newUUID()
+	_, err := conn.Exec(ctx, `BEGIN; SET LOCAL ROLE elile_audit_writer;
+		INSERT INTO audit_events (audit_id, txid, tenant_id, event_type, severity, actor_type, correlation_id)
+		VALUES ('`+planted.String()+`', '3'::xid8, '`+a.String()+`', 'data.accessed', 'info', 'human', gen_random_uuid()); COMMIT`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE audit_id = $1 AND txid = '3'::xid8", planted); n != 0 {
+		t.Error("the caller chose the event's txid")
+	}
+	for _, at := range []string{"now() - interval '1 day'", "now() + interval '1 hour'", "'2020-01-01'"} {
+		for _, role := range []string{"elile_audit_writer", "elile_platform"} {
+			_, err := conn.Exec(ctx, `BEGIN; SET LOCAL ROLE `+role+`;
+				INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, actor_type, correlation_id)
+				VALUES (gen_random_uuid(), `+at+`, '`+a.String()+`', 'data.accessed', 'info', 'human', gen_random_uuid()); COMMIT`)
+			if sqlState(err) != "23514" {
+				t.Errorf("created_at %s as %s = %v, want refused (23514)", at, role, err)
+			}
+			_, _ = conn.Exec(ctx, "ROLLBACK")
+		}
+	}
+}
+
+// Finding 11: foreign keys ignore row-level security, so tenant A's rows
+// could point at tenant B's entity. The database refuses that on its own,
+// as the app role and even as the platform role, while references to
+// platform-shared entities stay allowed.
+func TestTenantReferences_RefusedByTheDatabase(t *testing.T) {
+	t.Parallel()
+	b := auditSetup(t)
+	ctx := context.Background()
+	ta, tb := seedTenant(t, b.url, "refs-a"), seedTenant(t, b.url, "refs-b")
+	ea, eb, shared := seedEntity(t, b.url, &ta), seedEntity(t, b.url, &tb), seedEntity(t, b.url, nil)
+	conn := appConn(t, b.url)
+	profile := func(entity uuid.UUID) string {
+		return fmt.Sprintf(`INSERT INTO entity_profiles (profile_id, entity_id, tenant_id, version, trigger_type, findings, connections,
+			risk_score, connection_count) VALUES (gen_random_uuid(), '%s', '%s', 1, 'manual', '\x00', '\x00', '{}', 0)`, entity, ta)
+	}
+	relation := func(from, to uuid.UUID) string {
+		return fmt.Sprintf(`INSERT INTO entity_relations (relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score)
+			VALUES (gen_random_uuid(), '%s', '%s', '%s', 'knows', 0.5)`, ta, from, to)
+	}
+	cache := func(entity uuid.UUID, owner string) string {
+		return fmt.Sprintf(`INSERT INTO cached_data_sources (cache_id, entity_id, tenant_id, customer_id, provider_id, check_type, data_origin,
+			raw_response, normalized_data, acquired_at, fresh_until) VALUES (gen_random_uuid(), '%s', %s, '%s', 'p', 'criminal',
+			'customer_provided', '\x00', '\x00', now(), now())`, entity, owner, ta)
+	}
+	ident := fmt.Sprintf(`INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index)
+		VALUES (gen_random_uuid(), '%s', '%s', 'ssn', '\x%064x')`, eb, ta, 1)
+	attacks := map[string]string{
+		"profile on B's entity":            profile(eb),
+		"relation to B's entity":           relation(ea, eb),
+		"relation from B's entity":         relation(eb, ea),
+		"cache row on B's entity":          cache(eb, "'"+tb.String()+"'"),
+		"identifier row on B's entity":     ident,
+		"move an entity to another tenant": fmt.Sprintf(`UPDATE entities SET tenant_id = '%s' WHERE entity_id = '%s'`, tb, ea),
+	}
+	for name, q := range attacks {
+		for _, role := range []string{"elile_app", "elile_platform"} {
+			t.Run(name+" as "+role, func(t *testing.T) {
+				_, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE "+role+"; SELECT set_config('app.tenant_id', '"+ta.String()+"', true); "+q+"; COMMIT")
+				_, _ = conn.Exec(ctx, "ROLLBACK")
+				if st := sqlState(err); st != "23503" && st != "23514" && !(role == "elile_app" && st == "42501") {
+					t.Fatalf("%s as %s = %v, want refused", name, role, err)
+				}
+			})
+		}
+	}
+	// Shared entities stay referable.
+	for name, q := range map[string]string{"profile on a shared entity": profile(shared), "relation to a shared entity": relation(ea, shared),
+		"own cache row on a shared entity": cache(shared, "NULL")} {
+		if _, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE elile_app; SELECT set_config('app.tenant_id', '"+ta.String()+"', true); "+q+"; COMMIT"); err != nil {
+			_, _ = conn.Exec(ctx, "ROLLBACK")
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if n := countRows(t, b.url, `SELECT (SELECT count(*) FROM entity_profiles WHERE entity_id = $1) + (SELECT count(*) FROM entity_relations WHERE to_entity_id = $1 OR from_entity_id = $1)
+		+ (SELECT count(*) FROM cached_data_sources WHERE entity_id = $1)`, eb); n != 0 {
+		t.Errorf("%d rows of tenant A reference tenant B's entity", n)
 	}
 }

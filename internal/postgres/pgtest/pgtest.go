@@ -254,3 +254,50 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// AppLogin is the login role AppLoginURL connects as: not a superuser,
+// owning nothing, member of the runtime roles — what a production
+// DATABASE_URL holds, and so what an attacker who stole it holds.
+const AppLogin = "elile_test_login"
+
+var appLoginOnce sync.Once //nolint:gochecknoglobals // the role is cluster-wide; made once per test process
+
+// AppLoginURL returns dbURL with its user replaced by AppLogin, creating
+// the role (cluster-wide) if needed. The server's trust authentication on
+// loopback lets it in without a password.
+func AppLoginURL(tb testing.TB, dbURL string) string {
+	tb.Helper()
+	var err error
+	appLoginOnce.Do(func() {
+		ctx := context.Background()
+		var conn *pgx.Conn
+		if conn, err = pgx.Connect(ctx, AdminURL()); err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		// Other test processes may do the same at once: catalog updates
+		// can then collide, so retry a few times.
+		for attempt := range 10 {
+			_, err = conn.Exec(ctx, `DO $$ BEGIN
+				BEGIN
+					CREATE ROLE `+AppLogin+` LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+				EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+				END;
+				GRANT elile_app, elile_platform, elile_audit_writer TO `+AppLogin+`;
+			END $$`)
+			if err == nil {
+				return
+			}
+			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+		}
+	})
+	if err != nil {
+		tb.Fatalf("pgtest: create %s: %v", AppLogin, err)
+	}
+	u, perr := url.Parse(dbURL)
+	if perr != nil {
+		tb.Fatalf("pgtest: %v", perr)
+	}
+	u.User = url.User(AppLogin)
+	return u.String()
+}
