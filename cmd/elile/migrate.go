@@ -36,14 +36,14 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if cfg.Environment == config.Development {
 		err := retry(ctx, cfg.DatabaseConnectTimeout, log, "create database", func(ctx context.Context) error {
-			_, err := postgres.EnsureDatabase(ctx, cfg.DatabaseURL.Reveal())
+			_, err := postgres.EnsureDatabase(ctx, cfg.MigrationURL())
 			return err
 		})
 		if err != nil {
 			return err
 		}
 	}
-	m, err := postgres.NewMigrator(cfg.DatabaseURL.Reveal())
+	m, err := postgres.NewMigrator(cfg.MigrationURL())
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if err := db.WaitReady(ctx, cfg.DatabaseConnectTimeout, log); err != nil {
 		return err
 	}
+	if cfg.Environment != config.Development {
+		if err := db.CheckLogin(ctx); err != nil {
+			return configError{err}
+		}
+	}
 
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -132,7 +137,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 // database and migrates it; elsewhere only "elile migrate" changes the
 // schema, and a server whose schema is behind refuses to start.
 func prepareSchema(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	url := cfg.DatabaseURL.Reveal()
+	url := cfg.MigrationURL()
 	if cfg.Environment == config.Development {
 		err := retry(ctx, cfg.DatabaseConnectTimeout, log, "connect to PostgreSQL", func(ctx context.Context) error {
 			created, err := postgres.EnsureDatabase(ctx, url)

@@ -151,7 +151,7 @@ func handleCacheCreate(d Deps) handlerFunc[createCacheInput, cacheOutput] {
 		scope := tid
 		if b.DataOrigin == sourcecache.PaidExternal {
 			// paid_external data on a shared entity: the platform path.
-			if scope, err = writeScope(ctx, d, eid); err != nil {
+			if ctx, scope, err = writeScope(ctx, d, eid); err != nil {
 				return nil, err
 			}
 		}

@@ -100,7 +100,9 @@ func newEntity(d Deps, t tenant.ID, b entityBody) (entity.Entity, error) {
 func handleEntityCreate(d Deps, shared bool) handlerFunc[createEntityInput, entityOutput] {
 	return func(ctx context.Context, in *createEntityInput) (*entityOutput, error) {
 		var tid tenant.ID
-		if !shared {
+		if shared {
+			ctx = tenant.WithPlatform(ctx) // the route demands platform:admin
+		} else {
 			tid, _ = tenant.ScopeFrom(ctx)
 		}
 		e, err := newEntity(d, tid, in.Body)
@@ -118,22 +120,23 @@ func handleEntityCreate(d Deps, shared bool) handlerFunc[createEntityInput, enti
 }
 
 // writeScope is the tenant a change to entity id runs in: the caller's
-// tenant, or the platform path (zero) when a platform admin changes a
-// platform-shared entity, which only platform admins may.
-func writeScope(ctx context.Context, d Deps, id uuid.UUID) (tenant.ID, error) {
+// tenant, or the platform path (zero, with ctx marked tenant.WithPlatform)
+// when a platform admin changes a platform-shared entity, which only
+// platform admins may.
+func writeScope(ctx context.Context, d Deps, id uuid.UUID) (context.Context, tenant.ID, error) {
 	tid, _ := tenant.ScopeFrom(ctx)
 	p, _ := auth.PrincipalFrom(ctx)
 	if !p.PlatformAdmin() {
-		return tid, nil
+		return ctx, tid, nil
 	}
 	e, err := d.Entities.Entity(ctx, tid, id)
 	if err != nil {
-		return tid, err
+		return ctx, tid, err
 	}
 	if e.Shared() {
-		return tenant.ID{}, nil
+		return tenant.WithPlatform(ctx), tenant.ID{}, nil
 	}
-	return tid, nil
+	return ctx, tid, nil
 }
 
 // dupErr turns an entity.DuplicateError into its 409.
@@ -272,7 +275,7 @@ func handleEntityPatch(d Deps) handlerFunc[patchEntityInput, entityOutput] {
 		if err != nil {
 			return nil, err
 		}
-		tid, err := writeScope(ctx, d, id)
+		ctx, tid, err := writeScope(ctx, d, id)
 		if err != nil {
 			return nil, err
 		}
@@ -335,7 +338,7 @@ func handleEntityDelete(d Deps) handlerFunc[entityPath, noContent] {
 		if err != nil {
 			return nil, err
 		}
-		tid, err := writeScope(ctx, d, id)
+		ctx, tid, err := writeScope(ctx, d, id)
 		if err != nil {
 			return nil, err
 		}

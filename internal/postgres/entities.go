@@ -25,9 +25,14 @@ var (
 )
 
 // scope runs fn in t's scope, or through the platform path when t is zero
-// (platform-shared data, written by platform admins).
+// and ctx was explicitly marked tenant.WithPlatform (platform-shared data,
+// written by platform admins). A zero tenant without that mark is
+// ErrNoTenant: a missing tenant never becomes platform access.
 func (db *DB) scope(ctx context.Context, t tenant.ID, fn func(*Tx) error) error {
 	if t.IsZero() {
+		if !tenant.ActsForPlatform(ctx) {
+			return ErrNoTenant
+		}
 		return db.InPlatformTx(ctx, fn)
 	}
 	return db.InTx(ctx, t, fn)

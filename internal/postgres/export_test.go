@@ -12,8 +12,15 @@ func (t *Tx) Raw() pgx.Tx { return t.tx }
 // InNoTenantTx runs fn in a transaction as the runtime role with no tenant
 // set: what a forgotten scope would look like.
 func (db *DB) InNoTenantTx(ctx context.Context, fn func(*Tx) error) error {
-	return db.inTx(ctx, func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
+	return db.inTx(ctx, AppRole, "", func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
 // Translate exposes translate.
 var Translate = translate //nolint:gochecknoglobals // test export
+
+// ExecSession runs sql on a pooled connection outside any transaction:
+// what a pooler or an earlier user of the connection might leave behind.
+func (db *DB) ExecSession(ctx context.Context, sql string) error {
+	_, err := db.pool.Exec(ctx, sql)
+	return err
+}

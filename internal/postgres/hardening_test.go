@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/postgres/pgtest"
 	"github.com/elile/elile/internal/tenant"
@@ -238,5 +241,98 @@ func TestTenantReferences_RefusedByTheDatabase(t *testing.T) {
 	if n := countRows(t, b.url, `SELECT (SELECT count(*) FROM entity_profiles WHERE entity_id = $1) + (SELECT count(*) FROM entity_relations WHERE to_entity_id = $1 OR from_entity_id = $1)
 		+ (SELECT count(*) FROM cached_data_sources WHERE entity_id = $1)`, eb); n != 0 {
 		t.Errorf("%d rows of tenant A reference tenant B's entity", n)
+	}
+}
+
+// Finding 12: SET ROLE ran once per connection, so after a RESET ROLE (or
+// behind a transaction-mode pooler) statements ran as the login user —
+// a superuser in development, with no row-level security.
+func TestRole_SetForEveryTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t, postgres.Options{MaxConns: 1})
+	ctx := context.Background()
+	a, other := seedTenant(t, b.url, "role-a"), seedTenant(t, b.url, "role-b")
+	seedEntity(t, b.url, &a)
+	seedEntity(t, b.url, &other)
+	if err := b.db.ExecSession(ctx, "RESET ROLE"); err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	var seen int
+	err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error {
+		if err := tx.Raw().QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
+			return err
+		}
+		return tx.Raw().QueryRow(ctx, "SELECT count(*) FROM entities WHERE tenant_id IS NOT NULL").Scan(&seen)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != postgres.AppRole || seen != 1 {
+		t.Errorf("after RESET ROLE on the pooled connection: current_user %q, %d tenant entities visible; want %s and 1", user, seen, postgres.AppRole)
+	}
+	for name, in := range map[string]func(context.Context, func(*postgres.Tx) error) error{
+		postgres.PlatformRole: b.db.InPlatformTx, postgres.AuditWriterRole: b.db.InAuditWriterTx} {
+		if err := b.db.ExecSession(ctx, "RESET ROLE"); err != nil {
+			t.Fatal(err)
+		}
+		if err := in(ctx, func(tx *postgres.Tx) error { return tx.Raw().QueryRow(ctx, "SELECT current_user").Scan(&user) }); err != nil || user != name {
+			t.Errorf("%s transaction runs as %q (%v)", name, user, err)
+		}
+	}
+}
+
+// The server refuses to start outside development with a login that
+// would make row-level security moot: a superuser, BYPASSRLS, or an owner.
+func TestCheckLogin(t *testing.T) {
+	t.Parallel()
+	b := setup(t, postgres.Options{})
+	ctx := context.Background()
+	if err := b.db.CheckLogin(ctx); err == nil || !strings.Contains(err.Error(), "superuser") {
+		t.Errorf("CheckLogin as a superuser = %v, want a refusal naming it", err)
+	}
+	login := pgtest.AppLoginURL(t, b.url)
+	app, err := postgres.Open(ctx, postgres.Options{URL: login})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if err := app.CheckLogin(ctx); err != nil {
+		t.Errorf("CheckLogin as a runtime-only login = %v, want nil", err)
+	}
+	// The same login made owner of one table (in this database only).
+	pgtest.Exec(t, b.url, "ALTER TABLE audit_retention_floor OWNER TO "+pgtest.AppLogin)
+	if err := app.CheckLogin(ctx); err == nil || !strings.Contains(err.Error(), "owns") {
+		t.Errorf("CheckLogin as an owner = %v, want a refusal naming ownership", err)
+	}
+}
+
+// Finding 13: a zero tenant id became the row-level-security-bypassing
+// platform role. Only an explicit platform mark reaches platform data.
+func TestScope_ZeroTenantIsNeverThePlatform(t *testing.T) {
+	t.Parallel()
+	b := auditSetup(t)
+	ctx := context.Background()
+	a := seedTenant(t, b.url, "zero-a")
+	theirs := seedEntity(t, b.url, &a)
+	if _, err := b.db.Entity(ctx, tenant.ID{}, theirs); !errors.Is(err, postgres.ErrNoTenant) {
+		t.Errorf("Entity with a zero tenant = %v, want ErrNoTenant", err)
+	}
+	if _, _, err := b.db.Entities(ctx, tenant.ID{}, entity.Filter{}, uuid.Nil, 10); !errors.Is(err, postgres.ErrNoTenant) {
+		t.Errorf("Entities with a zero tenant = %v, want ErrNoTenant", err)
+	}
+	if err := b.db.DeleteEntity(ctx, tenant.ID{}, theirs, event(tenant.ID{}, audit.DataErased)); !errors.Is(err, postgres.ErrNoTenant) {
+		t.Errorf("DeleteEntity with a zero tenant = %v, want ErrNoTenant", err)
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM entities WHERE entity_id = $1", theirs); n != 1 {
+		t.Fatal("the entity was erased through a zero tenant")
+	}
+	// The explicit mark reaches shared data, and still not a tenant's.
+	shared := seedEntity(t, b.url, nil)
+	if _, err := b.db.Entity(tenant.WithPlatform(ctx), tenant.ID{}, shared); err != nil {
+		t.Errorf("shared entity with the platform mark: %v", err)
+	}
+	if _, err := b.db.Entity(tenant.WithPlatform(ctx), tenant.ID{}, theirs); apperr.KindOf(err) != apperr.NotFound {
+		t.Errorf("a tenant's entity through the platform mark = %v, want not found", err)
 	}
 }

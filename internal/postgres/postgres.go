@@ -132,6 +132,42 @@ func (db *DB) WaitReady(ctx context.Context, timeout time.Duration, log *slog.Lo
 	}
 }
 
+// ErrUnsafeLogin is a login role the server must not run as outside
+// development.
+var ErrUnsafeLogin = apperr.New(apperr.Internal, "UNSAFE_DATABASE_LOGIN", "the database login is too powerful for the server")
+
+// CheckLogin refuses a login role that would make row-level security and
+// the audit log's protections moot if its URL leaked or a query escaped
+// its role: a superuser, a role with BYPASSRLS, or the owner of any table
+// of the schema (owners can disable triggers and policies). Migrations
+// run with a separate owner credential (MIGRATION_DATABASE_URL).
+func (db *DB) CheckLogin(ctx context.Context) error {
+	var name string
+	var super, bypass bool
+	var owned int
+	err := db.pool.QueryRow(ctx, `SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+			(SELECT count(*) FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relowner = r.oid)
+		FROM pg_roles r WHERE r.rolname = session_user`).Scan(&name, &super, &bypass, &owned)
+	if err != nil {
+		return translate(err)
+	}
+	var why []string
+	if super {
+		why = append(why, "is a superuser")
+	}
+	if bypass {
+		why = append(why, "has BYPASSRLS")
+	}
+	if owned > 0 {
+		why = append(why, fmt.Sprintf("owns %d tables or other relations of the schema", owned))
+	}
+	if len(why) > 0 {
+		return ErrUnsafeLogin.Withf("the login role %q %s: give DATABASE_URL a login that only holds %s, %s and %s, and run migrations with MIGRATION_DATABASE_URL",
+			name, strings.Join(why, ", "), AppRole, PlatformRole, AuditWriterRole)
+	}
+	return nil
+}
+
 // Stats reports the pool's counters.
 func (db *DB) Stats() *pgxpool.Stat { return db.pool.Stat() }
 
@@ -155,10 +191,7 @@ func (db *DB) InTx(ctx context.Context, id tenant.ID, fn func(*Tx) error) error 
 	if id.IsZero() {
 		return ErrNoTenant
 	}
-	return db.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT set_config('app.tenant_id', $1, true)", id.String()); err != nil {
-			return err
-		}
+	return db.inTx(ctx, AppRole, id.String(), func(tx pgx.Tx) error {
 		return fn(&Tx{tx: tx, tenant: id})
 	})
 }
@@ -167,26 +200,23 @@ func (db *DB) InTx(ctx context.Context, id tenant.ID, fn func(*Tx) error) error 
 // tenant's rows. It is the explicit path for platform-admin work and for
 // credential lookups that happen before a tenant is known.
 func (db *DB) InPlatformTx(ctx context.Context, fn func(*Tx) error) error {
-	return db.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+PlatformRole); err != nil {
-			return err
-		}
-		return fn(&Tx{tx: tx})
-	})
+	return db.inTx(ctx, PlatformRole, "", func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
 // InAuditWriterTx runs fn in a transaction as AuditWriterRole, which may
 // insert audit events of any tenant and do nothing else.
 func (db *DB) InAuditWriterTx(ctx context.Context, fn func(*Tx) error) error {
-	return db.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+AuditWriterRole); err != nil {
-			return err
-		}
-		return fn(&Tx{tx: tx})
-	})
+	return db.inTx(ctx, AuditWriterRole, "", func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
-func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error) {
+// scopeSQL sets, for this transaction only, the role it runs as and its
+// tenant ('' : none). Every transaction sets both in its first statement —
+// no extra round trip — so nothing it does depends on session state: not a
+// RESET ROLE earlier on the connection, not a transaction-mode pooler
+// handing the connection over between transactions.
+const scopeSQL = "SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)"
+
+func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) error) (err error) {
 	actx := ctx
 	if db.acquireTimeout > 0 {
 		var cancel context.CancelFunc
@@ -211,6 +241,10 @@ func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error) {
 			panic(p)
 		}
 	}()
+	if _, err := tx.Exec(ctx, scopeSQL, role, tenantID); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return translate(err)
+	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return translate(err)

@@ -75,3 +75,20 @@ func ScopeFrom(ctx context.Context) (ID, bool) {
 	id, ok := ctx.Value(scopeKey{}).(ID)
 	return id, ok && !id.IsZero()
 }
+
+type platformKey struct{}
+
+// WithPlatform returns ctx marked as acting for the platform itself
+// (platform-shared data, changed by a platform admin). Stores reach
+// platform data only with this mark: a zero tenant id alone never means
+// "the platform", so a tenant that went missing on the way can never turn
+// into platform access.
+func WithPlatform(ctx context.Context) context.Context {
+	return context.WithValue(ctx, platformKey{}, true)
+}
+
+// ActsForPlatform reports whether ctx was marked by WithPlatform.
+func ActsForPlatform(ctx context.Context) bool {
+	v, _ := ctx.Value(platformKey{}).(bool)
+	return v
+}
