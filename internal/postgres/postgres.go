@@ -210,7 +210,7 @@ func (db *DB) InAuditWriterTx(ctx context.Context, fn func(*Tx) error) error {
 }
 
 // scopeSQL sets, for this transaction only, the role it runs as and its
-// tenant ('' : none). Every transaction sets both in its first statement —
+// tenant (” : none). Every transaction sets both in its first statement —
 // no extra round trip — so nothing it does depends on session state: not a
 // RESET ROLE earlier on the connection, not a transaction-mode pooler
 // handing the connection over between transactions.
