@@ -16,6 +16,13 @@ import (
 	"github.com/elile/elile/internal/audit"
 )
 
+func chainName(id uuid.UUID) string {
+	if id == uuid.Nil {
+		return "system"
+	}
+	return id.String()
+}
+
 const auditUsage = "usage: elile audit verify [--tenant T] [--checkpoint FILE] [--json] | audit checkpoint --tenant T"
 
 func cmdAudit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -53,9 +60,21 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 		if err := json.Unmarshal(b, cp); err != nil {
 			return usageError{fmt.Errorf("--checkpoint %s: not a checkpoint: %w", *cpFile, err)}
 		}
-		if len(chains) == 0 {
-			id, _ := uuid.Parse(cp.Tenant)
-			chains = []uuid.UUID{id}
+		cpChain := uuid.Nil
+		if cp.Tenant != "" {
+			id, err := uuid.Parse(cp.Tenant)
+			if err != nil {
+				return usageError{fmt.Errorf("--checkpoint %s: tenant_id %q is not a UUID", *cpFile, cp.Tenant)}
+			}
+			cpChain = id
+		}
+		switch {
+		case len(chains) == 0:
+			chains = []uuid.UUID{cpChain}
+		case chains[0] != cpChain:
+			// Silently verifying without it would report "intact" while
+			// proving nothing about the checkpoint.
+			return usageError{fmt.Errorf("--checkpoint %s is of chain %s, not of --tenant %s", *cpFile, chainName(cpChain), *tenantFlag)}
 		}
 	}
 	cfg, err := loadConfig(getenv)

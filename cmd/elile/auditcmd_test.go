@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/audit"
@@ -70,6 +72,12 @@ func TestAuditCommands(t *testing.T) {
 	}
 	if out, err := cli("verify", "--checkpoint", file, "--json"); err != nil || !strings.Contains(out, `"status":"intact"`) {
 		t.Fatalf("verify --checkpoint: %v\n%s", err, out)
+	}
+	// Finding 15: a checkpoint of another chain was silently ignored.
+	for _, other := range []string{uuid.NewString(), "system"} {
+		if out, err := cli("verify", "--tenant", other, "--checkpoint", file); exitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), "not of --tenant") {
+			t.Errorf("verify --tenant %s with tenant %s's checkpoint = %v (exit %d)\n%s", other, tid, err, exitCode(err), out)
+		}
 	}
 
 	// A database administrator rewrites the log: verify exits 1.

@@ -71,9 +71,12 @@ type Filter struct {
 	Type, Severity, ResourceType, ResourceID string
 	EntityID, CorrelationID, UserID          uuid.UUID
 	Since, Until                             time.Time
-	// Keyset: events strictly older than (BeforeAt, BeforeID).
+	// Keyset: events strictly older than (BeforeAt, BeforeID), and strictly
+	// newer than (AfterAt, AfterID).
 	BeforeAt time.Time
 	BeforeID uuid.UUID
+	AfterAt  time.Time
+	AfterID  uuid.UUID
 }
 
 // Record is a decrypted audit event.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -191,16 +192,106 @@ func handleAuditGet(d Deps) handlerFunc[auditIDInput, auditOneOutput] {
 
 type verifyOutput struct{ Body audit.Report }
 
+var errAuditBusy = apperr.New(apperr.RateLimited, "AUDIT_BUSY",
+	"this tenant already runs as many audit verifications and exports as it may at once; retry when one ends")
+
+// heavyGate bounds the audit log's long reads — verification, export —
+// which hold a database connection for as long as they run: at most
+// perTenant at once for one tenant, and at most total on this instance,
+// so no tenant can take the pool with them.
+type heavyGate struct {
+	perTenant, total int
+
+	mu      sync.Mutex
+	running map[tenant.ID]int
+	all     int
+}
+
+func newHeavyGate(perTenant, total int) *heavyGate {
+	return &heavyGate{perTenant: perTenant, total: total, running: map[tenant.ID]int{}}
+}
+
+// enter takes a place for t, or fails with errAuditBusy (429).
+func (g *heavyGate) enter(t tenant.ID) (release func(), err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.running[t] >= g.perTenant || g.all >= g.total {
+		return nil, errAuditBusy
+	}
+	g.running[t]++
+	g.all++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if g.running[t]--; g.running[t] == 0 {
+				delete(g.running, t)
+			}
+			g.all--
+		})
+	}, nil
+}
+
 type emptyInput struct{}
 
-func handleAuditVerify(d Deps) handlerFunc[emptyInput, verifyOutput] {
+func handleAuditVerify(d Deps, gate *heavyGate) handlerFunc[emptyInput, verifyOutput] {
 	return func(ctx context.Context, _ *emptyInput) (*verifyOutput, error) {
 		tid, _ := tenant.ScopeFrom(ctx)
+		release, err := gate.enter(tid)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		rep, err := audit.Verify(ctx, d.AuditStore, tid.UUID(), d.AuditPublicKey, nil)
 		if err != nil {
 			return nil, err
 		}
 		if err := readAudited(ctx, d, tid, "verify", map[string]any{"status": rep.Status}); err != nil {
+			return nil, err
+		}
+		return &verifyOutput{Body: rep}, nil
+	}
+}
+
+// checkpointBody is a checkpoint as GET /v1/audit-events/checkpoint
+// returned it and the client kept outside elile.
+type checkpointBody struct {
+	TenantID        string    `json:"tenant_id" format:"uuid" doc:"The tenant whose chain it covers: the caller's"`
+	Seq             int64     `json:"seal_seq" minimum:"1"`
+	HorizonTo       uint64    `json:"horizon"`
+	CumulativeCount int64     `json:"event_count" minimum:"0"`
+	SealHash        string    `json:"seal_hash" pattern:"^[0-9a-f]{64}$"`
+	At              time.Time `json:"sealed_at"`
+	KeyID           string    `json:"key_id" maxLength:"100"`
+	Signature       string    `json:"signature" maxLength:"200" doc:"Base64 Ed25519 signature"`
+	PublicKey       string    `json:"public_key,omitempty" maxLength:"100" doc:"Informative; verification uses the server's key"`
+}
+
+type verifyCheckpointInput struct{ Body checkpointBody }
+
+// handleAuditVerifyCheckpoint verifies the tenant's chain and proves that
+// it still contains a checkpoint the client kept outside elile: a rewrite
+// or truncation by someone with database access shows as tampered.
+func handleAuditVerifyCheckpoint(d Deps, gate *heavyGate) handlerFunc[verifyCheckpointInput, verifyOutput] {
+	return func(ctx context.Context, in *verifyCheckpointInput) (*verifyOutput, error) {
+		tid, _ := tenant.ScopeFrom(ctx)
+		release, err := gate.enter(tid)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		b := in.Body
+		if b.TenantID != tid.String() {
+			return nil, invalidFields(ProblemItem{Location: "body.tenant_id", Message: "the checkpoint is of another tenant's chain"})
+		}
+		cp := audit.Checkpoint{Tenant: b.TenantID, Seq: b.Seq, HorizonTo: b.HorizonTo, CumulativeCount: b.CumulativeCount,
+			SealHash: b.SealHash, At: b.At, KeyID: b.KeyID, Signature: b.Signature}
+		rep, err := audit.Verify(ctx, d.AuditStore, tid.UUID(), d.AuditPublicKey, &cp)
+		if err != nil {
+			return nil, err
+		}
+		if err := readAudited(ctx, d, tid, "verify", map[string]any{"status": rep.Status, "checkpoint_seq": b.Seq}); err != nil {
 			return nil, err
 		}
 		return &verifyOutput{Body: rep}, nil
@@ -229,7 +320,7 @@ func handleAuditCheckpoint(d Deps) handlerFunc[emptyInput, checkpointOutput] {
 
 // registerAuditExport adds the NDJSON export, which streams: huma
 // describes it, the handler writes line by line and flushes.
-func registerAuditExport(api huma.API, d Deps, table map[string]access) {
+func registerAuditExport(api huma.API, d Deps, gate *heavyGate, table map[string]access) {
 	op := huma.Operation{OperationID: "export-audit-events", Method: http.MethodGet, Path: "/v1/audit-events/export",
 		Summary: "Export audit events (NDJSON)", Tags: []string{"Audit log"}, Security: []map[string][]string{{"bearer": {}}},
 		Description: "Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.",
@@ -246,10 +337,16 @@ func registerAuditExport(api huma.API, d Deps, table map[string]access) {
 	table[op.Method+" "+op.Path] = access{Scope: "audit:read", Tenant: true}
 	huma.Register(api, op, func(ctx context.Context, in *exportInput) (*huma.StreamResponse, error) {
 		tid, _ := tenant.ScopeFrom(ctx)
+		release, err := gate.enter(tid)
+		if err != nil {
+			return nil, respond(ctx, d.Log, err)
+		}
 		if err := readAudited(ctx, d, tid, "export", map[string]any{"since": in.Since, "until": in.Until}); err != nil {
+			release()
 			return nil, respond(ctx, d.Log, err)
 		}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
+			defer release()
 			hctx.SetHeader("Content-Type", "application/x-ndjson")
 			w := hctx.BodyWriter()
 			enc := json.NewEncoder(w)

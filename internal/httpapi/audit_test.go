@@ -126,6 +126,35 @@ func TestAuditRoutes(t *testing.T) {
 	if ocp.Tenant != other.String() || ocp.SealHash == cp.SealHash {
 		t.Errorf("tenant B's checkpoint = %+v", ocp)
 	}
+	// Finding 15: verify against a checkpoint kept outside elile, over HTTP.
+	rep = decode[audit.Report](t, call(t, h, req{method: "POST", path: "/v1/audit-events/verify", key: reader.secret, tenant: a.String(), body: cp}))
+	if rep.Status != "intact" {
+		t.Fatalf("verify with the checkpoint = %+v", rep)
+	}
+	p := wantProblem(t, call(t, h, req{method: "POST", path: "/v1/audit-events/verify", key: reader.secret, tenant: a.String(), body: ocp}), 422, "VALIDATION_FAILED")
+	if len(p.Errors) != 1 || p.Errors[0].Location != "body.tenant_id" {
+		t.Errorf("another tenant's checkpoint: %+v", p.Errors)
+	}
+	forged := cp
+	forged.CumulativeCount++
+	rep = decode[audit.Report](t, call(t, h, req{method: "POST", path: "/v1/audit-events/verify", key: reader.secret, tenant: a.String(), body: forged}))
+	if rep.Status != "tampered" {
+		t.Errorf("verify with an edited checkpoint = %+v, want tampered", rep)
+	}
+	// The seals are deleted (a truncation by someone with database access):
+	// the checkpoint the client kept exposes it.
+	conn, err := pgx.Connect(context.Background(), b.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "SET session_replication_role = replica; DELETE FROM audit_seals WHERE tenant_id = '"+a.String()+"'"); err != nil {
+		t.Fatal(err)
+	}
+	rep = decode[audit.Report](t, call(t, h, req{method: "POST", path: "/v1/audit-events/verify", key: reader.secret, tenant: a.String(), body: cp}))
+	if rep.Status != "tampered" {
+		t.Errorf("verify with the checkpoint after the seals were deleted = %+v, want tampered", rep)
+	}
 }
 
 // TestErrorEvents: every error response leaves one error.occurred event;

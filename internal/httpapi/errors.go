@@ -181,7 +181,7 @@ func respond(ctx context.Context, log *slog.Logger, err error) error {
 	if p.Status >= 500 {
 		log.ErrorContext(ctx, "request failed", "err", err, "code", p.Code)
 	}
-	if p.Status == http.StatusServiceUnavailable {
+	if p.Status == http.StatusServiceUnavailable || p.Code == errAuditBusy.Code {
 		p.headers = http.Header{"Retry-After": {"1"}}
 	}
 	return p

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/kv"
+	"github.com/elile/elile/internal/postgres/pgtest"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -298,5 +300,74 @@ func TestHardening_ListPagesHaveAByteBudget(t *testing.T) {
 	pg := decode[Page[EntityOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities?limit=1000", nil)))
 	if len(pg.Data) >= 46 || pg.NextCursor == nil {
 		t.Errorf("entity page: %d items, cursor %v: want a page cut by bytes", len(pg.Data), pg.NextCursor != nil)
+	}
+}
+
+func TestHeavyGate(t *testing.T) {
+	t.Parallel()
+	g := newHeavyGate(2, 3)
+	a, b := tenant.NewID(), tenant.NewID()
+	r1, err1 := g.enter(a)
+	r2, err2 := g.enter(a)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := g.enter(a); err == nil || !strings.Contains(err.Error(), "AUDIT_BUSY") {
+		t.Errorf("third at once for one tenant = %v, want AUDIT_BUSY", err)
+	}
+	rb, err := g.enter(b)
+	if err != nil {
+		t.Errorf("another tenant is held up by the first: %v", err)
+	}
+	if _, err := g.enter(tenant.NewID()); err == nil {
+		t.Error("the instance-wide bound did not hold")
+	}
+	r1()
+	r1() // releasing twice frees one place only
+	if _, err := g.enter(a); err != nil {
+		t.Errorf("after a release: %v", err)
+	}
+	r2()
+	rb()
+}
+
+// Finding 16: the export held a pooled connection for as long as a slow
+// reader wanted. Now it reads page by page in short transactions, so
+// other requests get the connection while the reader stalls.
+func TestHardening_SlowExportHoldsNoConnection(t *testing.T) {
+	t.Parallel()
+	h, b := setup(t, setupOpts{maxConns: 1, acquire: 2 * time.Second, rate: kv.Rate{Limit: 1_000_000, Period: time.Minute, Burst: 100_000}})
+	a := mkTenant(t, b, "slow-export")
+	key := mkKey(t, b, a, auth.ScopeTenantAdmin)
+	pgtest.Exec(t, b.dbURL, `INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, actor_type, correlation_id, resource_type, resource_id)
+		SELECT gen_random_uuid(), now() - (i || ' milliseconds')::interval, $1, 'data.accessed', 'info', 'human', gen_random_uuid(), 'entity', repeat('r', 200)
+		FROM generate_series(1, 30000) i`, a.UUID())
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get := func(path string) (*http.Response, error) {
+		r, _ := http.NewRequest("GET", srv.URL+path, nil)
+		r.Header.Set("Authorization", "Bearer "+key.secret)
+		return srv.Client().Do(r)
+	}
+	exp, err := get("/v1/audit-events/export")
+	if err != nil || exp.StatusCode != 200 {
+		t.Fatalf("export: %v %v", err, exp)
+	}
+	defer exp.Body.Close()
+	if _, err := exp.Body.Read(make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+	// The reader now stalls with ~10 MB unread: the server blocks writing.
+	time.Sleep(300 * time.Millisecond)
+	for i := range 3 {
+		start := time.Now()
+		resp, err := get("/v1/entities")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d while the export stalls: %d after %s", i, resp.StatusCode, time.Since(start))
+		}
 	}
 }

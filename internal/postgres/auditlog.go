@@ -147,7 +147,7 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) 
 func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to uint64, hashes [][32]byte, now time.Time) error {
 	var prev audit.Seal
 	var found bool
-	row := tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY seq DESC LIMIT 1`, nullUUID(t))
+	row := tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq DESC LIMIT 1`, t)
 	p, _, err := scanSeal(row)
 	switch {
 	case err == nil:
@@ -237,7 +237,7 @@ func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Durat
 // reads what is stored, whatever the tenant.
 func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Seal, hashes [][32]byte, events []audit.Ref) error) error {
 	return db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY seq`, nullUUID(t))
+		rows, err := tx.tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq`, t)
 		if err != nil {
 			return err
 		}
@@ -254,8 +254,8 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 		}
 		for _, sr := range seals {
 			rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
-				WHERE tenant_id IS NOT DISTINCT FROM $1 AND txid >= $2::text::xid8 AND txid < $3::text::xid8 ORDER BY txid, audit_id`,
-				nullUUID(t), fmt.Sprint(sr.s.HorizonFrom), fmt.Sprint(sr.s.HorizonTo))
+				WHERE `+chainIs(t)+` AND txid >= $2::text::xid8 AND txid < $3::text::xid8 ORDER BY txid, audit_id`,
+				t, fmt.Sprint(sr.s.HorizonFrom), fmt.Sprint(sr.s.HorizonTo))
 			if err != nil {
 				return err
 			}
@@ -314,8 +314,8 @@ func (db *DB) RetentionFloor(ctx context.Context) (time.Duration, error) {
 func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) (int64, error) {
 	var n int64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		return tx.tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id IS NOT DISTINCT FROM $1
-			AND txid >= $2::text::xid8 AND txid < (SELECT max(horizon_to) FROM audit_seals)`, nullUUID(t), fmt.Sprint(from)).Scan(&n)
+		return tx.tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE `+chainIs(t)+`
+			AND txid >= $2::text::xid8 AND txid < (SELECT max(horizon_to) FROM audit_seals)`, t, fmt.Sprint(from)).Scan(&n)
 	})
 	return n, err
 }
@@ -340,7 +340,7 @@ func (db *DB) LatestSeal(ctx context.Context, t uuid.UUID) (audit.Seal, error) {
 	var s audit.Seal
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var err error
-		s, _, err = scanSeal(tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id IS NOT DISTINCT FROM $1 ORDER BY seq DESC LIMIT 1`, nullUUID(t)))
+		s, _, err = scanSeal(tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq DESC LIMIT 1`, t))
 		return err
 	})
 	return s, err
@@ -395,6 +395,17 @@ func (db *DB) DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, s
 		return db.appendAudit(ctx, tx.tx, ev)
 	})
 	return dropped, err
+}
+
+// chainIs is the condition on tenant_id ($1) that selects chain t: an
+// equality for a tenant and IS NULL for the system chain — both can use
+// the (tenant_id, …) indexes, which IS NOT DISTINCT FROM cannot. For the
+// system chain $1 is still sent (and ignored) so the placeholders stay put.
+func chainIs(t uuid.UUID) string {
+	if t == uuid.Nil {
+		return "tenant_id IS NULL AND $1::uuid IS NOT NULL"
+	}
+	return "tenant_id = $1"
 }
 
 // Leader runs fn while this process holds the session advisory lock key

@@ -51,6 +51,10 @@ func auditWhere(f audit.Filter, t tenant.ID) (string, []any) {
 		args = append(args, f.BeforeAt, f.BeforeID)
 		conds = append(conds, fmt.Sprintf("(created_at, audit_id) < ($%d, $%d)", len(args)-1, len(args)))
 	}
+	if !f.AfterAt.IsZero() {
+		args = append(args, f.AfterAt, f.AfterID)
+		conds = append(conds, fmt.Sprintf("(created_at, audit_id) > ($%d, $%d)", len(args)-1, len(args)))
+	}
 	return strings.Join(conds, " AND "), args
 }
 
@@ -116,21 +120,31 @@ func (db *DB) AuditEvent(ctx context.Context, t tenant.ID, id uuid.UUID) (audit.
 	return out, err
 }
 
+// exportPage is how many events ExportAudit reads per transaction.
+const exportPage = 500
+
 // ExportAudit streams tenant t's events matching f, oldest first, to each,
-// without holding them all in memory.
+// without holding them all in memory. It reads a page at a time, each in a
+// short transaction of its own, and calls each only after that
+// transaction has ended: a slow reader holds no pooled connection.
 func (db *DB) ExportAudit(ctx context.Context, t tenant.ID, f audit.Filter, each func(audit.Record) error) error {
-	return db.InTx(ctx, t, func(tx *Tx) error {
-		where, args := auditWhere(f, t)
-		rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events WHERE `+where+` ORDER BY created_at, audit_id`, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			s, err := scanStored(rows)
+	for {
+		var page []audit.Stored
+		err := db.InTx(ctx, t, func(tx *Tx) error {
+			where, args := auditWhere(f, t)
+			args = append(args, exportPage)
+			rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events WHERE `+where+
+				fmt.Sprintf(` ORDER BY created_at, audit_id LIMIT $%d`, len(args)), args...)
 			if err != nil {
 				return err
 			}
+			page, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Stored, error) { return scanStored(r) })
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, s := range page {
 			rec, err := db.decryptAudit(s)
 			if err != nil {
 				return err
@@ -139,6 +153,10 @@ func (db *DB) ExportAudit(ctx context.Context, t tenant.ID, f audit.Filter, each
 				return err
 			}
 		}
-		return rows.Err()
-	})
+		if len(page) < exportPage {
+			return nil
+		}
+		last := page[len(page)-1]
+		f.AfterAt, f.AfterID = last.At, last.ID
+	}
 }

@@ -63,6 +63,8 @@ func TestExplain_AuditQueries(t *testing.T) {
 		"ByEntity":      {`SELECT audit_id FROM audit_events WHERE tenant_id = $1 AND entity_id = $2 ORDER BY created_at DESC, audit_id DESC LIMIT 101`, []any{a.UUID(), uuid.New()}},
 		"NewestPage":    {`SELECT audit_id FROM audit_events WHERE tenant_id = $1 ORDER BY created_at DESC, audit_id DESC LIMIT 101`, []any{a.UUID()}},
 		"ByID":          {`SELECT audit_id FROM audit_events WHERE tenant_id = $1 AND audit_id = $2 AND created_at BETWEEN now() - interval '1 second' AND now()`, []any{a.UUID(), uuid.New()}},
+		// Verification's per-seal read (finding 16 of the hardening review).
+		"SealRange": {`SELECT audit_id FROM audit_events WHERE tenant_id = $1 AND txid >= '3'::xid8 AND txid < '5'::xid8 ORDER BY txid, audit_id`, []any{a.UUID()}},
 	}
 	// Empty partitions are rightly scanned (they have no pages); the one
 	// holding the data must be reached through an index.

@@ -14,7 +14,8 @@
 --    every role but the schema owner and superusers (backfills; both could
 --    drop the trigger anyway). An event can no longer be planted inside a
 --    range that is already sealed.
--- 3. The retention floor: audit partitions younger than the floor (7 years
+-- 3. Verification's per-seal read of one chain has an index.
+-- 4. The retention floor: audit partitions younger than the floor (7 years
 --    unless the owner changes it here) cannot be dropped by any runtime
 --    role. Retention records carry the application's signature; the drop
 --    function no longer writes them (the database cannot sign).
@@ -115,6 +116,9 @@ $$;
 -- +goose StatementEnd
 CREATE TRIGGER stamp BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_event_stamp();
 
+-- Verification reads one chain's events by txid range, seal by seal.
+CREATE INDEX audit_events_tenant_txid ON audit_events (tenant_id, txid);
+
 CREATE TABLE audit_retention_floor (
   one     boolean PRIMARY KEY DEFAULT true CHECK (one),
   min_age interval NOT NULL CHECK (min_age >= interval '30 days')
@@ -184,6 +188,7 @@ $$;
 REVOKE INSERT ON audit_retention FROM elile_platform;
 ALTER TABLE audit_retention DROP COLUMN record_id, DROP COLUMN signature, DROP COLUMN signing_key_id;
 DROP TABLE audit_retention_floor;
+DROP INDEX audit_events_tenant_txid;
 DROP TRIGGER stamp ON audit_events;
 DROP FUNCTION audit_event_stamp();
 DROP TRIGGER tenant_fixed ON entities;
