@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -109,6 +110,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Auth: auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil).WithJWTPolicy(auth.JWTPolicy{
 			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, MaxLifetime: cfg.JWTMaxLifetime, AllowPlatformAdmin: cfg.JWTAllowPlatformAdmin}),
 		IdempotencyBudget: cfg.IdempotencyMaxBytes,
+		AuthLookups:       kv.Rate{Limit: cfg.AuthLookupsPerMinute, Period: time.Minute, Burst: max(cfg.AuthLookupsPerMinute/6, 1)},
+		TrustedProxies:    trustedProxies(cfg),
 		Tenants:           db, Keys: db, Entities: db,
 		Rate:         kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
 		CORSOrigins:  cfg.CORSOrigins,
@@ -131,6 +134,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	log.InfoContext(ctx, "listening", "addr", ln.Addr().String(), "version", buildVersion())
 	fmt.Fprintf(stdout, "elile %s listening on http://%s\n", buildVersion(), ln.Addr())
 	return serveHTTP(ctx, srv, ln, cfg.ShutdownTimeout, log)
+}
+
+func trustedProxies(cfg config.Config) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range cfg.TrustedProxies {
+		if p, err := config.ParsePrefix(s); err == nil { // validated by config.Load
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // prepareSchema makes sure the schema is current. Development creates the

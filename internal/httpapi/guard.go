@@ -14,12 +14,16 @@ import (
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/kv"
+	"github.com/elile/elile/internal/request"
 	"github.com/elile/elile/internal/tenant"
 )
 
 // Authenticator turns an Authorization header into a principal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+	// NeedsLookup reports whether authenticating header would ask the
+	// database (an API key not cached).
+	NeedsLookup(header string) bool
 }
 
 // RateLimiter takes one request from a key's allowance.
@@ -30,14 +34,33 @@ type RateLimiter interface {
 // authenticate guards everything under /v1: a valid bearer credential or a
 // 401 with WWW-Authenticate; then the credential's rate limit, with the
 // RateLimit-* headers on every authenticated response and 429 beyond it.
-func authenticate(a Authenticator, limiter RateLimiter, rate kv.Rate, m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
+//
+// Before authentication, a credential that would cost a database look-up
+// (an API key not cached: every unknown key) takes one from its client
+// address's look-up allowance (lookups); beyond it the answer is 429
+// before any database work, so random keys cannot flood the database.
+func authenticate(a Authenticator, limiter RateLimiter, rate, lookups kv.Rate, m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1" || r.Method == http.MethodOptions {
 				next.ServeHTTP(w, r)
 				return
 			}
-			p, err := a.Authenticate(r.Context(), r.Header.Get("Authorization"))
+			header := r.Header.Get("Authorization")
+			if a.NeedsLookup(header) {
+				ip := "unknown"
+				if rc, ok := request.From(r.Context()); ok {
+					ip = rc.ClientIP()
+				}
+				d, err := limiter.Allow(r.Context(), "authn:{"+ip+"}", lookups)
+				if err == nil && !d.Allowed {
+					m.rateLimited.Inc()
+					w.Header().Set("Retry-After", strconv.Itoa(max(kv.Seconds(d.RetryAfter), 1)))
+					writeProblem(w, newProblem(r.Context(), errLookupsLimited).Problem)
+					return
+				}
+			}
+			p, err := a.Authenticate(r.Context(), header)
 			if err != nil {
 				if apperr.KindOf(err) == apperr.Unauthorized {
 					w.Header().Set("WWW-Authenticate", `Bearer realm="elile"`)
@@ -70,7 +93,11 @@ func authenticate(a Authenticator, limiter RateLimiter, rate kv.Rate, m *metrics
 	}
 }
 
-var errRateLimited = apperr.New(apperr.RateLimited, "RATE_LIMITED", "too many requests for this credential; retry after the Retry-After seconds")
+var (
+	errRateLimited    = apperr.New(apperr.RateLimited, "RATE_LIMITED", "too many requests for this credential; retry after the Retry-After seconds")
+	errLookupsLimited = apperr.New(apperr.RateLimited, "RATE_LIMITED",
+		"too many requests with credentials this server does not know from this address; retry after the Retry-After seconds")
+)
 
 // Tenant and permission errors.
 var (

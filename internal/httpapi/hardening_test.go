@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -369,5 +370,84 @@ func TestHardening_SlowExportHoldsNoConnection(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d while the export stalls: %d after %s", i, resp.StatusCode, time.Since(start))
 		}
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	t.Parallel()
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	for _, tc := range []struct {
+		name, peer string
+		xff        []string
+		trusted    []netip.Prefix
+		want       string
+	}{
+		{"no proxies configured: the peer, whatever the header says", "203.0.113.9:5000", []string{"1.2.3.4"}, nil, "203.0.113.9"},
+		{"untrusted peer", "203.0.113.9:5000", []string{"1.2.3.4"}, trusted, "203.0.113.9"},
+		{"one trusted hop", "10.0.0.5:5000", []string{"198.51.100.7"}, trusted, "198.51.100.7"},
+		{"spoofed entries left of the proxies' are ignored", "10.0.0.5:5000", []string{"6.6.6.6, 198.51.100.7, 10.0.0.9"}, trusted, "198.51.100.7"},
+		{"several headers", "10.0.0.5:5000", []string{"6.6.6.6", "198.51.100.7"}, trusted, "198.51.100.7"},
+		{"garbage stops at the last trusted hop", "10.0.0.5:5000", []string{"198.51.100.7, not-an-ip\x00"}, trusted, "10.0.0.5"},
+		{"all trusted", "10.0.0.5:5000", []string{"10.1.1.1"}, trusted, "10.1.1.1"},
+		{"IPv6 peer", "[::1]:5000", []string{"2001:db8::1"}, trusted, "2001:db8::1"},
+		{"mapped IPv4", "[::ffff:10.0.0.5]:5000", []string{"198.51.100.7"}, trusted, "198.51.100.7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tc.peer
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := clientIP(r, tc.trusted); got != tc.want {
+				t.Errorf("clientIP = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// Finding 17: every unknown but well-formed API key cost a database
+// transaction and an audit row, with no limit before authentication.
+func TestHardening_UnknownKeysAreLimitedPerAddress(t *testing.T) {
+	t.Parallel()
+	h, b := setup(t, setupOpts{lookups: kv.Rate{Limit: 60, Period: time.Minute, Burst: 10}})
+	a := mkTenant(t, b, "lookups")
+	good := mkKey(t, b, a, auth.ScopeEntitiesRead)
+	from := func(ip, key string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/v1/tenant", nil)
+		r.RemoteAddr = ip + ":40000"
+		r.Header.Set("Authorization", "Bearer "+key)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	// Warm the good key's cache entry from a clean address.
+	if rec := from("198.51.100.1", good.secret); rec.Code != 200 {
+		t.Fatalf("good key: %d", rec.Code)
+	}
+	limited := 0
+	for range 100 {
+		secret, _, _ := auth.NewKeySecret()
+		switch rec := from("203.0.113.66", secret); rec.Code {
+		case 401:
+		case 429:
+			limited++
+			if rec.Header().Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		default:
+			t.Fatalf("unknown key: %d", rec.Code)
+		}
+	}
+	if limited < 85 {
+		t.Errorf("%d of 100 unknown keys from one address were refused before the database; want all past the burst of 10", limited)
+	}
+	// Cached credentials cost no look-up and pass even from that address;
+	// other addresses are unaffected.
+	if rec := from("203.0.113.66", good.secret); rec.Code != 200 {
+		t.Errorf("a cached good key from the flooding address: %d", rec.Code)
+	}
+	secret, _, _ := auth.NewKeySecret()
+	if rec := from("198.51.100.2", secret); rec.Code != 401 {
+		t.Errorf("an unknown key from another address: %d, want 401", rec.Code)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -68,6 +69,8 @@ type setupOpts struct {
 	deadline   time.Duration // per-request timeout
 	redisProxy bool          // reach Redis through a fault proxy too
 	idemBudget int64         // idempotency bytes per credential (0: default)
+	lookups    kv.Rate       // per-address credential look-ups (zero: default)
+	trusted    []netip.Prefix
 }
 
 var testJWTSecret = []byte("test-secret-test-secret-test-secret!!") //nolint:gochecknoglobals // test fixture
@@ -148,7 +151,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	t.Cleanup(func() { stopWriter(); writer.Wait() })
 	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
 		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
-		Tenants: db, Keys: db, Entities: db, Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
+		Tenants: db, Keys: db, Entities: db, Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
 	h := NewServer(d)
 	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer, redisProxy: redisProxy}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -85,7 +86,7 @@ var traceParentRE = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2
 // withRequestContext creates the request context: a correlation id taken
 // from X-Correlation-ID when it is a UUID and generated otherwise, echoed on
 // the response; the W3C traceparent, continued or started.
-func withRequestContext(now func() time.Time) func(http.Handler) http.Handler {
+func withRequestContext(now func() time.Time, trusted ...netip.Prefix) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			cid, err := uuid.Parse(r.Header.Get("X-Correlation-ID"))
@@ -100,7 +101,7 @@ func withRequestContext(now func() time.Time) func(http.Handler) http.Handler {
 			}
 			w.Header().Set("X-Correlation-ID", cid.String())
 			w.Header().Set("traceparent", tp)
-			rc := request.New(cid, r.Method, clientIP(r), r.UserAgent(), tp, now())
+			rc := request.New(cid, r.Method, clientIP(r, trusted), r.UserAgent(), tp, now())
 			next.ServeHTTP(w, r.WithContext(request.With(r.Context(), rc)))
 		})
 	}
@@ -118,14 +119,49 @@ func newSpanID() string {
 	return hex.EncodeToString(s[:])
 }
 
-// clientIP is the TCP peer's address. Forwarded headers are not trusted:
-// a proxy in front must be configured to pass the peer through.
-func clientIP(r *http.Request) string {
+// clientIP is the caller's address: the TCP peer, unless the peer is a
+// proxy in trusted (TRUSTED_PROXIES), in which case X-Forwarded-For is read
+// from the right, skipping trusted hops, and the first address that is
+// not trusted is the client. Entries a client wrote itself sit to the left
+// of what the trusted proxies appended, so they are never reached; an
+// entry that is not an address stops the walk at the last trusted hop.
+func clientIP(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	peer = peer.Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(peer) {
+		return peer.String()
+	}
+	client := peer
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return client.String()
+			}
+			client = a.Unmap()
+			if !isTrusted(client) {
+				return client.String()
+			}
+		}
+	}
+	return client.String()
 }
 
 // ErrorRecorder takes error.occurred events without waiting.

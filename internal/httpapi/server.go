@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -33,6 +34,11 @@ type Deps struct {
 	AuditStore     AuditStore
 	AuditPublicKey ed25519.PublicKey
 	Rate           kv.Rate // per credential
+	// AuthLookups bounds, per client address, credential look-ups that
+	// reach the database (default 600 a minute, burst 100).
+	AuthLookups kv.Rate
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
 	// IdempotencyBudget bounds the bytes of idempotency records one
 	// credential keeps (DefaultIdempotencyBudget when 0).
 	IdempotencyBudget int64
@@ -52,6 +58,9 @@ func NewServer(d Deps) http.Handler {
 	}
 	if d.Rate.Limit == 0 {
 		d.Rate = kv.Rate{Limit: 1200, Period: time.Minute, Burst: 100}
+	}
+	if d.AuthLookups.Limit == 0 {
+		d.AuthLookups = kv.Rate{Limit: 600, Period: time.Minute, Burst: 100}
 	}
 	useProblemErrors()
 	m := newMetrics(d.Collectors)
@@ -80,14 +89,14 @@ func NewServer(d Deps) http.Handler {
 	h = authorize(mux, table, tenants, d.Log)(h)
 	h = jsonGuard(h)
 	h = queryGuard(h)
-	h = authenticate(d.Auth, d.KV, d.Rate, m, d.Log)(h)
+	h = authenticate(d.Auth, d.KV, d.Rate, d.AuthLookups, m, d.Log)(h)
 	h = cors(d.CORSOrigins)(h)
 	h = recoverer(d.Log)(h)
 	h = deadline(d.RequestTimeout)(h)
 	h = securityHeaders(h)
 	h = knownMethods(h)
 	h = accessLog(d.Log, d.Now, m, d.Audit)(h)
-	h = withRequestContext(d.Now)(h)
+	h = withRequestContext(d.Now, d.TrustedProxies...)(h)
 	return h
 }
 
