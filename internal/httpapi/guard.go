@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -35,11 +36,13 @@ type RateLimiter interface {
 // 401 with WWW-Authenticate; then the credential's rate limit, with the
 // RateLimit-* headers on every authenticated response and 429 beyond it.
 //
-// Before authentication, a credential that would cost a database look-up
-// (an API key not cached: every unknown key) takes one from its client
-// address's look-up allowance (lookups); beyond it the answer is 429
-// before any database work, so random keys cannot flood the database.
+// Every look-up of an API key that finds nothing (an unknown key) takes
+// one from its client address's allowance (lookups, shared by instances
+// through the limiter). An address past it is refused with 429 before any
+// database work until its allowance recovers, so random keys cannot flood
+// the database; known keys and cached ones never count.
 func authenticate(a Authenticator, limiter RateLimiter, rate, lookups kv.Rate, m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
+	guard := &lookupGuard{until: map[string]time.Time{}}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1" || r.Method == http.MethodOptions {
@@ -47,20 +50,26 @@ func authenticate(a Authenticator, limiter RateLimiter, rate, lookups kv.Rate, m
 				return
 			}
 			header := r.Header.Get("Authorization")
-			if a.NeedsLookup(header) {
-				ip := "unknown"
-				if rc, ok := request.From(r.Context()); ok {
-					ip = rc.ClientIP()
-				}
-				d, err := limiter.Allow(r.Context(), "authn:{"+ip+"}", lookups)
-				if err == nil && !d.Allowed {
+			ip := "unknown"
+			if rc, ok := request.From(r.Context()); ok {
+				ip = rc.ClientIP()
+			}
+			lookup := a.NeedsLookup(header)
+			if lookup {
+				if wait := guard.blockedFor(ip); wait > 0 {
 					m.rateLimited.Inc()
-					w.Header().Set("Retry-After", strconv.Itoa(max(kv.Seconds(d.RetryAfter), 1)))
+					w.Header().Set("Retry-After", strconv.Itoa(max(kv.Seconds(wait), 1)))
 					writeProblem(w, newProblem(r.Context(), errLookupsLimited).Problem)
 					return
 				}
 			}
 			p, err := a.Authenticate(r.Context(), header)
+			if lookup && errors.Is(err, auth.ErrInvalid) {
+				// A look-up that found nothing: count it against the address.
+				if d, lerr := limiter.Allow(r.Context(), "authn:{"+ip+"}", lookups); lerr == nil && !d.Allowed {
+					guard.block(ip, max(d.RetryAfter, time.Second))
+				}
+			}
 			if err != nil {
 				if apperr.KindOf(err) == apperr.Unauthorized {
 					w.Header().Set("WWW-Authenticate", `Bearer realm="elile"`)
@@ -91,6 +100,36 @@ func authenticate(a Authenticator, limiter RateLimiter, rate, lookups kv.Rate, m
 			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 		})
 	}
+}
+
+// lookupGuard remembers, on this instance, the addresses refused for
+// failed credential look-ups and until when.
+type lookupGuard struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (g *lookupGuard) blockedFor(ip string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	u, ok := g.until[ip]
+	if !ok {
+		return 0
+	}
+	wait := time.Until(u)
+	if wait <= 0 {
+		delete(g.until, ip)
+	}
+	return wait
+}
+
+func (g *lookupGuard) block(ip string, d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.until) > 100_000 { // bounded, whatever the addresses
+		clear(g.until)
+	}
+	g.until[ip] = time.Now().Add(d)
 }
 
 var (
