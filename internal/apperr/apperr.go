@@ -24,7 +24,7 @@ const (
 	NotImplemented             // a method the server does not implement: 501
 )
 
-var kindNames = [...]string{"internal", "invalid", "unauthorized", "forbidden", "not_found", "conflict", "rate_limited", "unavailable", "bad_request", "not_implemented"} //nolint:gochecknoglobals // read-only table
+var kindNames = [...]string{"internal", "invalid", "unauthorized", "forbidden", "not_found", "conflict", "rate_limited", "unavailable", "bad_request"} //nolint:gochecknoglobals // read-only table
 
 // String names the kind.
 func (k Kind) String() string {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/request"
@@ -231,17 +230,16 @@ func statusLabel(status int) string {
 	return strconv.Itoa(status)
 }
 
-var errMethodUnknown = apperr.New(apperr.NotImplemented, "METHOD_NOT_IMPLEMENTED", "this server does not implement that method")
-
 // knownMethods refuses, before any other work, a method elile does not
-// implement (501, RFC 9110 §15.6.2): a client may send any token as its
-// method, and none of them may reach the routes, the logs or the audit
-// log as anything but "OTHER".
+// know, with 405 and the methods it does: a client may send any token as
+// its method, and none of them may reach the routes, the logs or the audit
+// log as anything but "OTHER". (405 rather than 501: a client's bytes must
+// not be able to raise the server-error rate that alerts watch.)
 func knownMethods(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if request.Method(r.Method) == "OTHER" {
 			w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-			writeProblem(w, newProblem(r.Context(), errMethodUnknown).Problem)
+			writeProblem(w, newProblem(r.Context(), errMethodNotAllowed.Withf("this server does not know that method")).Problem)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -46,8 +46,6 @@ func statusOf(k apperr.Kind) (int, string) {
 		return http.StatusTooManyRequests, "rate_limit"
 	case apperr.Unavailable:
 		return http.StatusServiceUnavailable, "system"
-	case apperr.NotImplemented:
-		return http.StatusNotImplemented, "validation"
 	default:
 		return http.StatusInternalServerError, "system"
 	}
