@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/kv"
@@ -449,5 +451,43 @@ func TestHardening_UnknownKeysAreLimitedPerAddress(t *testing.T) {
 	secret, _, _ := auth.NewKeySecret()
 	if rec := from("198.51.100.2", secret); rec.Code != 401 {
 		t.Errorf("an unknown key from another address: %d, want 401", rec.Code)
+	}
+}
+
+// A Redis reader sees no secret and no personal data: idempotency records
+// (which hold a new key's secret, or an entity's identifiers) are sealed
+// with the application's keyring; the other keys are counters.
+func TestHardening_RedisHoldsNoPlaintext(t *testing.T) {
+	t.Parallel()
+	prefix := "elile-test:" + uuid.NewString() + ":"
+	h, b := setup(t, setupOpts{kvPrefix: prefix})
+	tid := mkTenant(t, b, "redis-reader")
+	key := mkKey(t, b, tid, auth.ScopeTenantAdmin)
+	rec := call(t, h, req{method: "POST", path: "/v1/api-keys", key: key.secret, body: map[string]any{"name": "k", "scopes": []string{"entities:read"}},
+		hdr: map[string]string{"Idempotency-Key": "redis-1"}})
+	secret := decode[KeyOut](t, rec).Secret
+	if !strings.HasPrefix(secret, auth.KeyPrefix) {
+		t.Fatalf("create key: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call(t, h, req{method: "POST", path: "/v1/entities", key: key.secret, hdr: map[string]string{"Idempotency-Key": "redis-2"},
+		body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"ssn": "123-45-6789", "email": "jane@example.com"}}}); rec.Code != 201 {
+		t.Fatalf("create entity: %d", rec.Code)
+	}
+	r := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer r.Close()
+	keys, err := r.Keys(context.Background(), prefix+"*").Result()
+	if err != nil || len(keys) < 3 {
+		t.Fatalf("redis keys: %v %v", keys, err)
+	}
+	for _, k := range keys {
+		v, err := r.Get(context.Background(), k).Bytes()
+		if err != nil {
+			continue // not a string (none today)
+		}
+		for _, clear := range []string{secret, key.secret, "123-45-6789", "123456789", "jane@example.com", auth.KeyPrefix} {
+			if bytes.Contains(v, []byte(clear)) || strings.Contains(k, clear) {
+				t.Errorf("redis key %s holds %q in clear", k, clear)
+			}
+		}
 	}
 }

@@ -180,25 +180,36 @@ func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uu
 // say) is passed over, so it can neither make the sealer skip events nor
 // make the sealing lag read 0. It returns 0 when no genuine seal exists.
 func (db *DB) sealedHorizon(ctx context.Context, tx *Tx, pub ed25519.PublicKey) (int64, error) {
-	rows, err := tx.tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals ORDER BY horizon_to DESC, seq DESC LIMIT $1`, maxForgedSeals+1)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
+	// Normally the newest seal is genuine: read one, then more a page at a
+	// time only while they do not verify. The event hash lists are not
+	// needed to check a signature and are not read.
+	const page = 16
 	seen := 0
-	for rows.Next() {
-		seen++
-		s, _, err := scanSeal(rows)
+	for seen < maxForgedSeals {
+		rows, err := tx.tx.Query(ctx, `SELECT seal_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), seq,
+				horizon_from::text::numeric::bigint, horizon_to::text::numeric::bigint, event_count, cumulative_count,
+				prev_hash, seal_hash, signature, signing_key_id, created_at, '\x'::bytea
+			FROM audit_seals ORDER BY horizon_to DESC, seq DESC OFFSET $1 LIMIT $2`, seen, min(page, maxForgedSeals-seen))
 		if err != nil {
 			return 0, err
 		}
-		if audit.VerifyCheckpoint(audit.CheckpointOf(s), pub) == nil {
-			return int64(s.HorizonTo), nil //nolint:gosec // xid8 values are below 2^63
+		seals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Seal, error) {
+			s, _, err := scanSeal(r)
+			return s, err
+		})
+		if err != nil {
+			return 0, err
 		}
-		db.forgedSeals.Add(1)
-	}
-	if err := rows.Err(); err != nil {
-		return 0, err
+		for _, s := range seals {
+			if audit.VerifyCheckpoint(audit.CheckpointOf(s), pub) == nil {
+				return int64(s.HorizonTo), nil //nolint:gosec // xid8 values are below 2^63
+			}
+			db.forgedSeals.Add(1)
+		}
+		seen += len(seals)
+		if len(seals) < page {
+			break
+		}
 	}
 	if seen > 0 {
 		// Only forged seals on top: stop sealing (the lag then grows and
