@@ -46,7 +46,7 @@ run() { # rev mix → "req/s p99"
 }
 
 declare -A results
-for mix in create_entity=1 get_entity=1; do
+for mix in ${MIXES:-create_entity=1 get_entity=1}; do
   for i in $(seq "$rounds"); do
     order="A B"; (( i % 2 == 0 )) && order="B A"
     for rev in $order; do
@@ -57,7 +57,7 @@ for mix in create_entity=1 get_entity=1; do
   done
 done
 echo "== medians (req/s, p99 ms) over $rounds alternating rounds, c=$c, ${secs}s each"
-for mix in create_entity=1 get_entity=1; do
+for mix in ${MIXES:-create_entity=1 get_entity=1}; do
   for rev in A B; do
     echo -n "$mix $rev: "
     echo "${results[$mix-$rev]}" | tr ';' '\n' | grep . | python3 -c '
