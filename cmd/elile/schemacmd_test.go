@@ -12,22 +12,29 @@ import (
 )
 
 // TestERD_UpToDate migrates a fresh database, regenerates the ER diagram
-// and fails when the committed files differ (make docs rewrites them).
+// and fails when the committed files differ (make docs rewrites them). The
+// Mermaid and DOT files need nothing but the database; the SVG needs
+// Graphviz, and is compared only where `dot` is installed (.ci/run installs
+// it), so `make test` passes on a fresh machine without it.
 func TestERD_UpToDate(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("dot"); err != nil {
-		t.Fatal("graphviz dot not installed (apt-get install graphviz; .ci/run installs it)")
-	}
 	s, err := postgres.ReadSchema(context.Background(), pgtest.DB(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := writeERD(context.Background(), s, dir, ioDiscard{}); err != nil {
-		t.Fatal(err)
+	files := map[string][]byte{"erd.md": []byte(s.Mermaid()), "erd.dot": []byte(s.DOT())}
+	if _, err := exec.LookPath("dot"); err == nil {
+		dir := t.TempDir()
+		if err := writeERD(context.Background(), s, dir, ioDiscard{}); err != nil {
+			t.Fatal(err)
+		}
+		if files["erd.svg"], err = os.ReadFile(filepath.Join(dir, "erd.svg")); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		t.Log("graphviz dot not installed: docs/erd.svg not compared (apt-get install graphviz)")
 	}
-	for _, name := range []string{"erd.md", "erd.dot", "erd.svg"} {
-		got, _ := os.ReadFile(filepath.Join(dir, name))
+	for name, got := range files {
 		want, err := os.ReadFile(filepath.Join("..", "..", "docs", name))
 		if err != nil || string(got) != string(want) {
 			t.Errorf("docs/%s is out of date with the migrations: run make docs", name)
