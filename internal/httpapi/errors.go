@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -148,7 +149,7 @@ func useProblemErrors() {
 				var d huma.ErrorDetailer
 				if errors.As(err, &d) {
 					det := d.ErrorDetail()
-					items = append(items, ProblemItem{Location: det.Location, Message: det.Message})
+					items = append(items, fieldItem(det.Location, det.Message))
 				}
 			}
 			if kind == apperr.Internal {
@@ -162,6 +163,18 @@ func useProblemErrors() {
 			return p
 		}
 	})
+}
+
+// fieldItem is one problem item of huma's validation. huma reports a
+// missing required property at the object that lacks it ("body",
+// "expected required property name to be present"); a client needs it at
+// the field itself: body.name, "required".
+func fieldItem(location, message string) ProblemItem {
+	const pre, post = "expected required property ", " to be present"
+	if name, ok := strings.CutPrefix(message, pre); ok && strings.HasSuffix(name, post) {
+		return ProblemItem{Location: location + "." + strings.TrimSuffix(name, post), Message: "required"}
+	}
+	return ProblemItem{Location: location, Message: message}
 }
 
 // respond turns a handler's error into a problem, logging internal errors

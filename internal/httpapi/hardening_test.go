@@ -491,3 +491,40 @@ func TestHardening_RedisHoldsNoPlaintext(t *testing.T) {
 		}
 	}
 }
+
+// A missing required field is reported at the field, on every route with
+// a body (issue 14 measured seven routes answering at "body" instead).
+func TestMissingRequiredFieldsAreLocated(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	e := w.create(t, w.admin, map[string]string{"full_name": "Req"})
+	for _, tc := range []struct {
+		who        fixture
+		path, want string
+		body       map[string]any
+	}{
+		{w.platform, "/v1/tenants", "body.name", map[string]any{"slug": "x-y-z"}},
+		{w.admin, "/v1/api-keys", "body.name", map[string]any{"scopes": []string{"entities:read"}}},
+		{w.admin, "/v1/entities", "body.entity_type", map[string]any{"canonical_identifiers": map[string]string{}}},
+		{w.admin, "/v1/entities/search", "body.value", map[string]any{"kind": "ssn"}},
+		{w.admin, "/v1/entities/" + e.EntityID + "/relations", "body.relation_type", map[string]any{"to_entity_id": e.EntityID, "confidence_score": 0.5}},
+		{w.admin, "/v1/entities/" + e.EntityID + "/profiles", "body.risk_score", map[string]any{"trigger_type": "manual", "findings": []any{},
+			"connections": []any{}, "data_sources_used": []any{}, "stale_data_used": []any{}}},
+		{w.admin, "/v1/entities/" + e.EntityID + "/cache", "body.provider_id", map[string]any{"check_type": "criminal", "data_origin": "paid_external",
+			"raw_response": "", "normalized_data": map[string]any{}, "cost_incurred": "0"}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			p := wantProblem(t, call(t, w.h, w.as(tc.who, "POST", tc.path, tc.body)), 422, "VALIDATION_FAILED")
+			found := false
+			for _, it := range p.Errors {
+				found = found || it.Location == tc.want
+				if it.Location == "body" {
+					t.Errorf("an item located at body: %+v", it)
+				}
+			}
+			if !found {
+				t.Errorf("errors = %+v, want one at %s", p.Errors, tc.want)
+			}
+		})
+	}
+}

@@ -24,9 +24,9 @@ func newMetrics(extra []prometheus.Collector) *metrics {
 			Name: "elile_http_requests_total", Help: "HTTP requests by route pattern, method and status.",
 		}, []string{"route", "method", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "elile_http_request_duration_seconds", Help: "HTTP request latency by route pattern and method.",
+			Name: "elile_http_request_duration_seconds", Help: "HTTP request latency by route pattern, method and status class (2xx, 4xx, 5xx…).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"route", "method"}),
+		}, []string{"route", "method", "status_class"}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "elile_rate_limit_rejections_total", Help: "Requests refused with 429.",
 		}),

@@ -189,7 +189,7 @@ func accessLog(log *slog.Logger, now func() time.Time, m *metrics, errs ErrorRec
 			took := now().Sub(start)
 			method := request.Method(r.Method) // a label from a closed set, whatever the client sent
 			m.requests.WithLabelValues(route, method, statusLabel(status)).Inc()
-			m.latency.WithLabelValues(route, method).Observe(took.Seconds())
+			m.latency.WithLabelValues(route, method, statusClass(status)).Observe(took.Seconds())
 			level := slog.LevelInfo
 			if status >= 500 {
 				level = slog.LevelError
@@ -219,6 +219,15 @@ func errorEvent(r *http.Request, h *routeHolder, status int, route string) audit
 	ev.ResourceID = route
 	ev.Data = map[string]any{"code": h.code, "category": h.category, "status": status, "route": route, "method": request.Method(r.Method)}
 	return ev
+}
+
+// statusClass is "2xx", "4xx"… for the latency histograms, whose every
+// label value multiplies their buckets.
+func statusClass(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status/100) + "xx"
 }
 
 // statusLabel bounds the status label: a handler can only write codes
