@@ -209,12 +209,18 @@ func (db *DB) InAuditWriterTx(ctx context.Context, fn func(*Tx) error) error {
 	return db.inTx(ctx, AuditWriterRole, "", func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
-// scopeSQL sets, for this transaction only, the role it runs as and its
-// tenant (” : none). Every transaction sets both in its first statement —
-// no extra round trip — so nothing it does depends on session state: not a
-// RESET ROLE earlier on the connection, not a transaction-mode pooler
-// handing the connection over between transactions.
-const scopeSQL = "SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)"
+// beginSQL begins a transaction and sets, for it only, the role it runs as
+// and its tenant (empty: none), in one round trip: the statements go in one
+// simple-protocol message. Nothing a transaction does then depends on
+// session state: not a RESET ROLE earlier on the connection, not a
+// transaction-mode pooler handing the connection over between
+// transactions. role is one of this package's constants and tenantID a
+// canonical UUID (hex digits and dashes) or empty, so both are safe as
+// literals. If a statement fails the connection is left inside a failed
+// transaction, and the pool discards it on release.
+func beginSQL(role, tenantID string) string {
+	return "BEGIN; SELECT set_config('role', '" + role + "', true), set_config('app.tenant_id', '" + tenantID + "', true)"
+}
 
 func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) error) (err error) {
 	actx := ctx
@@ -231,7 +237,7 @@ func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) e
 		return translate(err)
 	}
 	defer conn.Release()
-	tx, err := conn.Begin(ctx)
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginSQL(role, tenantID)})
 	if err != nil {
 		return translate(err)
 	}
@@ -241,10 +247,6 @@ func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) e
 			panic(p)
 		}
 	}()
-	if _, err := tx.Exec(ctx, scopeSQL, role, tenantID); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return translate(err)
-	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return translate(err)
