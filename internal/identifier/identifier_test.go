@@ -68,6 +68,12 @@ func TestMask(t *testing.T) {
 		{"email", "broken", "***"},
 		{"date_of_birth", "1980-02-29", "****-**-**"},
 		{"full_name", "Zoë Ñúñez", "Zoë Ñúñez"},
+		{"legal_name", "Acme Ltd", "Acme Ltd"},
+		{"country", "US", "US"},
+		// Kinds elile does not know are personal until shown otherwise.
+		{"drivers_license", "D1234-5678", "******5678"},
+		{"tax_id", "ab", "**"},
+		{"x_custom", "Émilie Noël", "*******Noël"},
 	} {
 		if got := identifier.Mask(tc.kind, tc.in); got != tc.want {
 			t.Errorf("Mask(%s, %q) = %q, want %q", tc.kind, tc.in, got, tc.want)

@@ -180,16 +180,18 @@ func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uu
 // say) is passed over, so it can neither make the sealer skip events nor
 // make the sealing lag read 0. It returns 0 when no genuine seal exists.
 func (db *DB) sealedHorizon(ctx context.Context, tx *Tx, pub ed25519.PublicKey) (int64, error) {
-	// Normally the newest seal is genuine: read one, then more a page at a
-	// time only while they do not verify. The event hash lists are not
-	// needed to check a signature and are not read.
+	// Normally the newest seal is genuine: read one page, then more only
+	// while they do not verify. The event hash lists are not needed to check
+	// a signature and are not read. The seals of one round share horizon_to,
+	// so any genuine one of them gives it; the index on horizon_to serves
+	// the order.
 	const page = 16
 	seen := 0
 	for seen < maxForgedSeals {
 		rows, err := tx.tx.Query(ctx, `SELECT seal_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), seq,
 				horizon_from::text::numeric::bigint, horizon_to::text::numeric::bigint, event_count, cumulative_count,
 				prev_hash, seal_hash, signature, signing_key_id, created_at, '\x'::bytea
-			FROM audit_seals ORDER BY horizon_to DESC, seq DESC OFFSET $1 LIMIT $2`, seen, min(page, maxForgedSeals-seen))
+			FROM audit_seals ORDER BY horizon_to DESC OFFSET $1 LIMIT $2`, seen, min(page, maxForgedSeals-seen))
 		if err != nil {
 			return 0, err
 		}

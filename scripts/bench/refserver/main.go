@@ -77,7 +77,9 @@ func main() {
 	})
 	mux.HandleFunc("POST /v1/entities", s.createEntity)
 	mux.HandleFunc("GET /v1/entities/{id}", s.getEntity)
-	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "healthy"}) })
+	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, 200, map[string]string{"status": "healthy"})
+	})
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
