@@ -339,7 +339,7 @@ func TestHeavyGate(t *testing.T) {
 // other requests get the connection while the reader stalls.
 func TestHardening_SlowExportHoldsNoConnection(t *testing.T) {
 	t.Parallel()
-	h, b := setup(t, setupOpts{maxConns: 1, acquire: 2 * time.Second, rate: kv.Rate{Limit: 1_000_000, Period: time.Minute, Burst: 100_000}})
+	h, b := setup(t, setupOpts{maxConns: 1, acquire: 5 * time.Second, rate: kv.Rate{Limit: 1_000_000, Period: time.Minute, Burst: 100_000}})
 	a := mkTenant(t, b, "slow-export")
 	key := mkKey(t, b, a, auth.ScopeTenantAdmin)
 	pgtest.Exec(t, b.dbURL, `INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, actor_type, correlation_id, resource_type, resource_id)
@@ -411,7 +411,13 @@ func TestClientIP(t *testing.T) {
 // transaction and an audit row, with no limit before authentication.
 func TestHardening_UnknownKeysAreLimitedPerAddress(t *testing.T) {
 	t.Parallel()
-	h, b := setup(t, setupOpts{lookups: kv.Rate{Limit: 60, Period: time.Minute, Burst: 10}})
+	_, b := setup(t, setupOpts{lookups: kv.Rate{Limit: 60, Period: time.Minute, Burst: 10}})
+	// The credential cache's clock stands still, so "cached" below does
+	// not depend on how fast a loaded machine runs the flood.
+	frozen := time.Now()
+	d := b.deps
+	d.Auth = auth.NewAuthenticator(b.db, testJWTSecret, func() time.Time { return frozen })
+	h := NewServer(d)
 	a := mkTenant(t, b, "lookups")
 	good := mkKey(t, b, a, auth.ScopeEntitiesRead)
 	from := func(ip, key string) *httptest.ResponseRecorder {
