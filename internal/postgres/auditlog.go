@@ -107,7 +107,8 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) 
 		// Stream the rows, keeping only each event's 32-byte hash: a round
 		// after a long sealer outage may cover millions of events.
 		rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
-			WHERE txid >= $1::text::xid8 AND txid < $2::text::xid8 ORDER BY tenant_id NULLS FIRST, txid, audit_id`, fmt.Sprint(h0), fmt.Sprint(h))
+			WHERE txid >= $1::text::xid8 AND txid < $2::text::xid8 ORDER BY tenant_id NULLS FIRST, txid, audit_id`,
+			txidRange, fmt.Sprint(h0), fmt.Sprint(h))
 		if err != nil {
 			return err
 		}
@@ -239,7 +240,7 @@ func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Durat
 			return err
 		}
 		return tx.tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM audit_events
-			WHERE txid >= $1::text::xid8`, fmt.Sprint(h0)).Scan(&lag)
+			WHERE txid >= $1::text::xid8`, txidRange, fmt.Sprint(h0)).Scan(&lag)
 	})
 	return time.Duration(lag * float64(time.Second)), err
 }
@@ -268,7 +269,7 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 		for _, sr := range seals {
 			rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
 				WHERE `+chainIs(t)+` AND txid >= $2::text::xid8 AND txid < $3::text::xid8 ORDER BY txid, audit_id`,
-				t, fmt.Sprint(sr.s.HorizonFrom), fmt.Sprint(sr.s.HorizonTo))
+				txidRange, t, fmt.Sprint(sr.s.HorizonFrom), fmt.Sprint(sr.s.HorizonTo))
 			if err != nil {
 				return err
 			}
@@ -328,7 +329,7 @@ func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) 
 	var n int64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		return tx.tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE `+chainIs(t)+`
-			AND txid >= $2::text::xid8 AND txid < (SELECT max(horizon_to) FROM audit_seals)`, t, fmt.Sprint(from)).Scan(&n)
+			AND txid >= $2::text::xid8 AND txid < (SELECT max(horizon_to) FROM audit_seals)`, txidRange, t, fmt.Sprint(from)).Scan(&n)
 	})
 	return n, err
 }
@@ -409,6 +410,15 @@ func (db *DB) DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, s
 	})
 	return dropped, err
 }
+
+// txidRange is how the queries over a range of transaction ids are sent:
+// with their values in the statement (simple protocol), so PostgreSQL plans
+// each for its actual range. As prepared statements they switch to a
+// generic plan after five executions, which cannot tell a range of a few
+// hundred new events from the whole month: the sealing-lag reading went
+// from under 1 ms to 110 ms on a month of 200,000 events
+// (BenchmarkSealingLag), every round.
+const txidRange = pgx.QueryExecModeSimpleProtocol
 
 // chainIs is the condition on tenant_id ($1) that selects chain t: an
 // equality for a tenant and IS NULL for the system chain — both can use
