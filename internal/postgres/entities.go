@@ -77,7 +77,12 @@ func classifyUnique(err error) error {
 	return err
 }
 
-func (db *DB) insertBlind(ctx context.Context, tx *Tx, e entity.Entity) error {
+const insertBlindSQL = `INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index)
+	SELECT id, $2, $3, kind, bi FROM unnest($1::uuid[], $4::text[], $5::bytea[]) AS x(id, kind, bi)`
+
+// blindArgs are insertBlindSQL's arguments for e's unique identifiers
+// (nil when it has none).
+func (db *DB) blindArgs(e entity.Entity) []any {
 	kinds, idx := db.blindRows(e)
 	if len(kinds) == 0 {
 		return nil
@@ -86,9 +91,15 @@ func (db *DB) insertBlind(ctx context.Context, tx *Tx, e entity.Entity) error {
 	for i := range ids {
 		ids[i] = uuid.Must(uuid.NewV7())
 	}
-	_, err := tx.tx.Exec(ctx, `INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index)
-		SELECT id, $2, $3, kind, bi FROM unnest($1::uuid[], $4::text[], $5::bytea[]) AS x(id, kind, bi)`,
-		ids, e.ID, nullUUID(e.Tenant.UUID()), kinds, idx)
+	return []any{ids, e.ID, nullUUID(e.Tenant.UUID()), kinds, idx}
+}
+
+func (db *DB) insertBlind(ctx context.Context, tx *Tx, e entity.Entity) error {
+	args := db.blindArgs(e)
+	if args == nil {
+		return nil
+	}
+	_, err := tx.tx.Exec(ctx, insertBlindSQL, args...)
 	return classifyUnique(err)
 }
 
@@ -132,17 +143,27 @@ func (db *DB) CreateEntity(ctx context.Context, e entity.Entity, ev audit.Event)
 		if e.ExternalID != "" {
 			ext = &e.ExternalID
 		}
-		err = tx.tx.QueryRow(ctx, `INSERT INTO entities (entity_id, tenant_id, entity_type, external_id, metadata, identifiers)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`,
-			e.ID, nullUUID(e.Tenant.UUID()), e.Type, ext, meta, sealed).Scan(&e.CreatedAt, &e.UpdatedAt)
+		auditRow, err := db.auditArgs(ev)
 		if err != nil {
-			return classifyUnique(err)
-		}
-		if err := db.insertBlind(ctx, tx, e); err != nil {
 			return err
 		}
+		// The entity, its blind indexes and its audit event depend on no
+		// result of each other: one round trip for the three.
+		var b pgx.Batch
+		b.Queue(`INSERT INTO entities (entity_id, tenant_id, entity_type, external_id, metadata, identifiers)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`,
+			e.ID, nullUUID(e.Tenant.UUID()), e.Type, ext, meta, sealed).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&e.CreatedAt, &e.UpdatedAt)
+		})
+		if args := db.blindArgs(e); args != nil {
+			b.Queue(insertBlindSQL, args...)
+		}
+		b.Queue(insertAuditSQL, auditRow...)
+		if err := tx.tx.SendBatch(ctx, &b).Close(); err != nil {
+			return classifyUnique(err)
+		}
 		out = e
-		return db.appendAudit(ctx, tx.tx, ev)
+		return nil
 	})
 	var dup errDupIdentifier
 	if errors.As(err, &dup) {
