@@ -204,12 +204,12 @@ func (db *DB) scanEntity(row pgx.Row) (entity.Entity, error) {
 // Anything else is entity.ErrNotFound.
 func (db *DB) Entity(ctx context.Context, t tenant.ID, id uuid.UUID) (entity.Entity, error) {
 	var out entity.Entity
-	err := db.scope(ctx, t, func(tx *Tx) error {
-		var err error
-		out, err = db.scanEntity(tx.tx.QueryRow(ctx, `SELECT `+entityCols+` FROM entities
-			WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`, id, nullUUID(t.UUID())))
-		return err
-	})
+	err := db.readRow(ctx, t, `SELECT `+entityCols+` FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`,
+		[]any{id, nullUUID(t.UUID())}, func(row pgx.Row) error {
+			var err error
+			out, err = db.scanEntity(row)
+			return err
+		})
 	if errors.Is(err, ErrNotFound) {
 		return entity.Entity{}, entity.ErrNotFound.Wrap(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/elile/elile/internal/tenant"
 )
 
 // Raw exposes the transaction to this package's tests.
@@ -23,4 +25,17 @@ var Translate = translate //nolint:gochecknoglobals // test export
 func (db *DB) ExecSession(ctx context.Context, sql string) error {
 	_, err := db.pool.Exec(ctx, sql)
 	return err
+}
+
+// ReadRow exposes readRow.
+func (db *DB) ReadRow(ctx context.Context, t tenant.ID, sql string, args []any, scan func(pgx.Row) error) error {
+	return db.readRow(ctx, t, sql, args, scan)
+}
+
+// SessionSetting reads a setting on a pooled connection outside any
+// transaction: what the connection carries from its last use.
+func (db *DB) SessionSetting(ctx context.Context, name string) (string, error) {
+	var v string
+	err := db.pool.QueryRow(ctx, "SELECT coalesce(current_setting($1, true), '') || '/' || (current_user = session_user)::text", name).Scan(&v)
+	return v, err
 }

@@ -271,6 +271,23 @@ func TestRole_SetForEveryTransaction(t *testing.T) {
 	if user != postgres.AppRole || seen != 1 {
 		t.Errorf("after RESET ROLE on the pooled connection: current_user %q, %d tenant entities visible; want %s and 1", user, seen, postgres.AppRole)
 	}
+	// The one-round-trip read path scopes itself the same way.
+	if err := b.db.ExecSession(ctx, "RESET ROLE"); err != nil {
+		t.Fatal(err)
+	}
+	var setting string
+	if err := b.db.ReadRow(ctx, a, "SELECT current_user, current_setting('app.tenant_id'), (SELECT count(*) FROM entities WHERE tenant_id IS NOT NULL)", nil,
+		func(r pgx.Row) error { return r.Scan(&user, &setting, &seen) }); err != nil {
+		t.Fatal(err)
+	}
+	if user != postgres.AppRole || setting != a.String() || seen != 1 {
+		t.Errorf("pipelined read after RESET ROLE: %q, tenant %q, %d tenant entities visible; want %s, %s, 1", user, setting, seen, postgres.AppRole, a)
+	}
+	// …and its settings end with it: the connection (the pool has one)
+	// carries no tenant into the next transaction.
+	if got, err := b.db.SessionSetting(ctx, "app.tenant_id"); err != nil || got != "/true" {
+		t.Errorf("after a pipelined read the connection carries %q (tenant/role; %v), want no tenant and the session's role", got, err)
+	}
 	for name, in := range map[string]func(context.Context, func(*postgres.Tx) error) error{
 		postgres.PlatformRole: b.db.InPlatformTx, postgres.AuditWriterRole: b.db.InAuditWriterTx} {
 		if err := b.db.ExecSession(ctx, "RESET ROLE"); err != nil {

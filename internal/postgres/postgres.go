@@ -257,6 +257,39 @@ func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) e
 	return nil
 }
 
+// readRow runs one read-only single-row query in tenant t's scope (or the
+// platform's, as scope decides) in one round trip: the role and tenant
+// setting and the query go in one pipeline, which PostgreSQL runs as one
+// implicit transaction, so the settings (local to it) apply to the query
+// and end with it. Errors are translated like inTx's.
+func (db *DB) readRow(ctx context.Context, t tenant.ID, sql string, args []any, scan func(pgx.Row) error) error {
+	role, tenantID := AppRole, t.String()
+	if t.IsZero() {
+		if !tenant.ActsForPlatform(ctx) {
+			return ErrNoTenant
+		}
+		role, tenantID = PlatformRole, ""
+	}
+	actx := ctx
+	if db.acquireTimeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, db.acquireTimeout)
+		defer cancel()
+	}
+	conn, err := db.pool.Acquire(actx)
+	if err != nil {
+		if ctx.Err() == nil && actx.Err() != nil {
+			return ErrUnavailable.Withf("no database connection free within %s; retry later", db.acquireTimeout).Wrap(err)
+		}
+		return translate(err)
+	}
+	defer conn.Release()
+	var b pgx.Batch
+	b.Queue("SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)", role, tenantID)
+	b.Queue(sql, args...).QueryRow(scan)
+	return translate(conn.SendBatch(ctx, &b).Close())
+}
+
 // translate turns driver errors into apperr kinds, once, at the edge.
 // Errors that already carry a kind pass through unchanged.
 func translate(err error) error {
