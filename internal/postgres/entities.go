@@ -25,17 +25,13 @@ var (
 )
 
 // scope runs fn in t's scope, or through the platform path when t is zero
-// and ctx was explicitly marked tenant.WithPlatform (platform-shared data,
-// written by platform admins). A zero tenant without that mark is
-// ErrNoTenant: a missing tenant never becomes platform access.
+// and ctx was explicitly marked tenant.WithPlatform (scopeOf).
 func (db *DB) scope(ctx context.Context, t tenant.ID, fn func(*Tx) error) error {
-	if t.IsZero() {
-		if !tenant.ActsForPlatform(ctx) {
-			return ErrNoTenant
-		}
-		return db.InPlatformTx(ctx, fn)
+	role, tenantID, err := scopeOf(ctx, t)
+	if err != nil {
+		return err
 	}
-	return db.InTx(ctx, t, fn)
+	return db.inTx(ctx, role, tenantID, func(tx pgx.Tx) error { return fn(&Tx{tx: tx, tenant: t}) })
 }
 
 func (db *DB) sealIdentifiers(e entity.Entity) ([]byte, error) {

@@ -222,7 +222,9 @@ func beginSQL(role, tenantID string) string {
 	return "BEGIN; SELECT set_config('role', '" + role + "', true), set_config('app.tenant_id', '" + tenantID + "', true)"
 }
 
-func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) error) (err error) {
+// acquire takes a pooled connection, waiting at most the acquire timeout:
+// past it, ErrUnavailable (503 with Retry-After).
+func (db *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	actx := ctx
 	if db.acquireTimeout > 0 {
 		var cancel context.CancelFunc
@@ -232,9 +234,31 @@ func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) e
 	conn, err := db.pool.Acquire(actx)
 	if err != nil {
 		if ctx.Err() == nil && actx.Err() != nil {
-			return ErrUnavailable.Withf("no database connection free within %s; retry later", db.acquireTimeout).Wrap(err)
+			return nil, ErrUnavailable.Withf("no database connection free within %s; retry later", db.acquireTimeout).Wrap(err)
 		}
-		return translate(err)
+		return nil, translate(err)
+	}
+	return conn, nil
+}
+
+// scopeOf is the role and tenant setting a store call for tenant t runs
+// with: the tenant's, or the platform's when t is zero and ctx was
+// explicitly marked tenant.WithPlatform. A zero tenant without that mark
+// is ErrNoTenant: a missing tenant never becomes platform access.
+func scopeOf(ctx context.Context, t tenant.ID) (role, tenantID string, err error) {
+	if !t.IsZero() {
+		return AppRole, t.String(), nil
+	}
+	if !tenant.ActsForPlatform(ctx) {
+		return "", "", ErrNoTenant
+	}
+	return PlatformRole, "", nil
+}
+
+func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) error) (err error) {
+	conn, err := db.acquire(ctx)
+	if err != nil {
+		return err
 	}
 	defer conn.Release()
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginSQL(role, tenantID)})
@@ -263,25 +287,13 @@ func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) e
 // implicit transaction, so the settings (local to it) apply to the query
 // and end with it. Errors are translated like inTx's.
 func (db *DB) readRow(ctx context.Context, t tenant.ID, sql string, args []any, scan func(pgx.Row) error) error {
-	role, tenantID := AppRole, t.String()
-	if t.IsZero() {
-		if !tenant.ActsForPlatform(ctx) {
-			return ErrNoTenant
-		}
-		role, tenantID = PlatformRole, ""
-	}
-	actx := ctx
-	if db.acquireTimeout > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, db.acquireTimeout)
-		defer cancel()
-	}
-	conn, err := db.pool.Acquire(actx)
+	role, tenantID, err := scopeOf(ctx, t)
 	if err != nil {
-		if ctx.Err() == nil && actx.Err() != nil {
-			return ErrUnavailable.Withf("no database connection free within %s; retry later", db.acquireTimeout).Wrap(err)
-		}
-		return translate(err)
+		return err
+	}
+	conn, err := db.acquire(ctx)
+	if err != nil {
+		return err
 	}
 	defer conn.Release()
 	var b pgx.Batch
