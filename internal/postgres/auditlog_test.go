@@ -42,6 +42,18 @@ func auditSetup(t *testing.T) testBundle {
 	return setup(t, postgres.Options{Keyring: testRing(t, 1, 1)})
 }
 
+// appendEvent writes a data.accessed event of tenant a in a transaction of
+// its own, as a mutation's event is written, and returns it.
+func appendEvent(t *testing.T, db *postgres.DB, a tenant.ID) audit.Event {
+	t.Helper()
+	ctx := context.Background()
+	ev := event(a, audit.DataAccessed)
+	if err := db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, db, ev) }); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
 func event(t tenant.ID, typ string) audit.Event {
 	ev := audit.New(context.Background(), typ, t)
 	ev.Data = map[string]any{"n": 1}
@@ -177,7 +189,6 @@ func TestAudit_TenantIsolation(t *testing.T) {
 func TestSealer_DetectsTampering(t *testing.T) {
 	t.Parallel()
 	signer := testSigner(t, 1)
-	ctx := context.Background()
 	type attack struct {
 		name  string
 		do    func(t *testing.T, url string, ids []uuid.UUID)
@@ -208,11 +219,7 @@ func TestSealer_DetectsTampering(t *testing.T) {
 			a := seedTenant(t, b.url, "tamper")
 			var ids []uuid.UUID
 			for range 6 {
-				ev := event(a, audit.DataAccessed)
-				ids = append(ids, ev.ID)
-				if err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, b.db, ev) }); err != nil {
-					t.Fatal(err)
-				}
+				ids = append(ids, appendEvent(t, b.db, a).ID)
 			}
 			if n := sealAll(t, b.db, signer, 6); n != 6 {
 				t.Fatalf("sealed %d, want 6", n)
@@ -244,10 +251,7 @@ func TestSealer_Checkpoints(t *testing.T) {
 	a := seedTenant(t, b.url, "checkpoint")
 	write := func(n int) {
 		for range n {
-			ev := event(a, audit.DataAccessed)
-			if err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, b.db, ev) }); err != nil {
-				t.Fatal(err)
-			}
+			appendEvent(t, b.db, a)
 		}
 		sealAll(t, b.db, signer, n)
 	}
@@ -305,10 +309,7 @@ func TestSealer_Truncation(t *testing.T) {
 	signer := testSigner(t, 1)
 	a := seedTenant(t, b.url, "truncate")
 	for i := range 2 {
-		ev := event(a, audit.DataAccessed)
-		if err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, b.db, ev) }); err != nil {
-			t.Fatal(err)
-		}
+		appendEvent(t, b.db, a)
 		sealAll(t, b.db, signer, 1)
 		_ = i
 	}

@@ -28,13 +28,7 @@ func TestSealer_ForgedHorizonIsPassedOver(t *testing.T) {
 	ctx := context.Background()
 	signer := testSigner(t, 1)
 	a := seedTenant(t, b.url, "forged-horizon")
-	write := func() {
-		ev := event(a, audit.DataAccessed)
-		if err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, b.db, ev) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write()
+	appendEvent(t, b.db, a)
 	if n := sealAll(t, b.db, signer, 1); n != 1 {
 		t.Fatalf("sealed %d, want 1", n)
 	}
@@ -43,7 +37,7 @@ func TestSealer_ForgedHorizonIsPassedOver(t *testing.T) {
 		cumulative_count, prev_hash, seal_hash, signature, signing_key_id, event_hashes)
 		SELECT '%s', tenant_id, seq + 1, horizon_to, '4611686018427387904'::xid8, 0, cumulative_count, seal_hash,
 			'\x%064x', '\x00', signing_key_id, '\x' FROM audit_seals WHERE tenant_id = '%s'`, newUUID(), 7, a))
-	write()
+	appendEvent(t, b.db, a)
 	time.Sleep(20 * time.Millisecond)
 	lag, err := b.db.SealingLag(ctx, signer.Public())
 	if err != nil {
@@ -75,6 +69,21 @@ func appConn(t *testing.T, url string) *pgx.Conn {
 	return conn
 }
 
+// asRole runs sql on conn in one transaction as role, with the tenant
+// setting when tenant is not empty, and rolls back whatever failed: what an
+// attacker holding the app's login can do in one statement.
+func asRole(ctx context.Context, conn *pgx.Conn, role, tenant, sql string) error {
+	set := ""
+	if tenant != "" {
+		set = "SELECT set_config('app.tenant_id', '" + tenant + "', true); "
+	}
+	_, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE "+role+"; "+set+sql+"; COMMIT")
+	if err != nil {
+		_, _ = conn.Exec(ctx, "ROLLBACK")
+	}
+	return err
+}
+
 func sqlState(err error) string {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -94,11 +103,7 @@ func TestRetention_AttacksWithTheAppsCredentials(t *testing.T) {
 	a := seedTenant(t, b.url, "retention-attack")
 	var ids []uuid.UUID
 	for range 4 {
-		ev := event(a, audit.DataAccessed)
-		ids = append(ids, ev.ID)
-		if err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, b.db, ev) }); err != nil {
-			t.Fatal(err)
-		}
+		ids = append(ids, appendEvent(t, b.db, a).ID)
 	}
 	if n := sealAll(t, b.db, signer, 4); n != 4 {
 		t.Fatalf("sealed %d", n)
@@ -107,29 +112,25 @@ func TestRetention_AttacksWithTheAppsCredentials(t *testing.T) {
 	conn := appConn(t, b.url)
 	// 1. Dropping partitions inside the floor, as the platform role.
 	for _, cutoff := range []string{"now() + interval '2 years'", "now() - interval '6 years'"} {
-		_, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE elile_platform; SELECT audit_drop_partitions_before("+cutoff+"); COMMIT")
+		err := asRole(ctx, conn, "elile_platform", "", "SELECT audit_drop_partitions_before("+cutoff+")")
 		if sqlState(err) != "42501" {
 			t.Errorf("audit_drop_partitions_before(%s) as the app = %v, want refused (42501)", cutoff, err)
 		}
-		_, _ = conn.Exec(ctx, "ROLLBACK")
 	}
 	// 2. Changing the floor.
 	for _, q := range []string{"UPDATE audit_retention_floor SET min_age = interval '30 days'", "DELETE FROM audit_retention_floor",
 		"INSERT INTO audit_retention_floor VALUES (false, interval '30 days')"} {
 		for _, role := range []string{"elile_app", "elile_platform"} {
-			_, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE "+role+"; "+q+"; COMMIT")
-			if sqlState(err) != "42501" {
+			if err := asRole(ctx, conn, role, "", q); sqlState(err) != "42501" {
 				t.Errorf("%s as %s = %v, want permission denied", q, role, err)
 			}
-			_, _ = conn.Exec(ctx, "ROLLBACK")
 		}
 	}
 	// 3. An unsigned retention record with a future cutoff, then events
 	// deleted (by someone with more than the app's rights): verification
 	// ignores the record and reports the deletion, with and without the
 	// saved checkpoint.
-	if _, err := conn.Exec(ctx, `BEGIN; SET LOCAL ROLE elile_platform;
-		INSERT INTO audit_retention (cutoff, dropped) VALUES (now() + interval '1 year', '{}'); COMMIT`); err != nil {
+	if err := asRole(ctx, conn, "elile_platform", "", `INSERT INTO audit_retention (cutoff, dropped) VALUES (now() + interval '1 year', '{}')`); err != nil {
 		t.Fatalf("the platform role may add (unsigned) records: %v", err)
 	}
 	superuser(t, b.url, fmt.Sprintf("DELETE FROM audit_events WHERE audit_id = '%s'", ids[1]))
@@ -163,9 +164,8 @@ func TestAudit_OrderAndTimeAreNotTheCallers(t *testing.T) {
 	a := seedTenant(t, b.url, "stamp")
 	conn := appConn(t, b.url)
 	planted := newUUID()
-	_, err := conn.Exec(ctx, `BEGIN; SET LOCAL ROLE elile_audit_writer;
-		INSERT INTO audit_events (audit_id, txid, tenant_id, event_type, severity, actor_type, correlation_id)
-		VALUES ('`+planted.String()+`', '3'::xid8, '`+a.String()+`', 'data.accessed', 'info', 'human', gen_random_uuid()); COMMIT`)
+	err := asRole(ctx, conn, "elile_audit_writer", "", `INSERT INTO audit_events (audit_id, txid, tenant_id, event_type, severity, actor_type, correlation_id)
+		VALUES ('`+planted.String()+`', '3'::xid8, '`+a.String()+`', 'data.accessed', 'info', 'human', gen_random_uuid())`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,13 +174,11 @@ func TestAudit_OrderAndTimeAreNotTheCallers(t *testing.T) {
 	}
 	for _, at := range []string{"now() - interval '1 day'", "now() + interval '1 hour'", "'2020-01-01'"} {
 		for _, role := range []string{"elile_audit_writer", "elile_platform"} {
-			_, err := conn.Exec(ctx, `BEGIN; SET LOCAL ROLE `+role+`;
-				INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, actor_type, correlation_id)
-				VALUES (gen_random_uuid(), `+at+`, '`+a.String()+`', 'data.accessed', 'info', 'human', gen_random_uuid()); COMMIT`)
+			err := asRole(ctx, conn, role, "", `INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, actor_type, correlation_id)
+				VALUES (gen_random_uuid(), `+at+`, '`+a.String()+`', 'data.accessed', 'info', 'human', gen_random_uuid())`)
 			if sqlState(err) != "23514" {
 				t.Errorf("created_at %s as %s = %v, want refused (23514)", at, role, err)
 			}
-			_, _ = conn.Exec(ctx, "ROLLBACK")
 		}
 	}
 }
@@ -222,8 +220,7 @@ func TestTenantReferences_RefusedByTheDatabase(t *testing.T) {
 	for name, q := range attacks {
 		for _, role := range []string{"elile_app", "elile_platform"} {
 			t.Run(name+" as "+role, func(t *testing.T) {
-				_, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE "+role+"; SELECT set_config('app.tenant_id', '"+ta.String()+"', true); "+q+"; COMMIT")
-				_, _ = conn.Exec(ctx, "ROLLBACK")
+				err := asRole(ctx, conn, role, ta.String(), q)
 				if st := sqlState(err); st != "23503" && st != "23514" && !(role == "elile_app" && st == "42501") {
 					t.Fatalf("%s as %s = %v, want refused", name, role, err)
 				}
@@ -233,8 +230,7 @@ func TestTenantReferences_RefusedByTheDatabase(t *testing.T) {
 	// Shared entities stay referable.
 	for name, q := range map[string]string{"profile on a shared entity": profile(shared), "relation to a shared entity": relation(ea, shared),
 		"own cache row on a shared entity": cache(shared, "NULL")} {
-		if _, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE elile_app; SELECT set_config('app.tenant_id', '"+ta.String()+"', true); "+q+"; COMMIT"); err != nil {
-			_, _ = conn.Exec(ctx, "ROLLBACK")
+		if err := asRole(ctx, conn, "elile_app", ta.String(), q); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
