@@ -93,3 +93,42 @@ func As(err error) *Error {
 	}
 	return nil
 }
+
+// Field is one invalid input field: its path in the input (e.g.
+// "canonical_identifiers.ssn", "risk_score.overall") and what is wrong.
+type Field struct {
+	Path    string
+	Message string
+}
+
+// FieldsError lists every invalid field of one input, so a client fixes
+// them in one pass.
+type FieldsError struct{ Fields []Field }
+
+func (f *FieldsError) Error() string {
+	if len(f.Fields) == 0 {
+		return "invalid input"
+	}
+	return fmt.Sprintf("invalid input: %s: %s (and %d more)", f.Fields[0].Path, f.Fields[0].Message, len(f.Fields)-1)
+}
+
+// ErrValidation is the error of invalid fields (422 VALIDATION_FAILED).
+var ErrValidation = New(Invalid, "VALIDATION_FAILED", "the request has invalid fields") //nolint:gochecknoglobals // sentinel
+
+// Fields returns the validation error listing fields, or nil when there
+// are none.
+func Fields(fields ...Field) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	return ErrValidation.Wrap(&FieldsError{Fields: fields})
+}
+
+// FieldsOf returns the invalid fields err carries (nil if none).
+func FieldsOf(err error) []Field {
+	var f *FieldsError
+	if errors.As(err, &f) {
+		return f.Fields
+	}
+	return nil
+}

@@ -80,51 +80,45 @@ func (e *DuplicateError) Error() string {
 	return fmt.Sprintf("ENTITY_DUPLICATE: %s already identifies entity %s", e.Kind, e.Existing)
 }
 
-// AppErr is its apperr form (409 ENTITY_DUPLICATE).
-func (e *DuplicateError) AppErr() *apperr.Error {
-	return apperr.New(apperr.Conflict, "ENTITY_DUPLICATE",
-		fmt.Sprintf("an entity with this %s exists: %s", e.Kind, e.Existing)).Wrap(e)
-}
-
-// FieldError is one invalid field of a request.
-type FieldError struct {
-	Field   string // e.g. "canonical_identifiers.ssn"
-	Message string
+// Unwrap returns its apperr form (409 ENTITY_DUPLICATE naming the
+// existing entity), so the HTTP layer maps it like any other error.
+func (e *DuplicateError) Unwrap() error {
+	return apperr.New(apperr.Conflict, "ENTITY_DUPLICATE", fmt.Sprintf("an entity with this %s exists: %s", e.Kind, e.Existing))
 }
 
 // NormalizeIdentifiers validates and normalises every identifier, returning
-// one FieldError per bad one.
-func NormalizeIdentifiers(ids map[string]string, now time.Time) (map[string]string, []FieldError) {
+// one apperr.Field per bad one.
+func NormalizeIdentifiers(ids map[string]string, now time.Time) (map[string]string, []apperr.Field) {
 	out := make(map[string]string, len(ids))
-	var errs []FieldError
+	var errs []apperr.Field
 	keys := slices.Sorted(maps.Keys(ids))
 	for _, k := range keys {
 		n, err := identifier.Normalize(k, ids[k], now)
 		if err != nil {
-			errs = append(errs, FieldError{Field: "canonical_identifiers." + k, Message: err.Error()})
+			errs = append(errs, apperr.Field{Path: "canonical_identifiers." + k, Message: err.Error()})
 			continue
 		}
 		out[k] = n
 	}
 	if len(ids) > MaxIdentifiers {
-		errs = append(errs, FieldError{Field: "canonical_identifiers", Message: "at most 100 identifiers"})
+		errs = append(errs, apperr.Field{Path: "canonical_identifiers", Message: "at most 100 identifiers"})
 	}
 	return out, errs
 }
 
 // ValidateMetadata checks the non-personal labels: at most 50 keys of 1 to
 // 64 characters, values of at most 256.
-func ValidateMetadata(m map[string]string) []FieldError {
-	var errs []FieldError
+func ValidateMetadata(m map[string]string) []apperr.Field {
+	var errs []apperr.Field
 	if len(m) > 50 {
-		errs = append(errs, FieldError{Field: "metadata", Message: "at most 50 keys"})
+		errs = append(errs, apperr.Field{Path: "metadata", Message: "at most 50 keys"})
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if len(k) == 0 || len(k) > 64 {
-			errs = append(errs, FieldError{Field: "metadata." + k, Message: "keys are 1 to 64 characters"})
+			errs = append(errs, apperr.Field{Path: "metadata." + k, Message: "keys are 1 to 64 characters"})
 		}
 		if len(m[k]) > 256 {
-			errs = append(errs, FieldError{Field: "metadata." + k, Message: "values are at most 256 characters"})
+			errs = append(errs, apperr.Field{Path: "metadata." + k, Message: "values are at most 256 characters"})
 		}
 	}
 	return errs

@@ -131,7 +131,7 @@ func readAudited(ctx context.Context, d Deps, t tenant.ID, what string, data map
 
 func handleAuditList(d Deps) handlerFunc[auditListInput, auditListOutput] {
 	return func(ctx context.Context, in *auditListInput) (*auditListOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		f := in.filter()
 		if in.Cursor != "" {
 			at, id, err := parseAuditCursor(in.Cursor)
@@ -171,7 +171,7 @@ var errAuditNotFound = apperr.New(apperr.NotFound, "AUDIT_EVENT_NOT_FOUND", "aud
 
 func handleAuditGet(d Deps) handlerFunc[auditIDInput, auditOneOutput] {
 	return func(ctx context.Context, in *auditIDInput) (*auditOneOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		id, err := uuid.Parse(in.AuditID)
 		if err != nil {
 			return nil, errAuditNotFound
@@ -237,7 +237,7 @@ type emptyInput struct{}
 
 func handleAuditVerify(d Deps, gate *heavyGate) handlerFunc[emptyInput, verifyOutput] {
 	return func(ctx context.Context, _ *emptyInput) (*verifyOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		release, err := gate.enter(tid)
 		if err != nil {
 			return nil, err
@@ -275,7 +275,7 @@ type verifyCheckpointInput struct{ Body checkpointBody }
 // or truncation by someone with database access shows as tampered.
 func handleAuditVerifyCheckpoint(d Deps, gate *heavyGate) handlerFunc[verifyCheckpointInput, verifyOutput] {
 	return func(ctx context.Context, in *verifyCheckpointInput) (*verifyOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		release, err := gate.enter(tid)
 		if err != nil {
 			return nil, err
@@ -304,7 +304,7 @@ var errNoSeal = apperr.New(apperr.NotFound, "NO_CHECKPOINT", "this tenant's audi
 
 func handleAuditCheckpoint(d Deps) handlerFunc[emptyInput, checkpointOutput] {
 	return func(ctx context.Context, _ *emptyInput) (*checkpointOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		s, err := d.AuditStore.LatestSeal(ctx, tid.UUID())
 		if err != nil {
 			if apperr.KindOf(err) == apperr.NotFound {
@@ -336,7 +336,7 @@ func registerAuditExport(api huma.API, d Deps, gate *heavyGate, table map[string
 	}
 	table[op.Method+" "+op.Path] = access{Scope: "audit:read", Tenant: true}
 	huma.Register(api, op, func(ctx context.Context, in *exportInput) (*huma.StreamResponse, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		release, err := gate.enter(tid)
 		if err != nil {
 			return nil, respond(ctx, d.Log, err)

@@ -3,18 +3,12 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"math"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/sourcecache"
-	"github.com/elile/elile/internal/tenant"
 )
 
 // CacheOut is a cached provider result in responses.
@@ -63,106 +57,22 @@ type createCacheInput struct {
 	}
 }
 
-var costRE = regexp.MustCompile(`^[0-9]{1,12}(\.[0-9]{1,2})?$`) //nolint:gochecknoglobals // compiled once
-
-// parseCost accepts "12.50" or 12.5 and returns the canonical decimal.
-func parseCost(v any) (string, bool) {
-	switch c := v.(type) {
-	case string:
-		if !costRE.MatchString(c) {
-			return "", false
-		}
-		f, err := strconv.ParseFloat(c, 64)
-		return strconv.FormatFloat(f, 'f', 2, 64), err == nil
-	case float64:
-		cents := math.Round(c * 100)
-		if c < 0 || c > 1e12 || math.Abs(cents-c*100) > 1e-6 {
-			return "", false
-		}
-		return strconv.FormatFloat(cents/100, 'f', 2, 64), true
-	}
-	return "", false
-}
-
 type cacheOutput struct{ Body CacheOut }
 
-func handleCacheCreate(d Deps) handlerFunc[createCacheInput, cacheOutput] {
+func handleCacheCreate(svc *sourcecache.Service, now func() time.Time) handlerFunc[createCacheInput, cacheOutput] {
 	return func(ctx context.Context, in *createCacheInput) (*cacheOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		eid, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
 		}
 		b := in.Body
-		var items []ProblemItem
-		cost, ok := parseCost(b.CostIncurred)
-		if !ok {
-			items = append(items, ProblemItem{Location: "body.cost_incurred", Message: "a decimal >= 0 with at most 2 decimals, e.g. \"12.50\""})
-		}
-		acquired := d.now().UTC().Truncate(time.Microsecond)
-		if b.AcquiredAt != nil {
-			acquired = b.AcquiredAt.UTC().Truncate(time.Microsecond)
-			if acquired.After(d.now().Add(5 * time.Minute)) {
-				items = append(items, ProblemItem{Location: "body.acquired_at", Message: "cannot be in the future"})
-			}
-		}
-		w, known := sourcecache.DefaultWindow(b.CheckType)
-		var fresh time.Time
-		var stale *time.Time
-		switch {
-		case b.FreshUntil != nil:
-			fresh = b.FreshUntil.UTC()
-		case known:
-			fresh = acquired.Add(w.Fresh)
-		default:
-			items = append(items, ProblemItem{Location: "body.fresh_until", Message: fmt.Sprintf("required: %q has no default window", b.CheckType)})
-		}
-		switch {
-		case b.StaleUntil != nil:
-			s := b.StaleUntil.UTC()
-			stale = &s
-		case known && w.Stale != sourcecache.Never:
-			s := acquired.Add(w.Stale)
-			stale = &s
-		case known:
-		default:
-			items = append(items, ProblemItem{Location: "body.stale_until", Message: fmt.Sprintf("required: %q has no default window", b.CheckType)})
-		}
-		if !fresh.IsZero() && fresh.Before(acquired) {
-			items = append(items, ProblemItem{Location: "body.fresh_until", Message: "must not be before acquired_at"})
-		}
-		if stale != nil && !fresh.IsZero() && stale.Before(fresh) {
-			items = append(items, ProblemItem{Location: "body.stale_until", Message: "must not be before fresh_until"})
-		}
-		if len(items) > 0 {
-			return nil, invalidFields(items...)
-		}
-		norm, _ := json.Marshal(b.NormalizedData)
-		if b.NormalizedData == nil {
-			norm = []byte("{}")
-		}
-		currency := b.CostCurrency
-		if currency == "" {
-			currency = "USD"
-		}
-		e := sourcecache.Entry{ID: uuid.Must(uuid.NewV7()), EntityID: eid, ProviderID: b.ProviderID, CheckType: b.CheckType,
-			Origin: b.DataOrigin, RawResponse: b.RawResponse, NormalizedData: norm, Cost: cost, Currency: currency,
-			AcquiredAt: acquired, FreshUntil: fresh, StaleUntil: stale}
-		scope := tid
-		if b.DataOrigin == sourcecache.PaidExternal {
-			// paid_external data on a shared entity: the platform path.
-			if ctx, scope, err = writeScope(ctx, d, eid); err != nil {
-				return nil, err
-			}
-		}
-		ev := audit.New(ctx, audit.ProviderQuery, tid).With("cache_entry", e.ID.String(), eid, map[string]any{
-			"provider_id": e.ProviderID, "check_type": e.CheckType, "data_origin": e.Origin, "cost_incurred": cost, "cost_currency": currency})
-		out, err := d.Entities.CreateCacheEntry(ctx, scope, e, ev)
+		e, err := svc.Add(ctx, scopeOf(ctx), eid, sourcecache.NewEntry{ProviderID: b.ProviderID, CheckType: b.CheckType,
+			Origin: b.DataOrigin, RawResponse: b.RawResponse, NormalizedData: b.NormalizedData, Cost: b.CostIncurred,
+			Currency: b.CostCurrency, AcquiredAt: b.AcquiredAt, FreshUntil: b.FreshUntil, StaleUntil: b.StaleUntil})
 		if err != nil {
 			return nil, err
 		}
-		out.RawResponse = nil
-		return &cacheOutput{Body: cacheOut(out, d.now())}, nil
+		return &cacheOutput{Body: cacheOut(e, now())}, nil
 	}
 }
 
@@ -176,9 +86,8 @@ type listCacheInput struct {
 
 type cacheListOutput struct{ Body Page[CacheOut] }
 
-func handleCacheList(d Deps) handlerFunc[listCacheInput, cacheListOutput] {
+func handleCacheList(svc *sourcecache.Service, now func() time.Time) handlerFunc[listCacheInput, cacheListOutput] {
 	return func(ctx context.Context, in *listCacheInput) (*cacheListOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		p, _ := auth.PrincipalFrom(ctx)
 		if in.IncludeRaw && !p.Has(auth.ScopePIIRead) {
 			return nil, errPermission.Withf("include_raw=true needs the scope pii:read")
@@ -191,32 +100,16 @@ func handleCacheList(d Deps) handlerFunc[listCacheInput, cacheListOutput] {
 		if err != nil {
 			return nil, err
 		}
-		es, more, err := d.Entities.CacheEntries(ctx, tid, eid, sourcecache.Filter{CheckType: in.CheckType, ProviderID: in.ProviderID}, in.IncludeRaw, after, in.Limit)
+		es, more, err := svc.List(ctx, scopeOf(ctx), eid, sourcecache.Filter{CheckType: in.CheckType, ProviderID: in.ProviderID}, in.IncludeRaw, after, in.Limit)
 		if err != nil {
 			return nil, err
 		}
-		now := d.now()
+		at := now()
 		outs := make([]CacheOut, len(es))
 		for i, e := range es {
-			outs[i] = cacheOut(e, now)
+			outs[i] = cacheOut(e, at)
 		}
-		out := &cacheListOutput{Body: pageOf(outs, more, func(c CacheOut) uuid.UUID { return uuid.MustParse(c.CacheID) })}
-		usable := 0
-		for _, c := range out.Body.Data {
-			if c.FreshnessStatus != sourcecache.Expired {
-				usable++
-			}
-		}
-		typ := audit.CacheMiss
-		if usable > 0 {
-			typ = audit.CacheHit
-		}
-		ev := audit.New(ctx, typ, tid).With("cache_entry", "list", eid, map[string]any{
-			"check_type": in.CheckType, "provider_id": in.ProviderID, "returned": len(out.Body.Data), "usable": usable, "raw_included": in.IncludeRaw})
-		if err := d.Audit.Write(ctx, ev); err != nil {
-			return nil, err
-		}
-		return out, nil
+		return &cacheListOutput{Body: pageOf(outs, more, func(c CacheOut) uuid.UUID { return uuid.MustParse(c.CacheID) })}, nil
 	}
 }
 
@@ -226,9 +119,8 @@ type getCacheInput struct {
 	IncludeRaw bool   `query:"include_raw" doc:"Include raw_response; needs pii:read"`
 }
 
-func handleCacheGet(d Deps) handlerFunc[getCacheInput, cacheOutput] {
+func handleCacheGet(svc *sourcecache.Service, now func() time.Time) handlerFunc[getCacheInput, cacheOutput] {
 	return func(ctx context.Context, in *getCacheInput) (*cacheOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		p, _ := auth.PrincipalFrom(ctx)
 		if in.IncludeRaw && !p.Has(auth.ScopePIIRead) {
 			return nil, errPermission.Withf("include_raw=true needs the scope pii:read")
@@ -241,19 +133,10 @@ func handleCacheGet(d Deps) handlerFunc[getCacheInput, cacheOutput] {
 		if err != nil {
 			return nil, sourcecache.ErrNotFound
 		}
-		e, err := d.Entities.CacheEntry(ctx, tid, eid, cid, in.IncludeRaw)
+		e, err := svc.Get(ctx, scopeOf(ctx), eid, cid, in.IncludeRaw)
 		if err != nil {
 			return nil, err
 		}
-		o := cacheOut(e, d.now())
-		typ := audit.CacheHit
-		if o.FreshnessStatus == sourcecache.Expired {
-			typ = audit.CacheMiss
-		}
-		ev := audit.New(ctx, typ, tid).With("cache_entry", cid.String(), eid, map[string]any{"freshness_status": o.FreshnessStatus, "raw_included": in.IncludeRaw})
-		if err := d.Audit.Write(ctx, ev); err != nil {
-			return nil, err
-		}
-		return &cacheOutput{Body: o}, nil
+		return &cacheOutput{Body: cacheOut(e, now())}, nil
 	}
 }

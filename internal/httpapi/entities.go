@@ -2,39 +2,14 @@ package httpapi
 
 import (
 	"context"
-	"errors"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/elile/elile/internal/apperr"
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/entity"
-	"github.com/elile/elile/internal/identifier"
-	"github.com/elile/elile/internal/sourcecache"
 	"github.com/elile/elile/internal/tenant"
 )
-
-// EntityStore keeps entities, relations, profiles and cached provider data.
-type EntityStore interface {
-	CreateEntity(ctx context.Context, e entity.Entity, ev audit.Event) (entity.Entity, error)
-	Entity(ctx context.Context, t tenant.ID, id uuid.UUID) (entity.Entity, error)
-	Entities(ctx context.Context, t tenant.ID, f entity.Filter, after uuid.UUID, limit int) ([]entity.Entity, bool, error)
-	FindByIdentifier(ctx context.Context, t tenant.ID, kind, value string) ([]entity.Entity, error)
-	UpdateIdentifiers(ctx context.Context, t tenant.ID, id uuid.UUID, changes map[string]*string, ev func(entity.Entity) audit.Event) (entity.Entity, error)
-	DeleteEntity(ctx context.Context, t tenant.ID, id uuid.UUID, ev audit.Event) error
-	CreateRelation(ctx context.Context, r entity.Relation, ev audit.Event) (entity.Relation, error)
-	Relations(ctx context.Context, t tenant.ID, id, after uuid.UUID, limit int) ([]entity.Relation, error)
-	CreateProfile(ctx context.Context, p entity.Profile, ev func(entity.Profile) audit.Event) (entity.Profile, error)
-	Profiles(ctx context.Context, t tenant.ID, entityID uuid.UUID, before, limit int) ([]entity.Profile, bool, error)
-	Profile(ctx context.Context, t tenant.ID, entityID uuid.UUID, version int) (entity.Profile, error)
-	CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.Entry, ev audit.Event) (sourcecache.Entry, error)
-	CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) ([]sourcecache.Entry, bool, error)
-	CacheEntry(ctx context.Context, t tenant.ID, entityID, id uuid.UUID, withRaw bool) (sourcecache.Entry, error)
-}
 
 // EntityOut is an entity in responses; identifiers masked unless revealed.
 type EntityOut struct {
@@ -77,74 +52,27 @@ type createEntityInput struct{ Body entityBody }
 
 type entityOutput struct{ Body EntityOut }
 
-func fieldItems(errs []entity.FieldError) []ProblemItem {
-	items := make([]ProblemItem, len(errs))
-	for i, e := range errs {
-		items[i] = ProblemItem{Location: "body." + e.Field, Message: e.Message}
-	}
-	return items
+// scopeOf is the tenant scope the request in ctx acts in (set by
+// authorize for every tenant route).
+func scopeOf(ctx context.Context) tenant.Scope {
+	sc, _ := tenant.ScopeFrom(ctx)
+	return sc
 }
 
-func (d Deps) now() time.Time { return d.Now() }
-
-func newEntity(d Deps, t tenant.ID, b entityBody) (entity.Entity, error) {
-	ids, errs := entity.NormalizeIdentifiers(b.CanonicalIdentifiers, d.now())
-	errs = append(errs, entity.ValidateMetadata(b.Metadata)...)
-	if len(errs) > 0 {
-		return entity.Entity{}, invalidFields(fieldItems(errs)...)
-	}
-	return entity.Entity{ID: uuid.Must(uuid.NewV7()), Tenant: t, Type: b.EntityType, ExternalID: b.ExternalID,
-		Metadata: b.Metadata, Identifiers: ids}, nil
-}
-
-func handleEntityCreate(d Deps, shared bool) handlerFunc[createEntityInput, entityOutput] {
+func handleEntityCreate(svc *entity.Service, shared bool) handlerFunc[createEntityInput, entityOutput] {
 	return func(ctx context.Context, in *createEntityInput) (*entityOutput, error) {
-		var tid tenant.ID
+		sc := scopeOf(ctx)
 		if shared {
-			ctx = tenant.WithPlatform(ctx) // the route demands platform:admin
-		} else {
-			tid, _ = tenant.ScopeFrom(ctx)
+			sc = tenant.Platform() // the route demands platform:admin
 		}
-		e, err := newEntity(d, tid, in.Body)
+		b := in.Body
+		e, err := svc.Create(ctx, sc, entity.NewEntity{Type: b.EntityType, ExternalID: b.ExternalID, Metadata: b.Metadata,
+			Identifiers: b.CanonicalIdentifiers})
 		if err != nil {
 			return nil, err
 		}
-		ev := audit.New(ctx, audit.EntityCreated, tid).With("entity", e.ID.String(), e.ID,
-			map[string]any{"entity_type": e.Type, "identifier_kinds": e.Kinds(), "shared": shared})
-		out, err := d.Entities.CreateEntity(ctx, e, ev)
-		if err != nil {
-			return nil, dupErr(err)
-		}
-		return &entityOutput{Body: entityOut(out, false)}, nil
+		return &entityOutput{Body: entityOut(e, false)}, nil
 	}
-}
-
-// writeScope is the tenant a change to entity id runs in: the caller's
-// tenant, or the platform path (zero, with ctx marked tenant.WithPlatform)
-// when a platform admin changes a platform-shared entity, which only
-// platform admins may.
-func writeScope(ctx context.Context, d Deps, id uuid.UUID) (context.Context, tenant.ID, error) {
-	tid, _ := tenant.ScopeFrom(ctx)
-	p, _ := auth.PrincipalFrom(ctx)
-	if !p.PlatformAdmin() {
-		return ctx, tid, nil
-	}
-	e, err := d.Entities.Entity(ctx, tid, id)
-	if err != nil {
-		return ctx, tid, err
-	}
-	if e.Shared() {
-		return tenant.WithPlatform(ctx), tenant.ID{}, nil
-	}
-	return ctx, tid, nil
-}
-
-// dupErr turns an entity.DuplicateError into its 409.
-func dupErr(err error) error {
-	if de, ok := err.(interface{ AppErr() *apperr.Error }); ok {
-		return de.AppErr()
-	}
-	return err
 }
 
 type entityPath struct {
@@ -164,9 +92,8 @@ type getEntityInput struct {
 	Reveal   bool   `query:"reveal" doc:"Show identifiers unmasked; needs pii:read, and is audited as such"`
 }
 
-func handleEntityGet(d Deps) handlerFunc[getEntityInput, entityOutput] {
+func handleEntityGet(svc *entity.Service) handlerFunc[getEntityInput, entityOutput] {
 	return func(ctx context.Context, in *getEntityInput) (*entityOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		p, _ := auth.PrincipalFrom(ctx)
 		if in.Reveal && !p.Has(auth.ScopePIIRead) {
 			return nil, errPermission.Withf("reveal=true needs the scope pii:read")
@@ -175,15 +102,8 @@ func handleEntityGet(d Deps) handlerFunc[getEntityInput, entityOutput] {
 		if err != nil {
 			return nil, err
 		}
-		e, err := d.Entities.Entity(ctx, tid, id)
+		e, err := svc.Get(ctx, scopeOf(ctx), id, in.Reveal)
 		if err != nil {
-			return nil, err
-		}
-		ev := audit.New(ctx, audit.DataAccessed, tid).With("entity", id.String(), id, map[string]any{"revealed": in.Reveal})
-		if in.Reveal {
-			ev.Severity = audit.Warning
-		}
-		if err := d.Audit.Write(ctx, ev); err != nil {
 			return nil, err
 		}
 		return &entityOutput{Body: entityOut(e, in.Reveal)}, nil
@@ -198,14 +118,13 @@ type listEntitiesInput struct {
 
 type entityListOutput struct{ Body Page[EntityOut] }
 
-func handleEntityList(d Deps) handlerFunc[listEntitiesInput, entityListOutput] {
+func handleEntityList(svc *entity.Service) handlerFunc[listEntitiesInput, entityListOutput] {
 	return func(ctx context.Context, in *listEntitiesInput) (*entityListOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		after, err := in.after()
 		if err != nil {
 			return nil, err
 		}
-		es, more, err := d.Entities.Entities(ctx, tid, entity.Filter{Type: in.EntityType, ExternalID: in.ExternalID}, after, in.Limit)
+		es, more, err := svc.List(ctx, scopeOf(ctx), entity.Filter{Type: in.EntityType, ExternalID: in.ExternalID}, after, in.Limit)
 		if err != nil {
 			return nil, err
 		}
@@ -213,13 +132,7 @@ func handleEntityList(d Deps) handlerFunc[listEntitiesInput, entityListOutput] {
 		for i, e := range es {
 			outs[i] = entityOut(e, false)
 		}
-		pg := pageOf(outs, more, func(e EntityOut) uuid.UUID { return uuid.MustParse(e.EntityID) })
-		ev := audit.New(ctx, audit.DataAccessed, tid).With("entity", "list", uuid.Nil,
-			map[string]any{"returned": len(pg.Data), "entity_type": in.EntityType, "by_external_id": in.ExternalID != ""})
-		if err := d.Audit.Write(ctx, ev); err != nil {
-			return nil, err
-		}
-		return &entityListOutput{Body: pg}, nil
+		return &entityListOutput{Body: pageOf(outs, more, func(e EntityOut) uuid.UUID { return uuid.MustParse(e.EntityID) })}, nil
 	}
 }
 
@@ -236,14 +149,9 @@ type entitySearchOutput struct {
 	}
 }
 
-func handleEntitySearch(d Deps) handlerFunc[searchInput, entitySearchOutput] {
+func handleEntitySearch(svc *entity.Service) handlerFunc[searchInput, entitySearchOutput] {
 	return func(ctx context.Context, in *searchInput) (*entitySearchOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
-		v, err := identifier.Normalize(in.Body.Kind, in.Body.Value, d.now())
-		if err != nil {
-			return nil, invalidFields(ProblemItem{Location: "body.value", Message: err.Error()})
-		}
-		es, err := d.Entities.FindByIdentifier(ctx, tid, in.Body.Kind, v)
+		es, err := svc.Search(ctx, scopeOf(ctx), in.Body.Kind, in.Body.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -251,12 +159,6 @@ func handleEntitySearch(d Deps) handlerFunc[searchInput, entitySearchOutput] {
 		out.Body.Data = make([]EntityOut, len(es))
 		for i, e := range es {
 			out.Body.Data[i] = entityOut(e, false)
-		}
-		// The event names the kind searched, never the value.
-		ev := audit.New(ctx, audit.DataAccessed, tid).With("entity", "search", uuid.Nil,
-			map[string]any{"search_kind": in.Body.Kind, "matches": len(es)})
-		if err := d.Audit.Write(ctx, ev); err != nil {
-			return nil, err
 		}
 		return out, nil
 	}
@@ -269,82 +171,27 @@ type patchEntityInput struct {
 	}
 }
 
-func handleEntityPatch(d Deps) handlerFunc[patchEntityInput, entityOutput] {
+func handleEntityPatch(svc *entity.Service) handlerFunc[patchEntityInput, entityOutput] {
 	return func(ctx context.Context, in *patchEntityInput) (*entityOutput, error) {
 		id, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
 		}
-		ctx, tid, err := writeScope(ctx, d, id)
+		e, err := svc.UpdateIdentifiers(ctx, scopeOf(ctx), id, entity.IdentifierPatch(in.Body.CanonicalIdentifiers))
 		if err != nil {
 			return nil, err
-		}
-		changes := map[string]*string{}
-		var items []ProblemItem
-		tooMany := ProblemItem{Location: "body.canonical_identifiers", Message: "an entity holds at most 100 identifiers"}
-		if len(in.Body.CanonicalIdentifiers) > 2*entity.MaxIdentifiers { // cannot fit, whatever it removes
-			return nil, invalidFields(tooMany)
-		}
-		for _, k := range slices.Sorted(maps.Keys(in.Body.CanonicalIdentifiers)) {
-			loc := "body.canonical_identifiers." + k
-			switch v := in.Body.CanonicalIdentifiers[k].(type) {
-			case nil:
-				if !identifier.ValidKind(k) {
-					items = append(items, ProblemItem{Location: loc, Message: "kind must be lower_snake_case"})
-				}
-				changes[k] = nil
-			case string:
-				n, err := identifier.Normalize(k, v, d.now())
-				if err != nil {
-					items = append(items, ProblemItem{Location: loc, Message: err.Error()})
-					continue
-				}
-				changes[k] = &n
-			default:
-				items = append(items, ProblemItem{Location: loc, Message: "a value is a string, or null to remove"})
-			}
-		}
-		if len(changes) == 0 && len(items) == 0 {
-			items = append(items, ProblemItem{Location: "body.canonical_identifiers", Message: "give at least one identifier to set or remove"})
-		}
-		if len(items) > 0 {
-			return nil, invalidFields(items...)
-		}
-		var set, removed []string
-		for k, v := range changes {
-			if v == nil {
-				removed = append(removed, k)
-			} else {
-				set = append(set, k)
-			}
-		}
-		e, err := d.Entities.UpdateIdentifiers(ctx, tid, id, changes, func(e entity.Entity) audit.Event {
-			return audit.New(ctx, audit.EntityUpdated, tid).With("entity", id.String(), id,
-				map[string]any{"set_kinds": entity.SortKinds(set), "removed_kinds": entity.SortKinds(removed)})
-		})
-		if errors.Is(err, entity.ErrTooManyIdentifiers) {
-			return nil, invalidFields(tooMany)
-		}
-		if err != nil {
-			return nil, dupErr(err)
 		}
 		return &entityOutput{Body: entityOut(e, false)}, nil
 	}
 }
 
-func handleEntityDelete(d Deps) handlerFunc[entityPath, noContent] {
+func handleEntityDelete(svc *entity.Service) handlerFunc[entityPath, noContent] {
 	return func(ctx context.Context, in *entityPath) (*noContent, error) {
 		id, err := in.id()
 		if err != nil {
 			return nil, err
 		}
-		ctx, tid, err := writeScope(ctx, d, id)
-		if err != nil {
-			return nil, err
-		}
-		ev := audit.New(ctx, audit.DataErased, tid).With("entity", id.String(), id, nil)
-		ev.Severity = audit.Warning
-		if err := d.Entities.DeleteEntity(ctx, tid, id, ev); err != nil {
+		if err := svc.Erase(ctx, scopeOf(ctx), id); err != nil {
 			return nil, err
 		}
 		return &noContent{}, nil
@@ -385,29 +232,22 @@ type createRelationInput struct {
 
 type relationOutput struct{ Body RelationOut }
 
-func handleRelationCreate(d Deps) handlerFunc[createRelationInput, relationOutput] {
+func handleRelationCreate(svc *entity.Service) handlerFunc[createRelationInput, relationOutput] {
 	return func(ctx context.Context, in *createRelationInput) (*relationOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		from, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
 		}
-		to := uuid.MustParse(in.Body.ToEntityID)
-		if to == from {
-			return nil, invalidFields(ProblemItem{Location: "body.to_entity_id", Message: "an entity cannot be related to itself"})
-		}
-		r := entity.Relation{ID: uuid.Must(uuid.NewV7()), Tenant: tid, From: from, To: to, Type: in.Body.RelationType,
+		nr := entity.NewRelation{From: from, To: uuid.MustParse(in.Body.ToEntityID), Type: in.Body.RelationType,
 			Confidence: in.Body.ConfidenceScore}
 		if in.Body.DiscoveredInProfileID != "" {
-			r.DiscoveredInProfile = uuid.MustParse(in.Body.DiscoveredInProfileID)
+			nr.DiscoveredInProfile = uuid.MustParse(in.Body.DiscoveredInProfileID)
 		}
-		ev := audit.New(ctx, audit.EntityRelated, tid).With("relation", r.ID.String(), from,
-			map[string]any{"to_entity_id": to.String(), "relation_type": r.Type, "confidence_score": r.Confidence})
-		out, err := d.Entities.CreateRelation(ctx, r, ev)
+		r, err := svc.Relate(ctx, scopeOf(ctx), nr)
 		if err != nil {
 			return nil, err
 		}
-		return &relationOutput{Body: relationOut(out)}, nil
+		return &relationOutput{Body: relationOut(r)}, nil
 	}
 }
 
@@ -418,9 +258,8 @@ type listRelationsInput struct {
 	ListParams
 }
 
-func handleRelationList(d Deps) handlerFunc[listRelationsInput, relationListOutput] {
+func handleRelationList(svc *entity.Service) handlerFunc[listRelationsInput, relationListOutput] {
 	return func(ctx context.Context, in *listRelationsInput) (*relationListOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		id, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
@@ -429,7 +268,7 @@ func handleRelationList(d Deps) handlerFunc[listRelationsInput, relationListOutp
 		if err != nil {
 			return nil, err
 		}
-		rs, err := d.Entities.Relations(ctx, tid, id, after, in.Limit+1)
+		rs, err := svc.Relations(ctx, scopeOf(ctx), id, after, in.Limit+1)
 		if err != nil {
 			return nil, err
 		}

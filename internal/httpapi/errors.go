@@ -83,6 +83,10 @@ func newProblem(ctx context.Context, err error) *problemError {
 	if errors.As(err, &fe) {
 		p.Errors = fe.items
 	}
+	// A service's invalid fields are paths in the request body.
+	for _, f := range apperr.FieldsOf(err) {
+		p.Errors = append(p.Errors, ProblemItem{Location: "body." + f.Path, Message: f.Message})
+	}
 	if h := holderFrom(ctx); h != nil {
 		h.code, h.category = p.Code, p.Category
 	}

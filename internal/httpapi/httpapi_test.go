@@ -19,12 +19,14 @@ import (
 
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/faultproxy"
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/logging"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/postgres/pgtest"
+	"github.com/elile/elile/internal/sourcecache"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -151,7 +153,8 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	t.Cleanup(func() { stopWriter(); writer.Wait() })
 	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
 		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
-		Tenants: db, Keys: db, Entities: db, Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
+		Tenants: db, Keys: db, Entities: entity.NewService(db.Entities(), writer, nil), Profiles: entity.NewProfileService(db.Profiles(), writer),
+		Cache: sourcecache.NewService(db.Cache(), writer, nil), Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
 	h := NewServer(d)
 	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer, redisProxy: redisProxy}

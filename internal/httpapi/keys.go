@@ -11,7 +11,6 @@ import (
 
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
-	"github.com/elile/elile/internal/tenant"
 )
 
 // KeyOut is an API key in responses; Secret only in the create response.
@@ -61,7 +60,7 @@ type keyOutput struct{ Body KeyOut }
 
 func handleKeyCreate(d Deps) handlerFunc[createKeyInput, keyOutput] {
 	return func(ctx context.Context, in *createKeyInput) (*keyOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		p, _ := auth.PrincipalFrom(ctx)
 		var bad []ProblemItem
 		for i, s := range in.Body.Scopes {
@@ -105,7 +104,7 @@ type keyListOutput struct{ Body Page[KeyOut] }
 
 func handleKeyList(d Deps) handlerFunc[ListParams, keyListOutput] {
 	return func(ctx context.Context, in *ListParams) (*keyListOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		after, err := in.after()
 		if err != nil {
 			return nil, err
@@ -130,7 +129,7 @@ type noContent struct{}
 
 func handleKeyRevoke(d Deps) handlerFunc[keyPath, noContent] {
 	return func(ctx context.Context, in *keyPath) (*noContent, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
+		tid := scopeOf(ctx).Tenant()
 		id, err := uuid.Parse(in.KeyID)
 		if err != nil {
 			return nil, auth.ErrKeyNotFound

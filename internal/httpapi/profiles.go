@@ -5,15 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
-	"math"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/entity"
-	"github.com/elile/elile/internal/tenant"
 )
 
 // ProfileOut is a profile version in responses.
@@ -69,65 +65,25 @@ type createProfileInput struct {
 	}
 }
 
-func toRaw(loc string, in []any) ([]json.RawMessage, error) {
-	out := make([]json.RawMessage, len(in))
-	for i, v := range in {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, invalidFields(ProblemItem{Location: fmt.Sprintf("%s[%d]", loc, i), Message: "not JSON"})
-		}
-		out[i] = b
-	}
-	return out, nil
-}
-
 type profileOutput struct{ Body ProfileOut }
 
-func handleProfileCreate(d Deps) handlerFunc[createProfileInput, profileOutput] {
+func handleProfileCreate(svc *entity.ProfileService) handlerFunc[createProfileInput, profileOutput] {
 	return func(ctx context.Context, in *createProfileInput) (*profileOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		eid, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
 		}
 		b := in.Body
-		var items []ProblemItem
-		overall, ok := b.RiskScore["overall"].(float64)
-		if !ok || overall < 0 || overall > 1 || math.IsNaN(overall) {
-			items = append(items, ProblemItem{Location: "body.risk_score.overall", Message: "required: a number from 0 to 1"})
-		}
-		for k, v := range b.RiskScore {
-			if f, isNum := v.(float64); isNum && (f < 0 || f > 1) {
-				items = append(items, ProblemItem{Location: "body.risk_score." + k, Message: "scores are from 0 to 1"})
-			}
-		}
-		if len(items) > 0 {
-			return nil, invalidFields(items...)
-		}
-		p := entity.Profile{ID: uuid.Must(uuid.NewV7()), EntityID: eid, Tenant: tid, TriggerType: b.TriggerType, RiskScore: b.RiskScore}
+		np := entity.NewProfile{TriggerType: b.TriggerType, RiskScore: b.RiskScore, Findings: b.Findings, Connections: b.Connections,
+			DataSourcesUsed: b.DataSourcesUsed, StaleDataUsed: b.StaleDataUsed, EvolutionSignals: b.EvolutionSignals}
 		if b.TriggerID != "" {
-			p.TriggerID = uuid.MustParse(b.TriggerID)
+			np.TriggerID = uuid.MustParse(b.TriggerID)
 		}
-		for _, x := range []struct {
-			loc string
-			in  []any
-			out *[]json.RawMessage
-		}{{"body.findings", b.Findings, &p.Findings}, {"body.connections", b.Connections, &p.Connections},
-			{"body.data_sources_used", b.DataSourcesUsed, &p.DataSourcesUsed}, {"body.stale_data_used", b.StaleDataUsed, &p.StaleDataUsed},
-			{"body.evolution_signals", b.EvolutionSignals, &p.EvolutionSignals}} {
-			if *x.out, err = toRaw(x.loc, x.in); err != nil {
-				return nil, err
-			}
-		}
-		out, err := d.Entities.CreateProfile(ctx, p, func(p entity.Profile) audit.Event {
-			return audit.New(ctx, audit.ProfileCreated, tid).With("profile", p.ID.String(), eid, map[string]any{
-				"version": p.Version, "trigger_type": p.TriggerType, "risk_score_overall": entity.Overall(p.RiskScore),
-				"findings": len(p.Findings), "connections": len(p.Connections)})
-		})
+		p, err := svc.Create(ctx, scopeOf(ctx), eid, np)
 		if err != nil {
 			return nil, err
 		}
-		return &profileOutput{Body: profileOut(out)}, nil
+		return &profileOutput{Body: profileOut(p)}, nil
 	}
 }
 
@@ -142,9 +98,8 @@ func versionCursor(v int) string {
 	return base64.RawURLEncoding.EncodeToString(binary.BigEndian.AppendUint32([]byte{3}, uint32(v))) //nolint:gosec // positive
 }
 
-func handleProfileList(d Deps) handlerFunc[listProfilesInput, profileListOutput] {
+func handleProfileList(svc *entity.ProfileService) handlerFunc[listProfilesInput, profileListOutput] {
 	return func(ctx context.Context, in *listProfilesInput) (*profileListOutput, error) {
-		tid, _ := tenant.ScopeFrom(ctx)
 		eid, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
@@ -157,7 +112,7 @@ func handleProfileList(d Deps) handlerFunc[listProfilesInput, profileListOutput]
 			}
 			before = int(binary.BigEndian.Uint32(b[1:]))
 		}
-		ps, more, err := d.Entities.Profiles(ctx, tid, eid, before, in.Limit)
+		ps, more, err := svc.List(ctx, scopeOf(ctx), eid, before, in.Limit)
 		if err != nil {
 			return nil, err
 		}
@@ -169,10 +124,6 @@ func handleProfileList(d Deps) handlerFunc[listProfilesInput, profileListOutput]
 			c := versionCursor(ps[len(ps)-1].Version)
 			out.NextCursor = &c
 		}
-		ev := audit.New(ctx, audit.DataAccessed, tid).With("profile", "list", eid, map[string]any{"returned": len(out.Data)})
-		if err := d.Audit.Write(ctx, ev); err != nil {
-			return nil, err
-		}
 		return &profileListOutput{Body: out}, nil
 	}
 }
@@ -182,31 +133,26 @@ type getProfileInput struct {
 	Version  int    `path:"version" minimum:"1" maximum:"2147483647"`
 }
 
-func getProfile(ctx context.Context, d Deps, entityID string, version int) (*profileOutput, error) {
-	tid, _ := tenant.ScopeFrom(ctx)
+func handleProfileGet(svc *entity.ProfileService) handlerFunc[getProfileInput, profileOutput] {
+	return func(ctx context.Context, in *getProfileInput) (*profileOutput, error) {
+		return getProfile(ctx, svc, in.EntityID, in.Version)
+	}
+}
+
+func handleProfileLatest(svc *entity.ProfileService) handlerFunc[entityPath, profileOutput] {
+	return func(ctx context.Context, in *entityPath) (*profileOutput, error) {
+		return getProfile(ctx, svc, in.EntityID, 0)
+	}
+}
+
+func getProfile(ctx context.Context, svc *entity.ProfileService, entityID string, version int) (*profileOutput, error) {
 	eid, err := entityPath{entityID}.id()
 	if err != nil {
 		return nil, err
 	}
-	p, err := d.Entities.Profile(ctx, tid, eid, version)
+	p, err := svc.Get(ctx, scopeOf(ctx), eid, version)
 	if err != nil {
 		return nil, err
 	}
-	ev := audit.New(ctx, audit.DataAccessed, tid).With("profile", p.ID.String(), eid, map[string]any{"version": p.Version})
-	if err := d.Audit.Write(ctx, ev); err != nil {
-		return nil, err
-	}
 	return &profileOutput{Body: profileOut(p)}, nil
-}
-
-func handleProfileGet(d Deps) handlerFunc[getProfileInput, profileOutput] {
-	return func(ctx context.Context, in *getProfileInput) (*profileOutput, error) {
-		return getProfile(ctx, d, in.EntityID, in.Version)
-	}
-}
-
-func handleProfileLatest(d Deps) handlerFunc[entityPath, profileOutput] {
-	return func(ctx context.Context, in *entityPath) (*profileOutput, error) {
-		return getProfile(ctx, d, in.EntityID, 0)
-	}
 }

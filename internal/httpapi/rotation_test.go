@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/sourcecache"
 )
 
 // TestRotation_EndToEnd writes through the API under key 1, rotates every
@@ -35,7 +37,10 @@ func TestRotation_EndToEnd(t *testing.T) {
 	}
 	defer db2.Close()
 	d := w.b.deps
-	d.DB, d.Tenants, d.Keys, d.Entities, d.AuditStore, d.Keyring = db2, db2, db2, db2, db2, only2
+	d.DB, d.Tenants, d.Keys, d.AuditStore, d.Keyring = db2, db2, db2, db2, only2
+	d.Entities = entity.NewService(db2.Entities(), d.Audit, nil)
+	d.Profiles = entity.NewProfileService(db2.Profiles(), d.Audit)
+	d.Cache = sourcecache.NewService(db2.Cache(), d.Audit, nil)
 	d.Auth = auth.NewAuthenticator(db2, testJWTSecret, nil)
 	d.Now = time.Now
 	h2 := NewServer(d)
@@ -72,7 +77,10 @@ func TestRotation_AuditEventsKeepTheirKey(t *testing.T) {
 	}
 	defer db2.Close()
 	d := w.b.deps
-	d.DB, d.Tenants, d.Keys, d.Entities, d.AuditStore, d.Keyring = db2, db2, db2, db2, db2, only2
+	d.DB, d.Tenants, d.Keys, d.AuditStore, d.Keyring = db2, db2, db2, db2, only2
+	d.Entities = entity.NewService(db2.Entities(), d.Audit, nil)
+	d.Profiles = entity.NewProfileService(db2.Profiles(), d.Audit)
+	d.Cache = sourcecache.NewService(db2.Cache(), d.Audit, nil)
 	d.Auth = auth.NewAuthenticator(db2, testJWTSecret, nil)
 	rec := call(t, NewServer(d), w.as(w.admin, "GET", "/v1/audit-events?event_type=entity.created", nil))
 	page := decode[Page[AuditEventOut]](t, rec)

@@ -30,26 +30,26 @@ func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
 	r.add(http.MethodDelete, "/v1/api-keys/{key_id}", "revoke-api-key", "Revoke an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusNoContent, handleKeyRevoke(d))
 
 	// Entities (API.md "Entities").
-	r.add(http.MethodPost, "/v1/entities", "create-entity", "Create an entity", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleEntityCreate(d, false))
-	r.add(http.MethodPost, "/v1/shared/entities", "create-shared-entity", "Create a platform-shared entity", access{Scope: "platform:admin"}, http.StatusCreated, handleEntityCreate(d, true))
-	r.add(http.MethodGet, "/v1/entities", "list-entities", "List entities", access{Scope: "entities:read", Tenant: true}, 0, handleEntityList(d))
-	r.add(http.MethodPost, "/v1/entities/search", "search-entities", "Find entities by a unique identifier", access{Scope: "entities:read", Tenant: true}, http.StatusOK, handleEntitySearch(d))
-	r.add(http.MethodGet, "/v1/entities/{entity_id}", "get-entity", "Get an entity", access{Scope: "entities:read", Tenant: true}, 0, handleEntityGet(d))
-	r.add(http.MethodPatch, "/v1/entities/{entity_id}", "update-entity", "Set or remove identifiers", access{Scope: "entities:write", Tenant: true}, 0, handleEntityPatch(d))
-	r.add(http.MethodDelete, "/v1/entities/{entity_id}", "delete-entity", "Erase an entity", access{Scope: "entities:write", Tenant: true}, http.StatusNoContent, handleEntityDelete(d))
-	r.add(http.MethodPost, "/v1/entities/{entity_id}/relations", "create-relation", "Relate two entities", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleRelationCreate(d))
-	r.add(http.MethodGet, "/v1/entities/{entity_id}/relations", "list-relations", "Relations in both directions", access{Scope: "entities:read", Tenant: true}, 0, handleRelationList(d))
+	r.add(http.MethodPost, "/v1/entities", "create-entity", "Create an entity", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleEntityCreate(d.Entities, false))
+	r.add(http.MethodPost, "/v1/shared/entities", "create-shared-entity", "Create a platform-shared entity", access{Scope: "platform:admin"}, http.StatusCreated, handleEntityCreate(d.Entities, true))
+	r.add(http.MethodGet, "/v1/entities", "list-entities", "List entities", access{Scope: "entities:read", Tenant: true}, 0, handleEntityList(d.Entities))
+	r.add(http.MethodPost, "/v1/entities/search", "search-entities", "Find entities by a unique identifier", access{Scope: "entities:read", Tenant: true}, http.StatusOK, handleEntitySearch(d.Entities))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}", "get-entity", "Get an entity", access{Scope: "entities:read", Tenant: true}, 0, handleEntityGet(d.Entities))
+	r.add(http.MethodPatch, "/v1/entities/{entity_id}", "update-entity", "Set or remove identifiers", access{Scope: "entities:write", Tenant: true}, 0, handleEntityPatch(d.Entities))
+	r.add(http.MethodDelete, "/v1/entities/{entity_id}", "delete-entity", "Erase an entity", access{Scope: "entities:write", Tenant: true}, http.StatusNoContent, handleEntityDelete(d.Entities))
+	r.add(http.MethodPost, "/v1/entities/{entity_id}/relations", "create-relation", "Relate two entities", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleRelationCreate(d.Entities))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/relations", "list-relations", "Relations in both directions", access{Scope: "entities:read", Tenant: true}, 0, handleRelationList(d.Entities))
 
 	// Profiles (API.md "Profiles").
-	r.add(http.MethodPost, "/v1/entities/{entity_id}/profiles", "create-profile", "Create the next profile version", access{Scope: "profiles:write", Tenant: true}, http.StatusCreated, handleProfileCreate(d))
-	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles", "list-profiles", "List profile versions", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileList(d))
-	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles/latest", "get-latest-profile", "The latest profile", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileLatest(d))
-	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles/{version}", "get-profile", "One profile version", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileGet(d))
+	r.add(http.MethodPost, "/v1/entities/{entity_id}/profiles", "create-profile", "Create the next profile version", access{Scope: "profiles:write", Tenant: true}, http.StatusCreated, handleProfileCreate(d.Profiles))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles", "list-profiles", "List profile versions", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileList(d.Profiles))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles/latest", "get-latest-profile", "The latest profile", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileLatest(d.Profiles))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/profiles/{version}", "get-profile", "One profile version", access{Scope: "profiles:read", Tenant: true}, 0, handleProfileGet(d.Profiles))
 
 	// Cached data sources (API.md "Cached data sources").
-	r.add(http.MethodPost, "/v1/entities/{entity_id}/cache", "create-cache-entry", "Store a provider result", access{Scope: "cache:write", Tenant: true}, http.StatusCreated, handleCacheCreate(d))
-	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache", "list-cache-entries", "Cached provider results", access{Scope: "cache:read", Tenant: true}, 0, handleCacheList(d))
-	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache/{cache_id}", "get-cache-entry", "One cached provider result", access{Scope: "cache:read", Tenant: true}, 0, handleCacheGet(d))
+	r.add(http.MethodPost, "/v1/entities/{entity_id}/cache", "create-cache-entry", "Store a provider result", access{Scope: "cache:write", Tenant: true}, http.StatusCreated, handleCacheCreate(d.Cache, d.Now))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache", "list-cache-entries", "Cached provider results", access{Scope: "cache:read", Tenant: true}, 0, handleCacheList(d.Cache, d.Now))
+	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache/{cache_id}", "get-cache-entry", "One cached provider result", access{Scope: "cache:read", Tenant: true}, 0, handleCacheGet(d.Cache, d.Now))
 
 	// Audit log (API.md "Audit log"). The fixed paths come before {audit_id}.
 	// Verification and export hold a connection while they run: bounded per

@@ -16,8 +16,10 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/kv"
+	"github.com/elile/elile/internal/sourcecache"
 )
 
 // Deps is what the server needs.
@@ -28,7 +30,9 @@ type Deps struct {
 	Auth           Authenticator
 	Tenants        TenantStore
 	Keys           KeyStore
-	Entities       EntityStore
+	Entities       *entity.Service
+	Profiles       *entity.ProfileService
+	Cache          *sourcecache.Service
 	Keyring        *fieldcrypt.Keyring
 	Audit          AuditLog
 	AuditStore     AuditStore

@@ -212,7 +212,7 @@ func handleOwnTenant(d Deps) handlerFunc[ownTenantInput, tenantOutput] {
 		if !ok {
 			return nil, apperr.New(apperr.Internal, "NO_TENANT_SCOPE", "no tenant scope")
 		}
-		t, err := d.Tenants.Tenant(ctx, id)
+		t, err := d.Tenants.Tenant(ctx, id.Tenant())
 		if err != nil {
 			return nil, err
 		}

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/request"
@@ -52,18 +51,18 @@ var auditColumn = EncryptedColumn{Table: "audit_events", Column: "event_data", I
 
 // appendAudit writes ev in tx: it commits or rolls back with the change it
 // records.
-func (db *DB) appendAudit(ctx context.Context, tx pgx.Tx, ev audit.Event) error {
+func (db *DB) appendAudit(_ context.Context, tx *Tx, ev audit.Event) error {
 	args, err := db.auditArgs(ev)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, insertAuditSQL, args...)
-	return err
+	tx.Queue(insertAuditSQL, args...) // commits with the change it records
+	return nil
 }
 
 // AppendAudit writes ev inside t, the transaction of the change it records.
 func (t *Tx) AppendAudit(ctx context.Context, db *DB, ev audit.Event) error {
-	return db.appendAudit(ctx, t.tx, ev)
+	return db.appendAudit(ctx, t, ev)
 }
 
 func nullUUID(u uuid.UUID) *uuid.UUID {

@@ -35,12 +35,13 @@ func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
 		}
 	}
 	return db.InAuditWriterTx(ctx, func(tx *Tx) error {
-		_, err := tx.tx.Exec(ctx, `INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, user_id, actor_type,
+		// Queued: the settings, the insert and the commit are one round trip.
+		tx.Queue(`INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, user_id, actor_type,
 			correlation_id, entity_id, resource_type, resource_id, event_data, ip_address, user_agent)
 			SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::text[],
 				$8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::bytea[], $13::inet[], $14::text[])`,
 			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11], cols[12], cols[13])
-		return err
+		return nil
 	})
 }
 
@@ -94,7 +95,7 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) 
 	sealed := 0
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var h int64
-		if err := tx.tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::numeric::bigint`).Scan(&h); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::numeric::bigint`).Scan(&h); err != nil {
 			return err
 		}
 		h0, err := db.sealedHorizon(ctx, tx, signer.Public())
@@ -106,7 +107,7 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) 
 		}
 		// Stream the rows, keeping only each event's 32-byte hash: a round
 		// after a long sealer outage may cover millions of events.
-		rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
+		rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
 			WHERE txid >= $1::text::xid8 AND txid < $2::text::xid8 ORDER BY tenant_id NULLS FIRST, txid, audit_id`,
 			txidRange, fmt.Sprint(h0), fmt.Sprint(h))
 		if err != nil {
@@ -148,7 +149,7 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) 
 func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to uint64, hashes [][32]byte, now time.Time) error {
 	var prev audit.Seal
 	var found bool
-	row := tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq DESC LIMIT 1`, t)
+	row := tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq DESC LIMIT 1`, t)
 	p, _, err := scanSeal(row)
 	switch {
 	case err == nil:
@@ -167,7 +168,7 @@ func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uu
 	}
 	s.Hash = audit.SealHash(s.PrevHash, t, s.Seq, from, to, s.CumulativeCount, hashes)
 	signer.Sign(&s)
-	_, err = tx.tx.Exec(ctx, `INSERT INTO audit_seals (seal_id, tenant_id, seq, horizon_from, horizon_to, event_count, cumulative_count,
+	_, err = tx.Exec(ctx, `INSERT INTO audit_seals (seal_id, tenant_id, seq, horizon_from, horizon_to, event_count, cumulative_count,
 		prev_hash, seal_hash, signature, signing_key_id, created_at, event_hashes)
 		VALUES ($1, $2, $3, $4::text::xid8, $5::text::xid8, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		s.ID, nullUUID(t), s.Seq, fmt.Sprint(from), fmt.Sprint(to), s.EventCount, s.CumulativeCount,
@@ -189,7 +190,7 @@ func (db *DB) sealedHorizon(ctx context.Context, tx *Tx, pub ed25519.PublicKey) 
 	const page = 16
 	seen := 0
 	for seen < maxForgedSeals {
-		rows, err := tx.tx.Query(ctx, `SELECT seal_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), seq,
+		rows, err := tx.Query(ctx, `SELECT seal_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), seq,
 				horizon_from::text::numeric::bigint, horizon_to::text::numeric::bigint, event_count, cumulative_count,
 				prev_hash, seal_hash, signature, signing_key_id, created_at, '\x'::bytea
 			FROM audit_seals ORDER BY horizon_to DESC OFFSET $1 LIMIT $2`, seen, min(page, maxForgedSeals-seen))
@@ -239,7 +240,7 @@ func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Durat
 		if err != nil {
 			return err
 		}
-		return tx.tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM audit_events
+		return tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM audit_events
 			WHERE txid >= $1::text::xid8`, txidRange, fmt.Sprint(h0)).Scan(&lag)
 	})
 	return time.Duration(lag * float64(time.Second)), err
@@ -251,7 +252,7 @@ func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Durat
 // reads what is stored, whatever the tenant.
 func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Seal, hashes [][32]byte, events []audit.Ref) error) error {
 	return db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq`, t)
+		rows, err := tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq`, t)
 		if err != nil {
 			return err
 		}
@@ -267,7 +268,7 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 			return err
 		}
 		for _, sr := range seals {
-			rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
+			rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
 				WHERE `+chainIs(t)+` AND txid >= $2::text::xid8 AND txid < $3::text::xid8 ORDER BY txid, audit_id`,
 				txidRange, t, fmt.Sprint(sr.s.HorizonFrom), fmt.Sprint(sr.s.HorizonTo))
 			if err != nil {
@@ -298,7 +299,7 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 func (db *DB) RetentionRecords(ctx context.Context) ([]audit.Retention, error) {
 	var out []audit.Retention
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.tx.Query(ctx, `SELECT coalesce(record_id, '00000000-0000-0000-0000-000000000000'), cutoff, applied_at,
+		rows, err := tx.Query(ctx, `SELECT coalesce(record_id, '00000000-0000-0000-0000-000000000000'), cutoff, applied_at,
 			coalesce(signing_key_id, ''), coalesce(signature, '\x') FROM audit_retention ORDER BY applied_at`)
 		if err != nil {
 			return err
@@ -318,7 +319,7 @@ func (db *DB) RetentionRecords(ctx context.Context) ([]audit.Retention, error) {
 func (db *DB) RetentionFloor(ctx context.Context) (time.Duration, error) {
 	var secs float64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		return tx.tx.QueryRow(ctx, `SELECT extract(epoch FROM min_age) FROM audit_retention_floor`).Scan(&secs)
+		return tx.QueryRow(ctx, `SELECT extract(epoch FROM min_age) FROM audit_retention_floor`).Scan(&secs)
 	})
 	return time.Duration(secs * float64(time.Second)), err
 }
@@ -328,7 +329,7 @@ func (db *DB) RetentionFloor(ctx context.Context) (time.Duration, error) {
 func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) (int64, error) {
 	var n int64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		return tx.tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE `+chainIs(t)+`
+		return tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE `+chainIs(t)+`
 			AND txid >= $2::text::xid8 AND txid < (SELECT max(horizon_to) FROM audit_seals)`, txidRange, t, fmt.Sprint(from)).Scan(&n)
 	})
 	return n, err
@@ -339,7 +340,7 @@ func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) 
 func (db *DB) AuditChains(ctx context.Context) ([]uuid.UUID, error) {
 	var out []uuid.UUID
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.tx.Query(ctx, `SELECT DISTINCT coalesce(tenant_id, '00000000-0000-0000-0000-000000000000') FROM audit_seals ORDER BY 1`)
+		rows, err := tx.Query(ctx, `SELECT DISTINCT coalesce(tenant_id, '00000000-0000-0000-0000-000000000000') FROM audit_seals ORDER BY 1`)
 		if err != nil {
 			return err
 		}
@@ -354,7 +355,7 @@ func (db *DB) LatestSeal(ctx context.Context, t uuid.UUID) (audit.Seal, error) {
 	var s audit.Seal
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var err error
-		s, _, err = scanSeal(tx.tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq DESC LIMIT 1`, t))
+		s, _, err = scanSeal(tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq DESC LIMIT 1`, t))
 		return err
 	})
 	return s, err
@@ -365,7 +366,7 @@ func (db *DB) LatestSeal(ctx context.Context, t uuid.UUID) (audit.Seal, error) {
 func (db *DB) EnsureAuditPartitions(ctx context.Context, monthsAhead int) (int, error) {
 	var n int
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		return tx.tx.QueryRow(ctx, `SELECT audit_ensure_partitions(now(), $1)`, monthsAhead).Scan(&n)
+		return tx.QueryRow(ctx, `SELECT audit_ensure_partitions(now(), $1)`, monthsAhead).Scan(&n)
 	})
 	return n, err
 }
@@ -381,7 +382,7 @@ func (db *DB) DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, s
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var floorCutoff time.Time
 		var due int
-		if err := tx.tx.QueryRow(ctx, `SELECT now() - min_age, (SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		if err := tx.QueryRow(ctx, `SELECT now() - min_age, (SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 				WHERE i.inhparent = 'audit_events'::regclass
 				  AND substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)')::timestamptz <= least($1, now() - min_age))
 			FROM audit_retention_floor`, cutoff).Scan(&floorCutoff, &due); err != nil {
@@ -395,18 +396,18 @@ func (db *DB) DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, s
 		}
 		rec := audit.Retention{ID: uuid.Must(uuid.NewV7()), Cutoff: cutoff, At: time.Now()}
 		signer.SignRetention(&rec)
-		if _, err := tx.tx.Exec(ctx, `INSERT INTO audit_retention (applied_at, cutoff, dropped, record_id, signature, signing_key_id)
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_retention (applied_at, cutoff, dropped, record_id, signature, signing_key_id)
 			VALUES ($1, $2, '{}', $3, $4, $5)`, rec.At, rec.Cutoff, rec.ID, rec.Signature, rec.KeyID); err != nil {
 			return err
 		}
-		if err := tx.tx.QueryRow(ctx, `SELECT audit_drop_partitions_before($1)`, rec.Cutoff).Scan(&dropped); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT audit_drop_partitions_before($1)`, rec.Cutoff).Scan(&dropped); err != nil {
 			return err
 		}
 		if len(dropped) == 0 {
 			return nil
 		}
 		ev.Data = map[string]any{"dropped_partitions": dropped, "cutoff": cutoff.UTC().Format(time.RFC3339)}
-		return db.appendAudit(ctx, tx.tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	return dropped, err
 }

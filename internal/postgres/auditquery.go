@@ -81,7 +81,7 @@ func (db *DB) AuditEvents(ctx context.Context, t tenant.ID, f audit.Filter, limi
 	err := db.InTx(ctx, t, func(tx *Tx) error {
 		where, args := auditWhere(f, t)
 		args = append(args, limit)
-		rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events WHERE `+where+
+		rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events WHERE `+where+
 			fmt.Sprintf(` ORDER BY created_at DESC, audit_id DESC LIMIT $%d`, len(args)), args...)
 		if err != nil {
 			return err
@@ -108,7 +108,7 @@ func (db *DB) AuditEvent(ctx context.Context, t tenant.ID, id uuid.UUID) (audit.
 	var out audit.Record
 	err := db.InTx(ctx, t, func(tx *Tx) error {
 		at := audit.TimeOf(id)
-		s, err := scanStored(tx.tx.QueryRow(ctx, `SELECT `+storedCols+` FROM audit_events
+		s, err := scanStored(tx.QueryRow(ctx, `SELECT `+storedCols+` FROM audit_events
 			WHERE tenant_id = $1 AND audit_id = $2 AND created_at BETWEEN $3::timestamptz - interval '1 second' AND $3::timestamptz + interval '1 second'`,
 			t.UUID(), id, at))
 		if err != nil {
@@ -133,7 +133,7 @@ func (db *DB) ExportAudit(ctx context.Context, t tenant.ID, f audit.Filter, each
 		err := db.InTx(ctx, t, func(tx *Tx) error {
 			where, args := auditWhere(f, t)
 			args = append(args, exportPage)
-			rows, err := tx.tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events WHERE `+where+
+			rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events WHERE `+where+
 				fmt.Sprintf(` ORDER BY created_at, audit_id LIMIT $%d`, len(args)), args...)
 			if err != nil {
 				return err

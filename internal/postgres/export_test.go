@@ -8,13 +8,13 @@ import (
 	"github.com/elile/elile/internal/tenant"
 )
 
-// Raw exposes the transaction to this package's tests.
-func (t *Tx) Raw() pgx.Tx { return t.tx }
+// Raw exposes the unit of work's statements to this package's tests.
+func (t *Tx) Raw() *Tx { return t }
 
 // InNoTenantTx runs fn in a transaction as the runtime role with no tenant
 // set: what a forgotten scope would look like.
 func (db *DB) InNoTenantTx(ctx context.Context, fn func(*Tx) error) error {
-	return db.inTx(ctx, AppRole, "", func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
+	return db.run(ctx, AppRole, "", tenant.ID{}, fn)
 }
 
 // Translate exposes translate.
@@ -28,8 +28,8 @@ func (db *DB) ExecSession(ctx context.Context, sql string) error {
 }
 
 // ReadRow exposes readRow.
-func (db *DB) ReadRow(ctx context.Context, t tenant.ID, sql string, args []any, scan func(pgx.Row) error) error {
-	return db.readRow(ctx, t, sql, args, scan)
+func (db *DB) ReadRow(ctx context.Context, sc tenant.Scope, sql string, args []any, scan func(pgx.Row) error) error {
+	return db.readRow(ctx, sc, sql, args, scan)
 }
 
 // SessionSetting reads a setting on a pooled connection outside any

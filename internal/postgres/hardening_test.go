@@ -272,7 +272,7 @@ func TestRole_SetForEveryTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	var setting string
-	if err := b.db.ReadRow(ctx, a, "SELECT current_user, current_setting('app.tenant_id'), (SELECT count(*) FROM entities WHERE tenant_id IS NOT NULL)", nil,
+	if err := b.db.ReadRow(ctx, tenant.Of(a), "SELECT current_user, current_setting('app.tenant_id'), (SELECT count(*) FROM entities WHERE tenant_id IS NOT NULL)", nil,
 		func(r pgx.Row) error { return r.Scan(&user, &setting, &seen) }); err != nil {
 		t.Fatal(err)
 	}
@@ -321,32 +321,40 @@ func TestCheckLogin(t *testing.T) {
 }
 
 // Finding 13: a zero tenant id became the row-level-security-bypassing
-// platform role. Only an explicit platform mark reaches platform data.
+// platform role. Now a store takes a tenant.Scope, whose zero value acts
+// for nobody; only tenant.Platform() reaches platform data.
 func TestScope_ZeroTenantIsNeverThePlatform(t *testing.T) {
 	t.Parallel()
 	b := auditSetup(t)
 	ctx := context.Background()
 	a := seedTenant(t, b.url, "zero-a")
 	theirs := seedEntity(t, b.url, &a)
-	if _, err := b.db.Entity(ctx, tenant.ID{}, theirs); !errors.Is(err, postgres.ErrNoTenant) {
-		t.Errorf("Entity with a zero tenant = %v, want ErrNoTenant", err)
-	}
-	if _, _, err := b.db.Entities(ctx, tenant.ID{}, entity.Filter{}, uuid.Nil, 10); !errors.Is(err, postgres.ErrNoTenant) {
-		t.Errorf("Entities with a zero tenant = %v, want ErrNoTenant", err)
-	}
-	if err := b.db.DeleteEntity(ctx, tenant.ID{}, theirs, event(tenant.ID{}, audit.DataErased)); !errors.Is(err, postgres.ErrNoTenant) {
-		t.Errorf("DeleteEntity with a zero tenant = %v, want ErrNoTenant", err)
+	store := b.db.Entities()
+	for _, sc := range []tenant.Scope{{}, tenant.Of(tenant.ID{})} {
+		if _, err := store.Entity(ctx, sc, theirs); !errors.Is(err, postgres.ErrNoTenant) {
+			t.Errorf("Entity in scope %v = %v, want ErrNoTenant", sc, err)
+		}
+		if _, _, err := store.Entities(ctx, sc, entity.Filter{}, uuid.Nil, 10); !errors.Is(err, postgres.ErrNoTenant) {
+			t.Errorf("Entities in scope %v = %v, want ErrNoTenant", sc, err)
+		}
+		err := store.InScope(ctx, sc, func(tx entity.Tx) error {
+			_, err := tx.Erase(ctx, theirs)
+			return err
+		})
+		if !errors.Is(err, postgres.ErrNoTenant) {
+			t.Errorf("Erase in scope %v = %v, want ErrNoTenant", sc, err)
+		}
 	}
 	if n := countRows(t, b.url, "SELECT count(*) FROM entities WHERE entity_id = $1", theirs); n != 1 {
-		t.Fatal("the entity was erased through a zero tenant")
+		t.Fatal("the entity was erased through a zero scope")
 	}
-	// The explicit mark reaches shared data, and still not a tenant's.
+	// The platform scope reaches shared data, and still not a tenant's.
 	shared := seedEntity(t, b.url, nil)
-	if _, err := b.db.Entity(tenant.WithPlatform(ctx), tenant.ID{}, shared); err != nil {
-		t.Errorf("shared entity with the platform mark: %v", err)
+	if _, err := store.Entity(ctx, tenant.Platform(), shared); err != nil {
+		t.Errorf("shared entity in the platform scope: %v", err)
 	}
-	if _, err := b.db.Entity(tenant.WithPlatform(ctx), tenant.ID{}, theirs); apperr.KindOf(err) != apperr.NotFound {
-		t.Errorf("a tenant's entity through the platform mark = %v, want not found", err)
+	if _, err := store.Entity(ctx, tenant.Platform(), theirs); apperr.KindOf(err) != apperr.NotFound {
+		t.Errorf("a tenant's entity in the platform scope = %v, want not found", err)
 	}
 }
 

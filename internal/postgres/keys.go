@@ -59,7 +59,7 @@ func (db *DB) KeyUsage(ctx context.Context) ([]KeyUsage, error) {
 	var out []KeyUsage
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		for _, c := range EncryptedColumns() {
-			rows, err := tx.tx.Query(ctx, fmt.Sprintf(`
+			rows, err := tx.Query(ctx, fmt.Sprintf(`
 				SELECT (get_byte(%[1]s, 1)::bigint << 24) | (get_byte(%[1]s, 2) << 16) | (get_byte(%[1]s, 3) << 8) | get_byte(%[1]s, 4), count(*)
 				FROM %[2]s WHERE octet_length(%[1]s) >= 5 GROUP BY 1 ORDER BY 1`,
 				pgx.Identifier{c.Column}.Sanitize(), pgx.Identifier{c.Table}.Sanitize()))
@@ -130,7 +130,7 @@ func (db *DB) RotateKeys(ctx context.Context, ring *fieldcrypt.Keyring, batch in
 			var n int64
 			q := fmt.Sprintf("SELECT count(*) FROM %s WHERE %s IS NOT NULL AND substring(%[2]s from 2 for 4) <> $1",
 				pgx.Identifier{c.Table}.Sanitize(), pgx.Identifier{c.Column}.Sanitize())
-			if err := tx.tx.QueryRow(ctx, q, active).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, q, active).Scan(&n); err != nil {
 				return err
 			}
 			total += n
@@ -172,7 +172,7 @@ func (db *DB) rotateBatch(ctx context.Context, ring *fieldcrypt.Keyring, c Encry
 	table, col, id := pgx.Identifier{c.Table}.Sanitize(), pgx.Identifier{c.Column}.Sanitize(), pgx.Identifier{c.ID}.Sanitize()
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		rotated, failures = 0, nil
-		rows, err := tx.tx.Query(ctx, fmt.Sprintf(`
+		rows, err := tx.Query(ctx, fmt.Sprintf(`
 			SELECT %[3]s, coalesce(%[4]s, '00000000-0000-0000-0000-000000000000'::uuid), %[2]s FROM %[1]s
 			WHERE %[3]s > $1 AND %[2]s IS NOT NULL AND substring(%[2]s from 2 for 4) <> $2
 			ORDER BY %[3]s LIMIT $3`, table, col, id, c.Tenant), after, active, limit)
@@ -209,7 +209,7 @@ func (db *DB) rotateBatch(ctx context.Context, ring *fieldcrypt.Keyring, c Encry
 		if len(ids) == 0 {
 			return nil
 		}
-		tag, err := tx.tx.Exec(ctx, fmt.Sprintf(`
+		tag, err := tx.Exec(ctx, fmt.Sprintf(`
 			UPDATE %[1]s t SET %[2]s = v.new
 			FROM unnest($1::uuid[], $2::bytea[], $3::bytea[]) AS v(id, old, new)
 			WHERE t.%[3]s = v.id AND t.%[2]s = v.old`, table, col, id), ids, olds, news)

@@ -171,55 +171,38 @@ func (db *DB) CheckLogin(ctx context.Context) error {
 // Stats reports the pool's counters.
 func (db *DB) Stats() *pgxpool.Stat { return db.pool.Stat() }
 
-// Tx is a transaction in a known scope: one tenant, the platform, or the
-// audit writer. Stores take it to run their statements.
-type Tx struct {
-	tx     pgx.Tx
-	tenant tenant.ID // zero outside a tenant transaction
-}
-
-// Tenant returns the tenant the transaction is scoped to (zero if none).
-func (t *Tx) Tenant() tenant.ID { return t.tenant }
-
-// InTx runs fn in a transaction scoped to tenant id: app.tenant_id is set
-// for this transaction only (set_config(..., true)), so row-level security
-// shows and accepts only that tenant's rows (and shared ones where the
-// schema says so), and a pooled connection never carries it further. fn's
-// error rolls the transaction back and is returned as is; database errors
-// are translated to apperr kinds.
+// InTx runs fn in a unit of work scoped to tenant id (InScope with
+// tenant.Of(id)); a zero id is ErrNoTenant.
 func (db *DB) InTx(ctx context.Context, id tenant.ID, fn func(*Tx) error) error {
-	if id.IsZero() {
-		return ErrNoTenant
+	return db.InScope(ctx, tenant.Of(id), fn)
+}
+
+// InScope runs fn in a unit of work in scope sc: as AppRole with
+// app.tenant_id set for this transaction only (set_config(..., true)) for
+// a tenant, so row-level security shows and accepts only that tenant's
+// rows (and shared ones where the schema says so), and a pooled connection
+// never carries it further; as PlatformRole, which sees every tenant's
+// rows, for tenant.Platform(). The zero Scope is ErrNoTenant. fn's error
+// rolls the unit back and is returned as is; database errors are
+// translated to apperr kinds.
+func (db *DB) InScope(ctx context.Context, sc tenant.Scope, fn func(*Tx) error) error {
+	role, tenantID, err := scopeOf(sc)
+	if err != nil {
+		return err
 	}
-	return db.inTx(ctx, AppRole, id.String(), func(tx pgx.Tx) error {
-		return fn(&Tx{tx: tx, tenant: id})
-	})
+	return db.run(ctx, role, tenantID, sc.Tenant(), fn)
 }
 
-// InPlatformTx runs fn in a transaction as PlatformRole, which sees every
-// tenant's rows. It is the explicit path for platform-admin work and for
-// credential lookups that happen before a tenant is known.
+// InPlatformTx runs fn in a unit of work as PlatformRole: InScope with
+// tenant.Platform().
 func (db *DB) InPlatformTx(ctx context.Context, fn func(*Tx) error) error {
-	return db.inTx(ctx, PlatformRole, "", func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
+	return db.InScope(ctx, tenant.Platform(), fn)
 }
 
-// InAuditWriterTx runs fn in a transaction as AuditWriterRole, which may
+// InAuditWriterTx runs fn in a unit of work as AuditWriterRole, which may
 // insert audit events of any tenant and do nothing else.
 func (db *DB) InAuditWriterTx(ctx context.Context, fn func(*Tx) error) error {
-	return db.inTx(ctx, AuditWriterRole, "", func(tx pgx.Tx) error { return fn(&Tx{tx: tx}) })
-}
-
-// beginSQL begins a transaction and sets, for it only, the role it runs as
-// and its tenant (empty: none), in one round trip: the statements go in one
-// simple-protocol message. Nothing a transaction does then depends on
-// session state: not a RESET ROLE earlier on the connection, not a
-// transaction-mode pooler handing the connection over between
-// transactions. role is one of this package's constants and tenantID a
-// canonical UUID (hex digits and dashes) or empty, so both are safe as
-// literals. If a statement fails the connection is left inside a failed
-// transaction, and the pool discards it on release.
-func beginSQL(role, tenantID string) string {
-	return "BEGIN; SELECT set_config('role', '" + role + "', true), set_config('app.tenant_id', '" + tenantID + "', true)"
+	return db.run(ctx, AuditWriterRole, "", tenant.ID{}, fn)
 }
 
 // acquire takes a pooled connection, waiting at most the acquire timeout:
@@ -241,53 +224,26 @@ func (db *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	return conn, nil
 }
 
-// scopeOf is the role and tenant setting a store call for tenant t runs
-// with: the tenant's, or the platform's when t is zero and ctx was
-// explicitly marked tenant.WithPlatform. A zero tenant without that mark
-// is ErrNoTenant: a missing tenant never becomes platform access.
-func scopeOf(ctx context.Context, t tenant.ID) (role, tenantID string, err error) {
-	if !t.IsZero() {
-		return AppRole, t.String(), nil
-	}
-	if !tenant.ActsForPlatform(ctx) {
+// scopeOf is the role and tenant setting of scope sc; the zero Scope is
+// ErrNoTenant.
+func scopeOf(sc tenant.Scope) (role, tenantID string, err error) {
+	switch {
+	case sc.IsPlatform():
+		return PlatformRole, "", nil
+	case sc.Valid():
+		return AppRole, sc.Tenant().String(), nil
+	default:
 		return "", "", ErrNoTenant
 	}
-	return PlatformRole, "", nil
 }
 
-func (db *DB) inTx(ctx context.Context, role, tenantID string, fn func(pgx.Tx) error) (err error) {
-	conn, err := db.acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginSQL(role, tenantID)})
-	if err != nil {
-		return translate(err)
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-			panic(p)
-		}
-	}()
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return translate(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return translate(err)
-	}
-	return nil
-}
-
-// readRow runs one read-only single-row query in tenant t's scope (or the
-// platform's, as scope decides) in one round trip: the role and tenant
-// setting and the query go in one pipeline, which PostgreSQL runs as one
-// implicit transaction, so the settings (local to it) apply to the query
-// and end with it. Errors are translated like inTx's.
-func (db *DB) readRow(ctx context.Context, t tenant.ID, sql string, args []any, scan func(pgx.Row) error) error {
-	role, tenantID, err := scopeOf(ctx, t)
+// readRow runs one read-only single-row query in scope sc in one round
+// trip: the role and tenant setting and the query go in one pipeline,
+// which PostgreSQL runs as one implicit transaction, so the settings
+// (local to it) apply to the query and end with it. Errors are translated
+// like InScope's.
+func (db *DB) readRow(ctx context.Context, sc tenant.Scope, sql string, args []any, scan func(pgx.Row) error) error {
+	role, tenantID, err := scopeOf(sc)
 	if err != nil {
 		return err
 	}
@@ -297,7 +253,7 @@ func (db *DB) readRow(ctx context.Context, t tenant.ID, sql string, args []any, 
 	}
 	defer conn.Release()
 	var b pgx.Batch
-	b.Queue("SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)", role, tenantID)
+	b.Queue(setScopeSQL, role, tenantID)
 	b.Queue(sql, args...).QueryRow(scan)
 	return translate(conn.SendBatch(ctx, &b).Close())
 }

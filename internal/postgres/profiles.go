@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/sourcecache"
@@ -30,7 +27,7 @@ var (
 // visible checks that every id is an entity t can see.
 func visible(ctx context.Context, tx *Tx, t tenant.ID, ids ...uuid.UUID) error {
 	var n int
-	if err := tx.tx.QueryRow(ctx, `SELECT count(*) FROM entities WHERE entity_id = ANY($1) AND (tenant_id = $2 OR tenant_id IS NULL)`,
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM entities WHERE entity_id = ANY($1) AND (tenant_id = $2 OR tenant_id IS NULL)`,
 		ids, nullUUID(t.UUID())).Scan(&n); err != nil {
 		return err
 	}
@@ -40,46 +37,16 @@ func visible(ctx context.Context, tx *Tx, t tenant.ID, ids ...uuid.UUID) error {
 	return nil
 }
 
-// CreateRelation links two entities t can see and records ev.
-func (db *DB) CreateRelation(ctx context.Context, r entity.Relation, ev audit.Event) (entity.Relation, error) {
-	err := db.scope(ctx, r.Tenant, func(tx *Tx) error {
-		if err := visible(ctx, tx, r.Tenant, r.From, r.To); err != nil {
-			return err
-		}
-		if r.DiscoveredInProfile != uuid.Nil {
-			// Foreign keys ignore row-level security: check visibility here.
-			var n int
-			if err := tx.tx.QueryRow(ctx, `SELECT count(*) FROM entity_profiles WHERE profile_id = $1`, r.DiscoveredInProfile).Scan(&n); err != nil {
-				return err
-			}
-			if n == 0 {
-				return entity.ErrProfileNotFound.Withf("discovered_in_profile_id: no such profile")
-			}
-		}
-		err := tx.tx.QueryRow(ctx, `INSERT INTO entity_relations (relation_id, tenant_id, from_entity_id, to_entity_id, relation_type,
-			confidence_score, discovered_in_profile_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at`,
-			r.ID, nullUUID(r.Tenant.UUID()), r.From, r.To, r.Type, r.Confidence, nullUUID(r.DiscoveredInProfile)).Scan(&r.CreatedAt)
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-			return entity.ErrRelationExists.Wrap(err)
-		}
-		if err != nil {
-			return err
-		}
-		return db.appendAudit(ctx, tx.tx, ev)
-	})
-	return r, err
-}
-
-// Relations lists the relations of an entity t can see, in both
+// Relations lists the relations of an entity sc can see, in both
 // directions, newest first, after the cursor id, at most limit.
-func (db *DB) Relations(ctx context.Context, t tenant.ID, id, after uuid.UUID, limit int) ([]entity.Relation, error) {
+func (s *EntityStore) Relations(ctx context.Context, sc tenant.Scope, id, after uuid.UUID, limit int) ([]entity.Relation, error) {
 	var out []entity.Relation
-	err := db.scope(ctx, t, func(tx *Tx) error {
+	t := sc.Tenant()
+	err := s.db.InScope(ctx, sc, func(tx *Tx) error {
 		if err := visible(ctx, tx, t, id); err != nil {
 			return err
 		}
-		rows, err := tx.tx.Query(ctx, `SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
+		rows, err := tx.Query(ctx, `SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
 				discovered_in_profile_id, created_at FROM entity_relations
 			WHERE (tenant_id = $2 OR tenant_id IS NULL) AND from_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
 			UNION ALL
@@ -168,65 +135,77 @@ func (db *DB) scanProfile(row pgx.Row) (entity.Profile, error) {
 	return p, nil
 }
 
-// CreateProfile stores the next version of an entity's profile for t:
-// versions of one (entity, tenant) are serialised by a transaction-scoped
-// advisory lock, so concurrent creates all succeed with consecutive
-// versions. The delta against the previous version is computed here.
-func (db *DB) CreateProfile(ctx context.Context, p entity.Profile, ev func(entity.Profile) audit.Event) (entity.Profile, error) {
-	err := db.InTx(ctx, p.Tenant, func(tx *Tx) error {
-		if err := visible(ctx, tx, p.Tenant, p.EntityID); err != nil {
-			return err
-		}
-		if _, err := tx.tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 42))`, p.Tenant.String()+"/"+p.EntityID.String()); err != nil {
-			return err
-		}
-		prev, err := db.scanProfile(tx.tx.QueryRow(ctx, `SELECT `+profileCols+` FROM entity_profiles
-			WHERE entity_id = $1 AND tenant_id = $2 ORDER BY version DESC LIMIT 1`, p.EntityID, p.Tenant.UUID()))
-		var d entity.Delta
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			p.Version = 1
-			d = entity.FirstDelta(p)
-		case err != nil:
-			return err
-		default:
-			p.Version = prev.Version + 1
-			d = entity.ComputeDelta(prev, p)
-		}
-		p.Delta = &d
-		tid := p.Tenant.UUID()
-		findings, err := db.sealJSON(findingsColumn, p.ID, tid, nonNilRaw(p.Findings))
-		if err != nil {
-			return err
-		}
-		conns, err := db.sealJSON(connectionsColumn, p.ID, tid, nonNilRaw(p.Connections))
-		if err != nil {
-			return err
-		}
-		delta, err := db.sealJSON(deltaColumn, p.ID, tid, d)
-		if err != nil {
-			return err
-		}
-		var prevVersion *int
-		if p.Version > 1 {
-			v := p.Version - 1
-			prevVersion = &v
-		}
-		score, _ := json.Marshal(p.RiskScore)
-		used, _ := json.Marshal(nonNilRaw(p.DataSourcesUsed))
-		stale, _ := json.Marshal(nonNilRaw(p.StaleDataUsed))
-		signals, _ := json.Marshal(nonNilRaw(p.EvolutionSignals))
-		err = tx.tx.QueryRow(ctx, `INSERT INTO entity_profiles (profile_id, entity_id, tenant_id, version, previous_version, trigger_type,
-			trigger_id, findings, connections, delta, risk_score, connection_count, data_sources_used, stale_data_used, evolution_signals)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING created_at`,
-			p.ID, p.EntityID, tid, p.Version, prevVersion, p.TriggerType, nullUUID(p.TriggerID), findings, conns, delta,
-			score, len(p.Connections), used, stale, signals).Scan(&p.CreatedAt)
-		if err != nil {
-			return err
-		}
-		return db.appendAudit(ctx, tx.tx, ev(p))
-	})
-	return p, err
+// ProfileStore keeps the versioned risk profiles (entity.ProfileStore).
+type ProfileStore struct{ db *DB }
+
+// Profiles returns the store of risk profiles.
+func (db *DB) Profiles() *ProfileStore { return &ProfileStore{db: db} }
+
+type profileTx struct {
+	*Tx
+	db *DB
+}
+
+// InScope runs fn in one unit of work in scope sc.
+func (s *ProfileStore) InScope(ctx context.Context, sc tenant.Scope, fn func(entity.ProfileTx) error) error {
+	return s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&profileTx{Tx: tx, db: s.db}) })
+}
+
+// Visible fails with entity.ErrNotFound unless the scope can see every id.
+func (t *profileTx) Visible(ctx context.Context, ids ...uuid.UUID) error {
+	return visible(ctx, t.Tx, t.tenant, ids...)
+}
+
+// Latest takes a transaction-scoped advisory lock on the (tenant, entity)
+// history, so concurrent creates all succeed with consecutive versions,
+// and returns the newest version; the lock and the read are one round trip.
+func (t *profileTx) Latest(ctx context.Context, entityID uuid.UUID) (entity.Profile, bool, error) {
+	t.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 42))`, t.tenant.String()+"/"+entityID.String())
+	prev, err := t.db.scanProfile(t.QueryRow(ctx, `SELECT `+profileCols+` FROM entity_profiles
+		WHERE entity_id = $1 AND tenant_id = $2 ORDER BY version DESC LIMIT 1`, entityID, t.tenant.UUID()))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return entity.Profile{}, false, nil
+	}
+	return prev, err == nil, err
+}
+
+// InsertProfile queues p with its encrypted findings, connections and
+// delta; created_at is filled in when the unit of work is sent.
+func (t *profileTx) InsertProfile(_ context.Context, p *entity.Profile) error {
+	db := t.db
+	tid := p.Tenant.UUID()
+	findings, err := db.sealJSON(findingsColumn, p.ID, tid, nonNilRaw(p.Findings))
+	if err != nil {
+		return err
+	}
+	conns, err := db.sealJSON(connectionsColumn, p.ID, tid, nonNilRaw(p.Connections))
+	if err != nil {
+		return err
+	}
+	delta, err := db.sealJSON(deltaColumn, p.ID, tid, p.Delta)
+	if err != nil {
+		return err
+	}
+	var prevVersion *int
+	if p.Version > 1 {
+		v := p.Version - 1
+		prevVersion = &v
+	}
+	score, _ := json.Marshal(p.RiskScore)
+	used, _ := json.Marshal(nonNilRaw(p.DataSourcesUsed))
+	stale, _ := json.Marshal(nonNilRaw(p.StaleDataUsed))
+	signals, _ := json.Marshal(nonNilRaw(p.EvolutionSignals))
+	t.QueueRow(`INSERT INTO entity_profiles (profile_id, entity_id, tenant_id, version, previous_version, trigger_type,
+		trigger_id, findings, connections, delta, risk_score, connection_count, data_sources_used, stale_data_used, evolution_signals)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING created_at`,
+		[]any{p.ID, p.EntityID, tid, p.Version, prevVersion, p.TriggerType, nullUUID(p.TriggerID), findings, conns, delta,
+			score, len(p.Connections), used, stale, signals}, func(row pgx.Row) error { return row.Scan(&p.CreatedAt) })
+	return nil
+}
+
+// AppendAudit queues ev: it commits with the change it records.
+func (t *profileTx) AppendAudit(ctx context.Context, ev audit.Event) error {
+	return t.db.appendAudit(ctx, t.Tx, ev)
 }
 
 func nonNilRaw(v []json.RawMessage) []json.RawMessage {
@@ -242,8 +221,9 @@ func nonNilRaw(v []json.RawMessage) []json.RawMessage {
 // A page holds at most limit profiles and at most PageBytes of stored
 // payload (always at least one profile); more reports that a next page
 // exists.
-func (db *DB) Profiles(ctx context.Context, t tenant.ID, entityID uuid.UUID, before, limit int) (out []entity.Profile, more bool, err error) {
-	err = db.InTx(ctx, t, func(tx *Tx) error {
+func (s *ProfileStore) Profiles(ctx context.Context, sc tenant.Scope, entityID uuid.UUID, before, limit int) (out []entity.Profile, more bool, err error) {
+	db, t := s.db, sc.Tenant()
+	err = db.InScope(ctx, sc, func(tx *Tx) error {
 		if err := visible(ctx, tx, t, entityID); err != nil {
 			return err
 		}
@@ -255,7 +235,7 @@ func (db *DB) Profiles(ctx context.Context, t tenant.ID, entityID uuid.UUID, bef
 			return err
 		}
 		more = m
-		rows, err := tx.tx.Query(ctx, `SELECT `+profileCols+` `+where, entityID, t.UUID(), before, n)
+		rows, err := tx.Query(ctx, `SELECT `+profileCols+` `+where, entityID, t.UUID(), before, n)
 		if err != nil {
 			return err
 		}
@@ -275,7 +255,7 @@ const PageBytes = 4 << 20
 // many items the page takes — at most limit, at most PageBytes, at least
 // one — and whether more items follow.
 func fit(ctx context.Context, tx *Tx, sizeQuery string, limit int, args ...any) (int, bool, error) {
-	rows, err := tx.tx.Query(ctx, sizeQuery, args...)
+	rows, err := tx.Query(ctx, sizeQuery, args...)
 	if err != nil {
 		return 0, false, err
 	}
@@ -295,14 +275,15 @@ func fit(ctx context.Context, tx *Tx, sizeQuery string, limit int, args ...any) 
 }
 
 // Profile returns version v of t's profile of an entity (0: the latest).
-func (db *DB) Profile(ctx context.Context, t tenant.ID, entityID uuid.UUID, v int) (entity.Profile, error) {
+func (s *ProfileStore) Profile(ctx context.Context, sc tenant.Scope, entityID uuid.UUID, v int) (entity.Profile, error) {
+	db, t := s.db, sc.Tenant()
 	var out entity.Profile
-	err := db.InTx(ctx, t, func(tx *Tx) error {
+	err := db.InScope(ctx, sc, func(tx *Tx) error {
 		if err := visible(ctx, tx, t, entityID); err != nil {
 			return err
 		}
 		var err error
-		out, err = db.scanProfile(tx.tx.QueryRow(ctx, `SELECT `+profileCols+` FROM entity_profiles
+		out, err = db.scanProfile(tx.QueryRow(ctx, `SELECT `+profileCols+` FROM entity_profiles
 			WHERE entity_id = $1 AND tenant_id = $2 AND ($3 = 0 OR version = $3) ORDER BY version DESC LIMIT 1`, entityID, t.UUID(), v))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return entity.ErrProfileNotFound.Wrap(err)
@@ -345,53 +326,75 @@ func (db *DB) scanCache(row pgx.Row, withRaw bool) (sourcecache.Entry, error) {
 	return e, nil
 }
 
-// CreateCacheEntry stores a provider result on an entity t can see, with
-// its ciphertexts bound to the tenant that may read them, and records ev.
-// A zero t is the platform path: paid_external data on shared entities.
-func (db *DB) CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.Entry, ev audit.Event) (sourcecache.Entry, error) {
-	err := db.scope(ctx, t, func(tx *Tx) error {
-		var owner *uuid.UUID
-		err := tx.tx.QueryRow(ctx, `SELECT tenant_id FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`,
-			e.EntityID, nullUUID(t.UUID())).Scan(&owner)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return entity.ErrNotFound.Wrap(err)
-		}
-		if err != nil {
-			return err
-		}
-		bound := uuid.Nil
-		if owner != nil {
-			e.Owner = tenant.ID(*owner)
-			bound = *owner
-		}
-		switch {
-		case e.Origin == sourcecache.CustomerProvided && t.IsZero():
-			return sourcecache.ErrNoCustomer
-		case e.Origin == sourcecache.CustomerProvided:
-			e.Customer = t
-			bound = t.UUID()
-		case owner == nil && !t.IsZero():
-			return sourcecache.ErrSharedOrigin
-		}
-		raw, err := db.ring.Seal(e.RawResponse, rawColumn.AD(e.ID, bound))
-		if err != nil {
-			return err
-		}
-		norm, err := db.ring.Seal(e.NormalizedData, normalizedColumn.AD(e.ID, bound))
-		if err != nil {
-			return err
-		}
-		err = tx.tx.QueryRow(ctx, `INSERT INTO cached_data_sources (cache_id, entity_id, tenant_id, customer_id, provider_id, check_type,
-			data_origin, raw_response, normalized_data, cost_incurred, cost_currency, acquired_at, fresh_until, stale_until)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11, $12, $13, $14) RETURNING created_at, cost_incurred::text`,
-			e.ID, e.EntityID, owner, nullUUID(e.Customer.UUID()), e.ProviderID, e.CheckType, e.Origin, raw, norm, e.Cost, e.Currency,
-			e.AcquiredAt, e.FreshUntil, e.StaleUntil).Scan(&e.CreatedAt, &e.Cost)
-		if err != nil {
-			return err
-		}
-		return db.appendAudit(ctx, tx.tx, ev)
-	})
-	return e, err
+// CacheStore keeps cached provider results (sourcecache.Store).
+type CacheStore struct{ db *DB }
+
+// Cache returns the store of cached provider results.
+func (db *DB) Cache() *CacheStore { return &CacheStore{db: db} }
+
+type cacheTx struct {
+	*Tx
+	db *DB
+}
+
+// InScope runs fn in one unit of work in scope sc.
+func (s *CacheStore) InScope(ctx context.Context, sc tenant.Scope, fn func(sourcecache.Tx) error) error {
+	return s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&cacheTx{Tx: tx, db: s.db}) })
+}
+
+const ownerSQL = `SELECT tenant_id FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`
+
+func ownerOf(owner *uuid.UUID, err error) (tenant.ID, error) {
+	if errors.Is(err, pgx.ErrNoRows) || errors.Is(err, ErrNotFound) {
+		return tenant.ID{}, entity.ErrNotFound.Wrap(err)
+	}
+	if err != nil || owner == nil {
+		return tenant.ID{}, err
+	}
+	return tenant.ID(*owner), nil
+}
+
+// Owner returns the tenant of an entity sc can see (zero: shared).
+func (s *CacheStore) Owner(ctx context.Context, sc tenant.Scope, entityID uuid.UUID) (tenant.ID, error) {
+	var owner *uuid.UUID
+	err := s.db.readRow(ctx, sc, ownerSQL, []any{entityID, nullUUID(sc.Tenant().UUID())}, func(row pgx.Row) error { return row.Scan(&owner) })
+	return ownerOf(owner, err)
+}
+
+// Owner returns the tenant of an entity the unit of work can see.
+func (t *cacheTx) Owner(ctx context.Context, entityID uuid.UUID) (tenant.ID, error) {
+	var owner *uuid.UUID
+	err := t.QueryRow(ctx, ownerSQL, entityID, nullUUID(t.tenant.UUID())).Scan(&owner)
+	return ownerOf(owner, err)
+}
+
+// Insert queues e with its ciphertexts bound to the tenant that may read
+// them: the providing customer's, else the entity's (none when shared).
+func (t *cacheTx) Insert(_ context.Context, e *sourcecache.Entry) error {
+	bound := e.Owner.UUID()
+	if !e.Customer.IsZero() {
+		bound = e.Customer.UUID()
+	}
+	raw, err := t.db.ring.Seal(e.RawResponse, rawColumn.AD(e.ID, bound))
+	if err != nil {
+		return err
+	}
+	norm, err := t.db.ring.Seal(e.NormalizedData, normalizedColumn.AD(e.ID, bound))
+	if err != nil {
+		return err
+	}
+	t.QueueRow(`INSERT INTO cached_data_sources (cache_id, entity_id, tenant_id, customer_id, provider_id, check_type,
+		data_origin, raw_response, normalized_data, cost_incurred, cost_currency, acquired_at, fresh_until, stale_until)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11, $12, $13, $14) RETURNING created_at, cost_incurred::text`,
+		[]any{e.ID, e.EntityID, nullUUID(e.Owner.UUID()), nullUUID(e.Customer.UUID()), e.ProviderID, e.CheckType, e.Origin, raw, norm,
+			e.Cost, e.Currency, e.AcquiredAt, e.FreshUntil, e.StaleUntil},
+		func(row pgx.Row) error { return row.Scan(&e.CreatedAt, &e.Cost) })
+	return nil
+}
+
+// AppendAudit queues ev: it commits with the change it records.
+func (t *cacheTx) AppendAudit(ctx context.Context, ev audit.Event) error {
+	return t.db.appendAudit(ctx, t.Tx, ev)
 }
 
 // CacheEntries lists the entries of an entity that t may see: every
@@ -401,8 +404,9 @@ func (db *DB) CreateCacheEntry(ctx context.Context, t tenant.ID, e sourcecache.E
 // A page holds at most limit entries and at most PageBytes of stored
 // payload (raw responses counted only when included); more reports that a
 // next page exists.
-func (db *DB) CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) (out []sourcecache.Entry, more bool, err error) {
-	err = db.InTx(ctx, t, func(tx *Tx) error {
+func (s *CacheStore) Entries(ctx context.Context, sc tenant.Scope, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) (out []sourcecache.Entry, more bool, err error) {
+	db, t := s.db, sc.Tenant()
+	err = db.InScope(ctx, sc, func(tx *Tx) error {
 		if err := visible(ctx, tx, t, entityID); err != nil {
 			return err
 		}
@@ -417,7 +421,7 @@ func (db *DB) CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID,
 		}
 		more = m
 		args[5] = n
-		rows, err := tx.tx.Query(ctx, `SELECT `+cacheCols+` `+where, args...)
+		rows, err := tx.Query(ctx, `SELECT `+cacheCols+` `+where, args...)
 		if err != nil {
 			return err
 		}
@@ -428,11 +432,12 @@ func (db *DB) CacheEntries(ctx context.Context, t tenant.ID, entityID uuid.UUID,
 }
 
 // CacheEntry returns one entry of an entity that t may see.
-func (db *DB) CacheEntry(ctx context.Context, t tenant.ID, entityID, id uuid.UUID, withRaw bool) (sourcecache.Entry, error) {
+func (s *CacheStore) Entry(ctx context.Context, sc tenant.Scope, entityID, id uuid.UUID, withRaw bool) (sourcecache.Entry, error) {
+	db, t := s.db, sc.Tenant()
 	var out sourcecache.Entry
-	err := db.InTx(ctx, t, func(tx *Tx) error {
+	err := db.InScope(ctx, sc, func(tx *Tx) error {
 		var err error
-		out, err = db.scanCache(tx.tx.QueryRow(ctx, `SELECT `+cacheCols+` FROM cached_data_sources
+		out, err = db.scanCache(tx.QueryRow(ctx, `SELECT `+cacheCols+` FROM cached_data_sources
 			WHERE cache_id = $1 AND entity_id = $2 AND (customer_id IS NULL OR customer_id = $3)`, id, entityID, t.UUID()), withRaw)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return sourcecache.ErrNotFound.Wrap(err)
@@ -441,8 +446,3 @@ func (db *DB) CacheEntry(ctx context.Context, t tenant.ID, entityID, id uuid.UUI
 	})
 	return out, err
 }
-
-var (
-	_ = apperr.Internal
-	_ = time.Time{}
-)

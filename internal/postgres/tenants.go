@@ -41,12 +41,12 @@ func (db *DB) CreateTenant(ctx context.Context, t tenant.Tenant, ev audit.Event)
 		if err != nil {
 			return err
 		}
-		out, err = scanTenant(tx.tx.QueryRow(ctx, `INSERT INTO tenants (tenant_id, name, slug, locale, active, config)
+		out, err = scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants (tenant_id, name, slug, locale, active, config)
 			VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+tenantCols, t.ID.UUID(), t.Name, t.Slug, t.Locale, t.Active, cfg))
 		if err != nil {
 			return err
 		}
-		return db.appendAudit(ctx, tx.tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	if errors.Is(err, ErrConflict) {
 		return tenant.Tenant{}, tenant.ErrSlugTaken.Wrap(err)
@@ -60,7 +60,7 @@ func (db *DB) Tenant(ctx context.Context, id tenant.ID) (tenant.Tenant, error) {
 	var out tenant.Tenant
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var err error
-		out, err = scanTenant(tx.tx.QueryRow(ctx, "SELECT "+tenantCols+" FROM tenants WHERE tenant_id = $1", id.UUID()))
+		out, err = scanTenant(tx.QueryRow(ctx, "SELECT "+tenantCols+" FROM tenants WHERE tenant_id = $1", id.UUID()))
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -74,7 +74,7 @@ func (db *DB) Tenant(ctx context.Context, id tenant.ID) (tenant.Tenant, error) {
 func (db *DB) Tenants(ctx context.Context, after uuid.UUID, limit int) ([]tenant.Tenant, error) {
 	var out []tenant.Tenant
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.tx.Query(ctx, "SELECT "+tenantCols+` FROM tenants
+		rows, err := tx.Query(ctx, "SELECT "+tenantCols+` FROM tenants
 			WHERE ($1::uuid IS NULL OR tenant_id < $1) ORDER BY tenant_id DESC LIMIT $2`, nullUUID(after), limit)
 		if err != nil {
 			return err
@@ -98,14 +98,14 @@ func (db *DB) UpdateTenant(ctx context.Context, id tenant.ID, p tenant.Patch, ev
 			}
 		}
 		var err error
-		out, err = scanTenant(tx.tx.QueryRow(ctx, `UPDATE tenants SET
+		out, err = scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET
 				name = coalesce($2, name), locale = coalesce($3, locale), active = coalesce($4, active),
 				config = coalesce($5, config), updated_at = now()
 			WHERE tenant_id = $1 RETURNING `+tenantCols, id.UUID(), p.Name, p.Locale, p.Active, cfg))
 		if err != nil {
 			return err
 		}
-		return db.appendAudit(ctx, tx.tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return tenant.Tenant{}, tenant.ErrNotFound.Wrap(err)
@@ -154,13 +154,13 @@ func (db *DB) CreateKey(ctx context.Context, k auth.Key, hash []byte, ev audit.E
 			exp = &k.ExpiresAt
 		}
 		var err error
-		out, err = scanKey(tx.tx.QueryRow(ctx, `INSERT INTO api_keys (key_id, tenant_id, name, prefix, secret_hash, scopes, created_by, expires_at)
+		out, err = scanKey(tx.QueryRow(ctx, `INSERT INTO api_keys (key_id, tenant_id, name, prefix, secret_hash, scopes, created_by, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+keyCols,
 			k.ID, nullUUID(k.Tenant.UUID()), k.Name, k.Prefix, hash, k.Scopes, nullUUID(k.CreatedBy), exp))
 		if err != nil {
 			return err
 		}
-		return db.appendAudit(ctx, tx.tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	}
 	if k.Tenant.IsZero() {
 		return out, db.InPlatformTx(ctx, fn)
@@ -172,7 +172,7 @@ func (db *DB) CreateKey(ctx context.Context, k auth.Key, hash []byte, ev audit.E
 func (db *DB) Keys(ctx context.Context, t tenant.ID, after uuid.UUID, limit int) ([]auth.Key, error) {
 	var out []auth.Key
 	err := db.InTx(ctx, t, func(tx *Tx) error {
-		rows, err := tx.tx.Query(ctx, "SELECT "+keyCols+` FROM api_keys
+		rows, err := tx.Query(ctx, "SELECT "+keyCols+` FROM api_keys
 			WHERE tenant_id = $1 AND ($2::uuid IS NULL OR key_id < $2) ORDER BY key_id DESC LIMIT $3`, t.UUID(), nullUUID(after), limit)
 		if err != nil {
 			return err
@@ -189,7 +189,7 @@ func (db *DB) Keys(ctx context.Context, t tenant.ID, after uuid.UUID, limit int)
 func (db *DB) RevokeKey(ctx context.Context, t tenant.ID, id uuid.UUID, ev audit.Event) error {
 	err := db.InTx(ctx, t, func(tx *Tx) error {
 		var revokedBefore bool
-		err := tx.tx.QueryRow(ctx, `WITH old AS (SELECT revoked_at IS NOT NULL AS was FROM api_keys WHERE key_id = $1 AND tenant_id = $2 FOR UPDATE)
+		err := tx.QueryRow(ctx, `WITH old AS (SELECT revoked_at IS NOT NULL AS was FROM api_keys WHERE key_id = $1 AND tenant_id = $2 FOR UPDATE)
 			UPDATE api_keys k SET revoked_at = coalesce(k.revoked_at, now()) FROM old
 			WHERE k.key_id = $1 AND k.tenant_id = $2 RETURNING old.was`, id, t.UUID()).Scan(&revokedBefore)
 		if err != nil {
@@ -198,7 +198,7 @@ func (db *DB) RevokeKey(ctx context.Context, t tenant.ID, id uuid.UUID, ev audit
 		if revokedBefore {
 			return nil
 		}
-		return db.appendAudit(ctx, tx.tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return auth.ErrKeyNotFound.Wrap(err)
@@ -213,12 +213,12 @@ func (db *DB) KeyByHash(ctx context.Context, hash []byte) (auth.Key, error) {
 	var out auth.Key
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var err error
-		out, err = scanKey(tx.tx.QueryRow(ctx, "SELECT "+keyCols+" FROM api_keys WHERE secret_hash = $1", hash))
+		out, err = scanKey(tx.QueryRow(ctx, "SELECT "+keyCols+" FROM api_keys WHERE secret_hash = $1", hash))
 		if err != nil {
 			return err
 		}
 		if out.RevokedAt.IsZero() && (out.LastUsedAt.IsZero() || time.Since(out.LastUsedAt) > time.Minute) {
-			_, err = tx.tx.Exec(ctx, "UPDATE api_keys SET last_used_at = now() WHERE key_id = $1", out.ID)
+			_, err = tx.Exec(ctx, "UPDATE api_keys SET last_used_at = now() WHERE key_id = $1", out.ID)
 		}
 		return err
 	})

@@ -62,33 +62,56 @@ var (
 	ErrSlugTaken = apperr.New(apperr.Conflict, "TENANT_SLUG_TAKEN", "a tenant with this slug exists")
 )
 
+// Scope is what a unit of work acts for: one tenant, or the platform
+// itself (platform-shared data, changed by a platform admin; credential
+// look-ups before a tenant is known). Make one with Of or Platform. The zero
+// Scope acts for nobody: stores refuse it (postgres.ErrNoTenant), so a
+// tenant that went missing on the way never turns into platform access.
+type Scope struct {
+	id       ID
+	platform bool
+}
+
+// Of is the scope of tenant id. Of(zero ID) is the zero Scope, which acts
+// for nobody.
+func Of(id ID) Scope { return Scope{id: id} }
+
+// Platform is the scope of the platform itself.
+func Platform() Scope { return Scope{platform: true} }
+
+// Valid reports whether s acts for a tenant or the platform.
+func (s Scope) Valid() bool { return s.platform || !s.id.IsZero() }
+
+// IsPlatform reports whether s is Platform().
+func (s Scope) IsPlatform() bool { return s.platform }
+
+// Tenant is the tenant s acts for: zero for the platform (whose rows carry
+// no tenant) and for the zero Scope.
+func (s Scope) Tenant() ID { return s.id }
+
+// String names the scope, for logs and errors.
+func (s Scope) String() string {
+	switch {
+	case s.platform:
+		return "platform"
+	case s.id.IsZero():
+		return "none"
+	default:
+		return "tenant " + s.id.String()
+	}
+}
+
 type scopeKey struct{}
 
-// WithScope returns ctx scoped to tenant id: the tenant a request acts in,
-// validated against the credential.
+// WithScope returns ctx carrying the tenant a request acts in, validated
+// against the credential by the HTTP layer.
 func WithScope(ctx context.Context, id ID) context.Context {
 	return context.WithValue(ctx, scopeKey{}, id)
 }
 
-// ScopeFrom returns the tenant ctx is scoped to.
-func ScopeFrom(ctx context.Context) (ID, bool) {
-	id, ok := ctx.Value(scopeKey{}).(ID)
-	return id, ok && !id.IsZero()
-}
-
-type platformKey struct{}
-
-// WithPlatform returns ctx marked as acting for the platform itself
-// (platform-shared data, changed by a platform admin). Stores reach
-// platform data only with this mark: a zero tenant id alone never means
-// "the platform", so a tenant that went missing on the way can never turn
-// into platform access.
-func WithPlatform(ctx context.Context) context.Context {
-	return context.WithValue(ctx, platformKey{}, true)
-}
-
-// ActsForPlatform reports whether ctx was marked by WithPlatform.
-func ActsForPlatform(ctx context.Context) bool {
-	v, _ := ctx.Value(platformKey{}).(bool)
-	return v
+// ScopeFrom returns the scope of the tenant ctx carries; without one, the
+// zero Scope and false.
+func ScopeFrom(ctx context.Context) (Scope, bool) {
+	id, _ := ctx.Value(scopeKey{}).(ID)
+	return Of(id), !id.IsZero()
 }
