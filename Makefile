@@ -5,7 +5,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Coverage is counted over every package, whichever test exercises it.
 COVERPKG := ./...
 
-.PHONY: run build test services vet fmt cover clean docs-assets docs
+.PHONY: run build test lint services vet fmt cover clean docs-assets docs
 
 DOCS_JS := internal/httpapi/docsassets/redoc.standalone.js
 
@@ -32,6 +32,10 @@ $(DOCS_JS): web/docs/package.json web/docs/package-lock.json
 test: services docs-assets
 	$(GO) test -race -count=1 -coverpkg=$(COVERPKG) -coverprofile=coverage.out ./...
 	@$(GO) tool cover -func=coverage.out | tail -n1
+
+## lint: golangci-lint (built from tools/go.mod) with the layering rules of .golangci.yml
+lint:
+	$(GO) tool -modfile=tools/go.mod golangci-lint run ./...
 
 ## docs: regenerate docs/configuration.md, docs/openapi.json and the ER diagram (tests fail when they drift)
 docs: build services

@@ -9,15 +9,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/google/uuid"
 
-	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/config"
 	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/tenancy"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -42,8 +42,6 @@ func openDB(ctx context.Context, cfg config.Config, stderr io.Writer) (*postgres
 	return db, nil
 }
 
-var slugRE = regexp.MustCompile(`^[a-z0-9-]{3,63}$`) //nolint:gochecknoglobals // compiled once
-
 type keyJSON struct {
 	KeyID    string   `json:"key_id"`
 	Secret   string   `json:"secret"`
@@ -53,25 +51,15 @@ type keyJSON struct {
 
 // createKey makes an API key as the system actor.
 func createKey(ctx context.Context, db *postgres.DB, t tenant.ID, name string, scopes []string) (auth.Key, string, error) {
-	secret, hash, prefix := auth.NewKeySecret()
-	k := auth.Key{ID: uuid.Must(uuid.NewV7()), Tenant: t, Name: name, Prefix: prefix, Scopes: scopes}
-	ev := audit.New(ctx, audit.APIKeyCreated, t).With("api_key", k.ID.String(), uuid.Nil,
-		map[string]any{"scopes": scopes, "prefix": prefix, "via": "cli"})
-	out, err := db.CreateKey(ctx, k, hash, ev)
-	return out, secret, err
+	return tenancy.NewService(db.Tenancy(), nil).CreateKey(ctx, t, tenancy.NewKey{Name: name, Scopes: scopes, Via: "cli"})
 }
 
-// createTenant makes a tenant and its first tenant-admin key.
+// createTenant makes a tenant and its first tenant-admin key, in one
+// transaction.
 func createTenant(ctx context.Context, db *postgres.DB, id tenant.ID, name, slug, locale string) (tenant.Tenant, auth.Key, string, error) {
-	t := tenant.Tenant{ID: id, Name: name, Slug: slug, Locale: locale, Active: true}
-	ev := audit.New(ctx, audit.TenantCreated, t.ID).With("tenant", t.ID.String(), uuid.Nil,
-		map[string]any{"slug": slug, "locale": locale, "via": "cli"})
-	t, err := db.CreateTenant(ctx, t, ev)
-	if err != nil {
-		return tenant.Tenant{}, auth.Key{}, "", err
-	}
-	k, secret, err := createKey(ctx, db, t.ID, "initial admin key", []string{auth.ScopeTenantAdmin})
-	return t, k, secret, err
+	c, err := tenancy.NewService(db.Tenancy(), nil).Create(ctx, tenancy.NewTenant{ID: id, Name: name, Slug: slug, Locale: locale,
+		AdminKey: true, Via: "cli"})
+	return c.Tenant, c.Key, c.Secret, err
 }
 
 func cmdTenant(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -91,12 +79,6 @@ func cmdTenant(ctx context.Context, args []string, getenv func(string) string, s
 	if *name == "" || len(*name) > 200 {
 		return usageError{errors.New("--name is required (1 to 200 characters)")}
 	}
-	if *slug == "" {
-		*slug = strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(*name), "-"), "-")
-	}
-	if !slugRE.MatchString(*slug) {
-		return usageError{fmt.Errorf("slug %q: 3 to 63 characters of a-z, 0-9 and - (give --slug)", *slug)}
-	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
@@ -107,6 +89,9 @@ func cmdTenant(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer db.Close()
 	t, k, secret, err := createTenant(ctx, db, tenant.NewID(), *name, *slug, *locale)
+	if fields := apperr.FieldsOf(err); len(fields) > 0 {
+		return usageError{fmt.Errorf("%s: %s", fields[0].Path, fields[0].Message)}
+	}
 	if err != nil {
 		return err
 	}

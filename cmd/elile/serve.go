@@ -23,6 +23,7 @@ import (
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/sourcecache"
+	"github.com/elile/elile/internal/tenancy"
 )
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -114,14 +115,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		IdempotencyBudget: cfg.IdempotencyMaxBytes,
 		AuthLookups:       kv.Rate{Limit: cfg.AuthLookupsPerMinute, Period: time.Minute, Burst: max(cfg.AuthLookupsPerMinute/6, 1)},
 		TrustedProxies:    trustedProxies(cfg),
-		Tenants:           db, Keys: db,
-		Entities:     entity.NewService(db.Entities(), writer, nil),
-		Profiles:     entity.NewProfileService(db.Profiles(), writer),
-		Cache:        sourcecache.NewService(db.Cache(), writer, nil),
-		Rate:         kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
-		CORSOrigins:  cfg.CORSOrigins,
-		Collectors:   append(append([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors()...), sealer.Collectors()...),
-		LatestSchema: postgres.LatestVersion(), Version: buildVersion(), Started: started,
+		Tenants:           db,
+		Tenancy:           tenancy.NewService(db.Tenancy(), nil),
+		Entities:          entity.NewService(db.Entities(), writer, nil),
+		Profiles:          entity.NewProfileService(db.Profiles(), writer),
+		Cache:             sourcecache.NewService(db.Cache(), writer, nil),
+		Rate:              kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
+		CORSOrigins:       cfg.CORSOrigins,
+		Collectors:        append(append([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors()...), sealer.Collectors()...),
+		LatestSchema:      postgres.LatestVersion(), Version: buildVersion(), Started: started,
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -17,9 +17,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/kv"
+	"github.com/elile/elile/internal/tenancy"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -33,8 +33,7 @@ type fixture struct {
 func mkTenant(t *testing.T, b *testBundle, slug string) tenant.ID {
 	t.Helper()
 	id := tenant.NewID()
-	_, err := b.db.CreateTenant(context.Background(), tenant.Tenant{ID: id, Name: slug, Slug: slug, Locale: "US", Active: true},
-		audit.New(context.Background(), audit.TenantCreated, id))
+	_, err := tenancy.NewService(b.db.Tenancy(), nil).Create(context.Background(), tenancy.NewTenant{ID: id, Name: slug, Slug: slug})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,9 +42,8 @@ func mkTenant(t *testing.T, b *testBundle, slug string) tenant.ID {
 
 func mkKey(t *testing.T, b *testBundle, tid tenant.ID, scopes ...string) fixture {
 	t.Helper()
-	secret, hash, prefix := auth.NewKeySecret()
-	k := auth.Key{ID: uuid.Must(uuid.NewV7()), Tenant: tid, Name: "test", Prefix: prefix, Scopes: scopes}
-	if _, err := b.db.CreateKey(context.Background(), k, hash, audit.New(context.Background(), audit.APIKeyCreated, tid)); err != nil {
+	k, secret, err := tenancy.NewService(b.db.Tenancy(), nil).CreateKey(context.Background(), tid, tenancy.NewKey{Name: "test", Scopes: scopes})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return fixture{tenant: tid, secret: secret, keyID: k.ID}
@@ -124,12 +122,13 @@ func TestAuth_Rejections(t *testing.T) {
 	tid := mkTenant(t, b, "auth-rejections")
 	good := mkKey(t, b, tid, auth.ScopeTenantAdmin)
 	revoked := mkKey(t, b, tid, auth.ScopeTenantAdmin)
-	if err := b.db.RevokeKey(context.Background(), tid, revoked.keyID, audit.New(context.Background(), audit.APIKeyRevoked, tid)); err != nil {
+	if err := tenancy.NewService(b.db.Tenancy(), nil).RevokeKey(context.Background(), tid, revoked.keyID); err != nil {
 		t.Fatal(err)
 	}
-	expiredSecret, hash, prefix := auth.NewKeySecret()
-	_, err := b.db.CreateKey(context.Background(), auth.Key{ID: uuid.Must(uuid.NewV7()), Tenant: tid, Name: "old", Prefix: prefix,
-		Scopes: []string{auth.ScopeTenantAdmin}, ExpiresAt: time.Now().Add(-time.Minute)}, hash, audit.New(context.Background(), audit.APIKeyCreated, tid))
+	// A key made an hour ago that expired a minute ago.
+	anHourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+	_, expiredSecret, err := tenancy.NewService(b.db.Tenancy(), anHourAgo).CreateKey(context.Background(), tid,
+		tenancy.NewKey{Name: "old", Scopes: []string{auth.ScopeTenantAdmin}, ExpiresAt: time.Now().Add(-time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,11 @@ func newProblem(ctx context.Context, err error) *problemError {
 	}
 	// A service's invalid fields are paths in the request body.
 	for _, f := range apperr.FieldsOf(err) {
-		p.Errors = append(p.Errors, ProblemItem{Location: "body." + f.Path, Message: f.Message})
+		loc := "body"
+		if f.Path != "" {
+			loc += "." + f.Path
+		}
+		p.Errors = append(p.Errors, ProblemItem{Location: loc, Message: f.Message})
 	}
 	if h := holderFrom(ctx); h != nil {
 		h.code, h.category = p.Code, p.Category

@@ -27,6 +27,7 @@ import (
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/postgres/pgtest"
 	"github.com/elile/elile/internal/sourcecache"
+	"github.com/elile/elile/internal/tenancy"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -153,7 +154,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	t.Cleanup(func() { stopWriter(); writer.Wait() })
 	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
 		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
-		Tenants: db, Keys: db, Entities: entity.NewService(db.Entities(), writer, nil), Profiles: entity.NewProfileService(db.Profiles(), writer),
+		Tenants: db, Tenancy: tenancy.NewService(db.Tenancy(), nil), Entities: entity.NewService(db.Entities(), writer, nil), Profiles: entity.NewProfileService(db.Profiles(), writer),
 		Cache: sourcecache.NewService(db.Cache(), writer, nil), Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
 	h := NewServer(d)

@@ -2,15 +2,12 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/tenancy"
 )
 
 // KeyOut is an API key in responses; Secret only in the create response.
@@ -58,43 +55,17 @@ type createKeyInput struct {
 
 type keyOutput struct{ Body KeyOut }
 
-func handleKeyCreate(d Deps) handlerFunc[createKeyInput, keyOutput] {
+func handleKeyCreate(svc *tenancy.Service) handlerFunc[createKeyInput, keyOutput] {
 	return func(ctx context.Context, in *createKeyInput) (*keyOutput, error) {
-		tid := scopeOf(ctx).Tenant()
-		p, _ := auth.PrincipalFrom(ctx)
-		var bad []ProblemItem
-		for i, s := range in.Body.Scopes {
-			switch {
-			case !auth.ValidScope(s):
-				bad = append(bad, ProblemItem{Location: fmt.Sprintf("body.scopes[%d]", i), Message: fmt.Sprintf("unknown scope %q; known: %s", s, strings.Join(auth.AllScopes(), ", "))})
-			case s == auth.ScopePlatformAdmin:
-				bad = append(bad, ProblemItem{Location: fmt.Sprintf("body.scopes[%d]", i), Message: "platform-admin keys are made with `elile apikey create --platform-admin`"})
-			}
-		}
-		if in.Body.ExpiresAt != nil && !in.Body.ExpiresAt.After(time.Now()) {
-			bad = append(bad, ProblemItem{Location: "body.expires_at", Message: "must be in the future"})
-		}
-		if len(bad) > 0 {
-			return nil, invalidFields(bad...)
-		}
-		for _, s := range in.Body.Scopes {
-			if !p.Has(s) {
-				return nil, errPermission.Withf("cannot grant %s: the caller does not hold it", s)
-			}
-		}
-		secret, hash, prefix := auth.NewKeySecret()
-		k := auth.Key{ID: uuid.Must(uuid.NewV7()), Tenant: tid, Name: strings.TrimSpace(in.Body.Name), Prefix: prefix,
-			Scopes: slices.Clone(in.Body.Scopes), CreatedBy: p.UserID()}
+		nk := tenancy.NewKey{Name: in.Body.Name, Scopes: in.Body.Scopes}
 		if in.Body.ExpiresAt != nil {
-			k.ExpiresAt = *in.Body.ExpiresAt
+			nk.ExpiresAt = *in.Body.ExpiresAt
 		}
-		ev := audit.New(ctx, audit.APIKeyCreated, tid).With("api_key", k.ID.String(), uuid.Nil,
-			map[string]any{"scopes": k.Scopes, "prefix": prefix})
-		out, err := d.Keys.CreateKey(ctx, k, hash, ev)
+		k, secret, err := svc.CreateKey(ctx, scopeOf(ctx).Tenant(), nk)
 		if err != nil {
 			return nil, err
 		}
-		o := keyOut(out)
+		o := keyOut(k)
 		o.Secret = secret
 		return &keyOutput{Body: o}, nil
 	}
@@ -102,14 +73,14 @@ func handleKeyCreate(d Deps) handlerFunc[createKeyInput, keyOutput] {
 
 type keyListOutput struct{ Body Page[KeyOut] }
 
-func handleKeyList(d Deps) handlerFunc[ListParams, keyListOutput] {
+func handleKeyList(svc *tenancy.Service) handlerFunc[ListParams, keyListOutput] {
 	return func(ctx context.Context, in *ListParams) (*keyListOutput, error) {
 		tid := scopeOf(ctx).Tenant()
 		after, err := in.after()
 		if err != nil {
 			return nil, err
 		}
-		ks, err := d.Keys.Keys(ctx, tid, after, in.Limit+1)
+		ks, err := svc.Keys(ctx, tid, after, in.Limit+1)
 		if err != nil {
 			return nil, err
 		}
@@ -127,15 +98,14 @@ type keyPath struct {
 
 type noContent struct{}
 
-func handleKeyRevoke(d Deps) handlerFunc[keyPath, noContent] {
+func handleKeyRevoke(svc *tenancy.Service) handlerFunc[keyPath, noContent] {
 	return func(ctx context.Context, in *keyPath) (*noContent, error) {
 		tid := scopeOf(ctx).Tenant()
 		id, err := uuid.Parse(in.KeyID)
 		if err != nil {
 			return nil, auth.ErrKeyNotFound
 		}
-		ev := audit.New(ctx, audit.APIKeyRevoked, tid).With("api_key", id.String(), uuid.Nil, nil)
-		if err := d.Keys.RevokeKey(ctx, tid, id, ev); err != nil {
+		if err := svc.RevokeKey(ctx, tid, id); err != nil {
 			return nil, err
 		}
 		return &noContent{}, nil

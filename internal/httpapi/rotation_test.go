@@ -11,6 +11,7 @@ import (
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/sourcecache"
+	"github.com/elile/elile/internal/tenancy"
 )
 
 // TestRotation_EndToEnd writes through the API under key 1, rotates every
@@ -37,7 +38,8 @@ func TestRotation_EndToEnd(t *testing.T) {
 	}
 	defer db2.Close()
 	d := w.b.deps
-	d.DB, d.Tenants, d.Keys, d.AuditStore, d.Keyring = db2, db2, db2, db2, only2
+	d.DB, d.Tenants, d.AuditStore, d.Keyring = db2, db2, db2, only2
+	d.Tenancy = tenancy.NewService(db2.Tenancy(), nil)
 	d.Entities = entity.NewService(db2.Entities(), d.Audit, nil)
 	d.Profiles = entity.NewProfileService(db2.Profiles(), d.Audit)
 	d.Cache = sourcecache.NewService(db2.Cache(), d.Audit, nil)
@@ -77,7 +79,8 @@ func TestRotation_AuditEventsKeepTheirKey(t *testing.T) {
 	}
 	defer db2.Close()
 	d := w.b.deps
-	d.DB, d.Tenants, d.Keys, d.AuditStore, d.Keyring = db2, db2, db2, db2, only2
+	d.DB, d.Tenants, d.AuditStore, d.Keyring = db2, db2, db2, only2
+	d.Tenancy = tenancy.NewService(db2.Tenancy(), nil)
 	d.Entities = entity.NewService(db2.Entities(), d.Audit, nil)
 	d.Profiles = entity.NewProfileService(db2.Profiles(), d.Audit)
 	d.Cache = sourcecache.NewService(db2.Cache(), d.Audit, nil)

@@ -20,14 +20,14 @@ func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
 	r := registrar{api: api, log: d.Log, table: map[string]access{}}
 
 	// Tenants and keys (API.md "Tenants and keys").
-	r.add(http.MethodPost, "/v1/tenants", "create-tenant", "Create a tenant", access{Scope: "platform:admin"}, http.StatusCreated, handleTenantCreate(d))
-	r.add(http.MethodGet, "/v1/tenants", "list-tenants", "List tenants", access{Scope: "platform:admin"}, 0, handleTenantList(d))
-	r.add(http.MethodGet, "/v1/tenants/{tenant_id}", "get-tenant", "Get a tenant", access{Scope: "platform:admin"}, 0, handleTenantGet(d))
-	r.add(http.MethodPatch, "/v1/tenants/{tenant_id}", "update-tenant", "Update a tenant", access{Scope: "platform:admin"}, 0, handleTenantUpdate(d, tenants))
-	r.add(http.MethodGet, "/v1/tenant", "get-own-tenant", "The caller's tenant", access{Tenant: true}, 0, handleOwnTenant(d))
-	r.add(http.MethodPost, "/v1/api-keys", "create-api-key", "Create an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusCreated, handleKeyCreate(d))
-	r.add(http.MethodGet, "/v1/api-keys", "list-api-keys", "List API keys", access{Scope: "keys:manage", Tenant: true}, 0, handleKeyList(d))
-	r.add(http.MethodDelete, "/v1/api-keys/{key_id}", "revoke-api-key", "Revoke an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusNoContent, handleKeyRevoke(d))
+	r.add(http.MethodPost, "/v1/tenants", "create-tenant", "Create a tenant", access{Scope: "platform:admin"}, http.StatusCreated, handleTenantCreate(d.Tenancy))
+	r.add(http.MethodGet, "/v1/tenants", "list-tenants", "List tenants", access{Scope: "platform:admin"}, 0, handleTenantList(d.Tenancy))
+	r.add(http.MethodGet, "/v1/tenants/{tenant_id}", "get-tenant", "Get a tenant", access{Scope: "platform:admin"}, 0, handleTenantGet(d.Tenancy))
+	r.add(http.MethodPatch, "/v1/tenants/{tenant_id}", "update-tenant", "Update a tenant", access{Scope: "platform:admin"}, 0, handleTenantUpdate(d.Tenancy, tenants))
+	r.add(http.MethodGet, "/v1/tenant", "get-own-tenant", "The caller's tenant", access{Tenant: true}, 0, handleOwnTenant(d.Tenancy))
+	r.add(http.MethodPost, "/v1/api-keys", "create-api-key", "Create an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusCreated, handleKeyCreate(d.Tenancy))
+	r.add(http.MethodGet, "/v1/api-keys", "list-api-keys", "List API keys", access{Scope: "keys:manage", Tenant: true}, 0, handleKeyList(d.Tenancy))
+	r.add(http.MethodDelete, "/v1/api-keys/{key_id}", "revoke-api-key", "Revoke an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusNoContent, handleKeyRevoke(d.Tenancy))
 
 	// Entities (API.md "Entities").
 	r.add(http.MethodPost, "/v1/entities", "create-entity", "Create an entity", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleEntityCreate(d.Entities, false))

@@ -20,6 +20,7 @@ import (
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/sourcecache"
+	"github.com/elile/elile/internal/tenancy"
 )
 
 // Deps is what the server needs.
@@ -28,8 +29,8 @@ type Deps struct {
 	DB             Database
 	KV             KV
 	Auth           Authenticator
-	Tenants        TenantStore
-	Keys           KeyStore
+	Tenants        TenantLookup // validates X-Tenant-ID (cached for a second)
+	Tenancy        *tenancy.Service
 	Entities       *entity.Service
 	Profiles       *entity.ProfileService
 	Cache          *sourcecache.Service

@@ -8,10 +8,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/tenancy"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -29,29 +31,6 @@ func scanTenant(row pgx.Row) (tenant.Tenant, error) {
 		return tenant.Tenant{}, err
 	}
 	return t, nil
-}
-
-// CreateTenant stores a new tenant and its tenant.created event (in that
-// tenant's log), through the platform path. A taken slug is
-// tenant.ErrSlugTaken.
-func (db *DB) CreateTenant(ctx context.Context, t tenant.Tenant, ev audit.Event) (tenant.Tenant, error) {
-	var out tenant.Tenant
-	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		cfg, err := json.Marshal(nonNilMap(t.Config))
-		if err != nil {
-			return err
-		}
-		out, err = scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants (tenant_id, name, slug, locale, active, config)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+tenantCols, t.ID.UUID(), t.Name, t.Slug, t.Locale, t.Active, cfg))
-		if err != nil {
-			return err
-		}
-		return db.appendAudit(ctx, tx, ev)
-	})
-	if errors.Is(err, ErrConflict) {
-		return tenant.Tenant{}, tenant.ErrSlugTaken.Wrap(err)
-	}
-	return out, err
 }
 
 // Tenant returns a tenant by id through the platform path (it is used to
@@ -85,34 +64,6 @@ func (db *DB) Tenants(ctx context.Context, after uuid.UUID, limit int) ([]tenant
 	return out, err
 }
 
-// UpdateTenant applies p and records ev (config.changed) in the same
-// transaction.
-func (db *DB) UpdateTenant(ctx context.Context, id tenant.ID, p tenant.Patch, ev audit.Event) (tenant.Tenant, error) {
-	var out tenant.Tenant
-	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		var cfg []byte
-		if p.Config != nil {
-			var err error
-			if cfg, err = json.Marshal(p.Config); err != nil {
-				return err
-			}
-		}
-		var err error
-		out, err = scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET
-				name = coalesce($2, name), locale = coalesce($3, locale), active = coalesce($4, active),
-				config = coalesce($5, config), updated_at = now()
-			WHERE tenant_id = $1 RETURNING `+tenantCols, id.UUID(), p.Name, p.Locale, p.Active, cfg))
-		if err != nil {
-			return err
-		}
-		return db.appendAudit(ctx, tx, ev)
-	})
-	if errors.Is(err, ErrNotFound) {
-		return tenant.Tenant{}, tenant.ErrNotFound.Wrap(err)
-	}
-	return out, err
-}
-
 func nonNilMap(m map[string]any) map[string]any {
 	if m == nil {
 		return map[string]any{}
@@ -143,31 +94,6 @@ func scanKey(row pgx.Row) (auth.Key, error) {
 	return k, nil
 }
 
-// CreateKey stores an API key (its hash, never the secret) and records ev.
-// A key with a zero tenant is a platform-admin key, stored through the
-// platform path; others are stored in their tenant's scope.
-func (db *DB) CreateKey(ctx context.Context, k auth.Key, hash []byte, ev audit.Event) (auth.Key, error) {
-	var out auth.Key
-	fn := func(tx *Tx) error {
-		var exp *time.Time
-		if !k.ExpiresAt.IsZero() {
-			exp = &k.ExpiresAt
-		}
-		var err error
-		out, err = scanKey(tx.QueryRow(ctx, `INSERT INTO api_keys (key_id, tenant_id, name, prefix, secret_hash, scopes, created_by, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+keyCols,
-			k.ID, nullUUID(k.Tenant.UUID()), k.Name, k.Prefix, hash, k.Scopes, nullUUID(k.CreatedBy), exp))
-		if err != nil {
-			return err
-		}
-		return db.appendAudit(ctx, tx, ev)
-	}
-	if k.Tenant.IsZero() {
-		return out, db.InPlatformTx(ctx, fn)
-	}
-	return out, db.InTx(ctx, k.Tenant, fn)
-}
-
 // Keys lists a tenant's keys newest first, after the cursor id.
 func (db *DB) Keys(ctx context.Context, t tenant.ID, after uuid.UUID, limit int) ([]auth.Key, error) {
 	var out []auth.Key
@@ -181,29 +107,6 @@ func (db *DB) Keys(ctx context.Context, t tenant.ID, after uuid.UUID, limit int)
 		return err
 	})
 	return out, err
-}
-
-// RevokeKey marks a tenant's key revoked and records ev. Revoking a revoked
-// key changes nothing and records nothing. Another tenant's key, or none,
-// is auth.ErrKeyNotFound.
-func (db *DB) RevokeKey(ctx context.Context, t tenant.ID, id uuid.UUID, ev audit.Event) error {
-	err := db.InTx(ctx, t, func(tx *Tx) error {
-		var revokedBefore bool
-		err := tx.QueryRow(ctx, `WITH old AS (SELECT revoked_at IS NOT NULL AS was FROM api_keys WHERE key_id = $1 AND tenant_id = $2 FOR UPDATE)
-			UPDATE api_keys k SET revoked_at = coalesce(k.revoked_at, now()) FROM old
-			WHERE k.key_id = $1 AND k.tenant_id = $2 RETURNING old.was`, id, t.UUID()).Scan(&revokedBefore)
-		if err != nil {
-			return err
-		}
-		if revokedBefore {
-			return nil
-		}
-		return db.appendAudit(ctx, tx, ev)
-	})
-	if errors.Is(err, ErrNotFound) {
-		return auth.ErrKeyNotFound.Wrap(err)
-	}
-	return err
 }
 
 // KeyByHash finds a key by its secret's hash for authentication, through
@@ -226,4 +129,104 @@ func (db *DB) KeyByHash(ctx context.Context, hash []byte) (auth.Key, error) {
 		return auth.Key{}, auth.ErrKeyNotFound.Wrap(err)
 	}
 	return out, err
+}
+
+// TenancyStore keeps tenants and API keys (tenancy.Store).
+type TenancyStore struct{ db *DB }
+
+// Tenancy returns the store of tenants and API keys.
+func (db *DB) Tenancy() *TenancyStore { return &TenancyStore{db: db} }
+
+type tenancyTx struct {
+	*Tx
+	db *DB
+}
+
+// InScope runs fn in one unit of work in scope sc. A taken slug is
+// tenant.ErrSlugTaken.
+func (s *TenancyStore) InScope(ctx context.Context, sc tenant.Scope, fn func(tenancy.Tx) error) error {
+	err := s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&tenancyTx{Tx: tx, db: s.db}) })
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "tenants" {
+		return tenant.ErrSlugTaken.Wrap(err)
+	}
+	return err
+}
+
+// Tenant returns a tenant (tenancy.Store).
+func (s *TenancyStore) Tenant(ctx context.Context, id tenant.ID) (tenant.Tenant, error) {
+	return s.db.Tenant(ctx, id)
+}
+
+// Tenants lists tenants (tenancy.Store).
+func (s *TenancyStore) Tenants(ctx context.Context, after uuid.UUID, limit int) ([]tenant.Tenant, error) {
+	return s.db.Tenants(ctx, after, limit)
+}
+
+// Keys lists a tenant's keys (tenancy.Store).
+func (s *TenancyStore) Keys(ctx context.Context, t tenant.ID, after uuid.UUID, limit int) ([]auth.Key, error) {
+	return s.db.Keys(ctx, t, after, limit)
+}
+
+// InsertTenant queues t; its timestamps are filled in when it is sent.
+func (t *tenancyTx) InsertTenant(_ context.Context, tn *tenant.Tenant) error {
+	cfg, err := json.Marshal(nonNilMap(tn.Config))
+	if err != nil {
+		return err
+	}
+	t.QueueRow(`INSERT INTO tenants (tenant_id, name, slug, locale, active, config)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`, []any{tn.ID.UUID(), tn.Name, tn.Slug, tn.Locale, tn.Active, cfg},
+		func(row pgx.Row) error { return row.Scan(&tn.CreatedAt, &tn.UpdatedAt) })
+	return nil
+}
+
+// AppendAudit queues ev: it commits with the change it records.
+func (t *tenancyTx) AppendAudit(ctx context.Context, ev audit.Event) error {
+	return t.db.appendAudit(ctx, t.Tx, ev)
+}
+
+// UpdateTenant applies p (tenant.ErrNotFound if there is no such tenant).
+func (t *tenancyTx) UpdateTenant(ctx context.Context, id tenant.ID, p tenant.Patch) (tenant.Tenant, error) {
+	var cfg []byte
+	if p.Config != nil {
+		var err error
+		if cfg, err = json.Marshal(p.Config); err != nil {
+			return tenant.Tenant{}, err
+		}
+	}
+	out, err := scanTenant(t.QueryRow(ctx, `UPDATE tenants SET
+			name = coalesce($2, name), locale = coalesce($3, locale), active = coalesce($4, active),
+			config = coalesce($5, config), updated_at = now()
+		WHERE tenant_id = $1 RETURNING `+tenantCols, id.UUID(), p.Name, p.Locale, p.Active, cfg))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return tenant.Tenant{}, tenant.ErrNotFound.Wrap(err)
+	}
+	return out, err
+}
+
+// InsertKey queues an API key (its hash, never the secret); created_at is
+// filled in when it is sent.
+func (t *tenancyTx) InsertKey(_ context.Context, k *auth.Key, hash []byte) error {
+	var exp *time.Time
+	if !k.ExpiresAt.IsZero() {
+		exp = &k.ExpiresAt
+	}
+	t.QueueRow(`INSERT INTO api_keys (key_id, tenant_id, name, prefix, secret_hash, scopes, created_by, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at`,
+		[]any{k.ID, nullUUID(k.Tenant.UUID()), k.Name, k.Prefix, hash, k.Scopes, nullUUID(k.CreatedBy), exp},
+		func(row pgx.Row) error { return row.Scan(&k.CreatedAt) })
+	return nil
+}
+
+// RevokeKey revokes a key of tenant tid, reporting whether it was revoked
+// already; another tenant's key, or none, is auth.ErrKeyNotFound.
+func (t *tenancyTx) RevokeKey(ctx context.Context, tid tenant.ID, id uuid.UUID) (bool, error) {
+	var revokedBefore bool
+	err := t.QueryRow(ctx, `WITH old AS (SELECT revoked_at IS NOT NULL AS was FROM api_keys WHERE key_id = $1 AND tenant_id = $2 FOR UPDATE)
+		UPDATE api_keys k SET revoked_at = coalesce(k.revoked_at, now()) FROM old
+		WHERE k.key_id = $1 AND k.tenant_id = $2 RETURNING old.was`, id, tid.UUID()).Scan(&revokedBefore)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, auth.ErrKeyNotFound.Wrap(err)
+	}
+	return revokedBefore, err
 }
