@@ -188,7 +188,9 @@ func (s *Service) insertKey(ctx context.Context, tx Tx, k auth.Key, via string) 
 }
 
 // Get returns a tenant.
-func (s *Service) Get(ctx context.Context, id tenant.ID) (tenant.Tenant, error) { return s.store.Tenant(ctx, id) }
+func (s *Service) Get(ctx context.Context, id tenant.ID) (tenant.Tenant, error) {
+	return s.store.Tenant(ctx, id)
+}
 
 // List lists tenants after the cursor id.
 func (s *Service) List(ctx context.Context, after uuid.UUID, limit int) ([]tenant.Tenant, error) {
