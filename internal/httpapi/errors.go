@@ -138,7 +138,7 @@ func useProblemErrors() {
 			return huma.NewErrorWithContext(nil, status, msg, errs...)
 		}
 		huma.NewErrorWithContext = func(hctx huma.Context, status int, msg string, errs ...error) huma.StatusError {
-			var ctx context.Context = context.Background()
+			ctx := context.Background()
 			if hctx != nil {
 				ctx = hctx.Context()
 			}

@@ -89,7 +89,7 @@ func NewServer(d Deps) http.Handler {
 		writeProblem(w, newProblem(r.Context(), errRouteNotFound.Withf("no route for %s %s", r.Method, r.URL.Path)).Problem)
 	})
 
-	var h http.Handler = captureRoute(mux)
+	h := http.Handler(captureRoute(mux))
 	h = idempotency(d.KV, d.Keyring, d.IdempotencyBudget, d.Log)(h)
 	h = authorize(mux, table, tenants, d.Log)(h)
 	h = jsonGuard(h)
