@@ -21,9 +21,15 @@ const (
 	RateLimited              // too many requests: 429
 	Unavailable              // a dependency is down or saturated: 503
 	BadRequest               // a malformed request or header: 400
+	MethodNotAllowed         // a method the route does not have: 405
+	NotAcceptable            // no acceptable response type: 406
+	TooLarge                 // a body over the limit: 413
+	UnsupportedMedia         // a body that is not JSON: 415
+	ClientClosed             // the client went away before the answer: 499
 )
 
-var kindNames = [...]string{"internal", "invalid", "unauthorized", "forbidden", "not_found", "conflict", "rate_limited", "unavailable", "bad_request"} //nolint:gochecknoglobals // read-only table
+var kindNames = [...]string{"internal", "invalid", "unauthorized", "forbidden", "not_found", "conflict", "rate_limited", "unavailable", "bad_request", //nolint:gochecknoglobals // read-only table
+	"method_not_allowed", "not_acceptable", "too_large", "unsupported_media", "client_closed"}
 
 // String names the kind.
 func (k Kind) String() string {

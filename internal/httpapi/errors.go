@@ -30,28 +30,6 @@ func (p *problemError) ContentType(string) string { return "application/problem+
 // GetHeaders implements huma.HeadersError.
 func (p *problemError) GetHeaders() http.Header { return p.headers }
 
-// Codes for errors huma raises itself (decoding, validation, negotiation).
-func codeForStatus(status int) (string, apperr.Kind) {
-	switch status {
-	case http.StatusBadRequest:
-		return "BAD_REQUEST", apperr.BadRequest
-	case http.StatusUnprocessableEntity:
-		return "VALIDATION_FAILED", apperr.Invalid
-	case http.StatusRequestEntityTooLarge:
-		return "BODY_TOO_LARGE", apperr.Invalid
-	case http.StatusUnsupportedMediaType:
-		return "UNSUPPORTED_MEDIA_TYPE", apperr.Invalid
-	case http.StatusNotAcceptable:
-		return "NOT_ACCEPTABLE", apperr.Invalid
-	case http.StatusNotFound:
-		return "NOT_FOUND", apperr.NotFound
-	case http.StatusServiceUnavailable:
-		return "SERVICE_UNAVAILABLE", apperr.Unavailable
-	default:
-		return "INTERNAL_ERROR", apperr.Internal
-	}
-}
-
 // newProblem renders err for the request in ctx: an apperr keeps its
 // code, kind and message; anything else is an internal error whose cause
 // stays in the log.
@@ -61,16 +39,13 @@ func newProblem(ctx context.Context, err error) *problemError {
 		e = apperr.New(apperr.Internal, "INTERNAL_ERROR", "internal error")
 	}
 	status, category := statusOf(e.Kind)
-	if e.Code == errMethodNotAllowed.Code {
-		status = http.StatusMethodNotAllowed
-	}
 	msg := e.Message
 	if e.Kind == apperr.Internal {
 		msg = "internal error"
 	}
 	p := &problemError{Problem: Problem{
 		Type:     "https://elile.dev/problems/" + kebab(e.Code),
-		Title:    http.StatusText(status),
+		Title:    statusText(status),
 		Status:   status,
 		Detail:   msg,
 		Code:     e.Code,
@@ -115,7 +90,7 @@ type fieldErrors struct{ items []ProblemItem }
 
 func (f *fieldErrors) Error() string { return "validation failed" }
 
-var errClientClosed = apperr.New(apperr.BadRequest, "CLIENT_CLOSED_REQUEST", "the client closed the connection before the answer")
+var errClientClosed = apperr.New(apperr.ClientClosed, "CLIENT_CLOSED_REQUEST", "the client closed the connection before the answer")
 
 // errValidation is the 422 of bad fields.
 var errValidation = apperr.New(apperr.Invalid, "VALIDATION_FAILED", "the request has invalid fields")
@@ -151,7 +126,7 @@ func useProblemErrors() {
 					return newProblem(ctx, err)
 				}
 			}
-			code, kind := codeForStatus(status)
+			kind, code := kindOfStatus(status)
 			var items []ProblemItem
 			for _, err := range errs {
 				var d huma.ErrorDetailer
@@ -163,12 +138,7 @@ func useProblemErrors() {
 			if kind == apperr.Internal {
 				msg = "internal error"
 			}
-			p := newProblem(ctx, apperr.New(kind, code, msg).Wrap(&fieldErrors{items: items}))
-			p.Status, p.Title = status, http.StatusText(status)
-			if h := holderFrom(ctx); h != nil && status >= 400 {
-				h.code, h.category = p.Code, p.Category
-			}
-			return p
+			return newProblem(ctx, apperr.New(kind, code, msg).Wrap(&fieldErrors{items: items}))
 		}
 	})
 }
@@ -194,9 +164,7 @@ func respond(ctx context.Context, log *slog.Logger, err error) error {
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		// The client went away: nobody reads this answer, and it is not a
 		// server fault (499, as nginx calls it).
-		p := newProblem(ctx, errClientClosed.Wrap(err))
-		p.Status, p.Title = 499, "Client Closed Request"
-		return p
+		return newProblem(ctx, errClientClosed.Wrap(err))
 	}
 	p := newProblem(ctx, err)
 	if p.Status >= 500 {
@@ -206,4 +174,12 @@ func respond(ctx context.Context, log *slog.Logger, err error) error {
 		p.headers = http.Header{"Retry-After": {"1"}}
 	}
 	return p
+}
+
+// statusText is the reason phrase of a status, 499 included.
+func statusText(status int) string {
+	if status == statusClientClosed {
+		return "Client Closed Request"
+	}
+	return http.StatusText(status)
 }

@@ -2,10 +2,13 @@ package httpapi
 
 import (
 	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/apperr"
 )
 
 // FuzzCursor: cursor decoding never panics, and what it accepts round-trips.
@@ -45,3 +48,31 @@ func FuzzCheckJSON(f *testing.F) {
 }
 
 func timeZero() time.Time { return time.Unix(1700000000, 0).UTC() }
+
+// Every error kind has exactly one status, and the statuses huma raises
+// map back to the same kind: the one table decides both ways.
+func TestKindStatus_OneMapping(t *testing.T) {
+	t.Parallel()
+	seen := map[int]apperr.Kind{}
+	for k := apperr.Internal; k <= apperr.ClientClosed; k++ {
+		status, category := statusOf(k)
+		if status == http.StatusInternalServerError && k != apperr.Internal {
+			t.Errorf("kind %s has no status of its own", k)
+		}
+		if category == "" {
+			t.Errorf("kind %s has no category", k)
+		}
+		if other, dup := seen[status]; dup {
+			t.Errorf("kinds %s and %s share status %d", k, other, status)
+		}
+		seen[status] = k
+		if back, _ := kindOfStatus(status); back != k {
+			t.Errorf("status %d maps back to %s, want %s", status, back, k)
+		}
+	}
+	for _, want := range []int{405, 413, 415, 499} {
+		if _, ok := seen[want]; !ok {
+			t.Errorf("no kind answers %d", want)
+		}
+	}
+}

@@ -124,7 +124,7 @@ func truncate(s string, n int) string {
 	return s
 }
 
-var errMediaType = apperr.New(apperr.Invalid, "UNSUPPORTED_MEDIA_TYPE", "a request body must be JSON, sent with Content-Type: application/json")
+var errMediaType = apperr.New(apperr.UnsupportedMedia, "UNSUPPORTED_MEDIA_TYPE", "a request body must be JSON, sent with Content-Type: application/json")
 
 // jsonContentType reports whether ct names JSON (application/json or a
 // +json type, any parameters).
@@ -153,7 +153,6 @@ func jsonGuard(next http.Handler) http.Handler {
 		}
 		if !jsonContentType(r.Header.Get("Content-Type")) {
 			p := newProblem(r.Context(), errMediaType).Problem
-			p.Status, p.Title = http.StatusUnsupportedMediaType, http.StatusText(http.StatusUnsupportedMediaType)
 			writeProblem(w, p)
 			return
 		}
@@ -175,7 +174,6 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			p := newProblem(r.Context(), errBodyTooLarge).Problem
-			p.Status, p.Title = http.StatusRequestEntityTooLarge, http.StatusText(http.StatusRequestEntityTooLarge)
 			writeProblem(w, p)
 			return nil, false
 		}

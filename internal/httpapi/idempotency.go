@@ -47,7 +47,7 @@ var (
 	errIdemReused     = apperr.New(apperr.Invalid, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request")
 	errIdemInProgress = apperr.New(apperr.Conflict, "IDEMPOTENCY_IN_PROGRESS", "the first request with this Idempotency-Key is still running")
 	errIdemInvalid    = apperr.New(apperr.BadRequest, "BAD_REQUEST", "Idempotency-Key must be 1 to 255 printable ASCII characters")
-	errBodyTooLarge   = apperr.New(apperr.Invalid, "BODY_TOO_LARGE", "request body over 1 MiB")
+	errBodyTooLarge   = apperr.New(apperr.TooLarge, "BODY_TOO_LARGE", "request body over 1 MiB")
 	errIdemNotKept    = apperr.New(apperr.Conflict, "IDEMPOTENCY_RESPONSE_NOT_KEPT",
 		"the first request with this Idempotency-Key succeeded, but its response was too large to keep; fetch the result instead")
 	errIdemBudget = apperr.New(apperr.RateLimited, "IDEMPOTENCY_BUDGET_EXCEEDED",

@@ -28,27 +28,52 @@ type ProblemItem struct {
 
 // statusOf is the one place that maps an error kind to an HTTP status and
 // a category.
+// statusClientClosed is nginx's status for a request whose client went
+// away before the answer (nobody reads it; it is not a server fault).
+const statusClientClosed = 499
+
+// kindStatus is the one mapping of error kinds to HTTP statuses, problem
+// categories and the code of errors raised without one (huma's own).
+//
+//nolint:gochecknoglobals // read-only table
+var kindStatus = map[apperr.Kind]struct {
+	status   int
+	category string
+	code     string
+}{
+	apperr.Internal:         {http.StatusInternalServerError, "system", "INTERNAL_ERROR"},
+	apperr.Invalid:          {http.StatusUnprocessableEntity, "validation", "VALIDATION_FAILED"},
+	apperr.BadRequest:       {http.StatusBadRequest, "validation", "BAD_REQUEST"},
+	apperr.Unauthorized:     {http.StatusUnauthorized, "authentication", "UNAUTHORIZED"},
+	apperr.Forbidden:        {http.StatusForbidden, "permission", "PERMISSION_DENIED"},
+	apperr.NotFound:         {http.StatusNotFound, "not_found", "NOT_FOUND"},
+	apperr.Conflict:         {http.StatusConflict, "conflict", "CONFLICT"},
+	apperr.RateLimited:      {http.StatusTooManyRequests, "rate_limit", "RATE_LIMITED"},
+	apperr.Unavailable:      {http.StatusServiceUnavailable, "system", "SERVICE_UNAVAILABLE"},
+	apperr.MethodNotAllowed: {http.StatusMethodNotAllowed, "validation", "METHOD_NOT_ALLOWED"},
+	apperr.NotAcceptable:    {http.StatusNotAcceptable, "validation", "NOT_ACCEPTABLE"},
+	apperr.TooLarge:         {http.StatusRequestEntityTooLarge, "validation", "BODY_TOO_LARGE"},
+	apperr.UnsupportedMedia: {http.StatusUnsupportedMediaType, "validation", "UNSUPPORTED_MEDIA_TYPE"},
+	apperr.ClientClosed:     {statusClientClosed, "validation", "CLIENT_CLOSED_REQUEST"},
+}
+
+// statusOf is the status and category of kind k.
 func statusOf(k apperr.Kind) (int, string) {
-	switch k {
-	case apperr.Invalid:
-		return http.StatusUnprocessableEntity, "validation"
-	case apperr.BadRequest:
-		return http.StatusBadRequest, "validation"
-	case apperr.Unauthorized:
-		return http.StatusUnauthorized, "authentication"
-	case apperr.Forbidden:
-		return http.StatusForbidden, "permission"
-	case apperr.NotFound:
-		return http.StatusNotFound, "not_found"
-	case apperr.Conflict:
-		return http.StatusConflict, "conflict"
-	case apperr.RateLimited:
-		return http.StatusTooManyRequests, "rate_limit"
-	case apperr.Unavailable:
-		return http.StatusServiceUnavailable, "system"
-	default:
-		return http.StatusInternalServerError, "system"
+	if m, ok := kindStatus[k]; ok {
+		return m.status, m.category
 	}
+	return http.StatusInternalServerError, "system"
+}
+
+// kindOfStatus is the kind and code of an error huma raised with only a
+// status: the inverse of kindStatus (anything else is internal).
+func kindOfStatus(status int) (apperr.Kind, string) {
+	for k, m := range kindStatus {
+		if m.status == status {
+			return k, m.code
+		}
+	}
+	return apperr.Internal, "INTERNAL_ERROR"
 }
 
 func writeProblem(w http.ResponseWriter, p Problem) {
@@ -63,5 +88,5 @@ func writeProblem(w http.ResponseWriter, p Problem) {
 // Errors for requests that match no route.
 var (
 	errRouteNotFound    = apperr.New(apperr.NotFound, "ROUTE_NOT_FOUND", "no such route")
-	errMethodNotAllowed = apperr.New(apperr.Invalid, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+	errMethodNotAllowed = apperr.New(apperr.MethodNotAllowed, "METHOD_NOT_ALLOWED", "method not allowed on this route")
 )
