@@ -12,20 +12,20 @@ type Kind uint8
 
 // The kinds of error.
 const (
-	Internal     Kind = iota // a bug or an unexpected failure: 500
-	Invalid                  // the request fails validation: 422
-	Unauthorized             // no valid credential: 401
-	Forbidden                // a valid credential that may not do this: 403
-	NotFound                 // no such object visible to the caller: 404
-	Conflict                 // the request conflicts with stored state: 409
-	RateLimited              // too many requests: 429
-	Unavailable              // a dependency is down or saturated: 503
-	BadRequest               // a malformed request or header: 400
-	MethodNotAllowed         // a method the route does not have: 405
-	NotAcceptable            // no acceptable response type: 406
-	TooLarge                 // a body over the limit: 413
-	UnsupportedMedia         // a body that is not JSON: 415
-	ClientClosed             // the client went away before the answer: 499
+	Internal         Kind = iota // a bug or an unexpected failure: 500
+	Invalid                      // the request fails validation: 422
+	Unauthorized                 // no valid credential: 401
+	Forbidden                    // a valid credential that may not do this: 403
+	NotFound                     // no such object visible to the caller: 404
+	Conflict                     // the request conflicts with stored state: 409
+	RateLimited                  // too many requests: 429
+	Unavailable                  // a dependency is down or saturated: 503
+	BadRequest                   // a malformed request or header: 400
+	MethodNotAllowed             // a method the route does not have: 405
+	NotAcceptable                // no acceptable response type: 406
+	TooLarge                     // a body over the limit: 413
+	UnsupportedMedia             // a body that is not JSON: 415
+	ClientClosed                 // the client went away before the answer: 499
 )
 
 var kindNames = [...]string{"internal", "invalid", "unauthorized", "forbidden", "not_found", "conflict", "rate_limited", "unavailable", "bad_request", //nolint:gochecknoglobals // read-only table

@@ -64,6 +64,7 @@ func (m *Memory) Allow(_ context.Context, key string, r Rate) (Decision, error) 
 
 // gcraScript runs gcra atomically in Redis, on Redis's clock, so every
 // instance shares one limit. Times are in microseconds.
+//
 //nolint:gochecknoglobals // an immutable script, loaded by hash
 var gcraScript = redis.NewScript(`
 local t = redis.call('TIME')

@@ -86,6 +86,7 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 
 // incrScript creates the counter with its expiry atomically, so a crash
 // between INCR and EXPIRE cannot leave a counter that never resets.
+//
 //nolint:gochecknoglobals // an immutable script, loaded by hash
 var incrScript = redis.NewScript(`
 local n = redis.call('INCRBY', KEYS[1], ARGV[2])
