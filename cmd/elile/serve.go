@@ -109,7 +109,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, DB: db, KV: store, Keyring: ring,
-		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
+		Audit: writer, Audits: audit.NewService(db, writer, signer.Public(), audit.NewGate(2, 8)),
 		Auth: auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil).WithJWTPolicy(auth.JWTPolicy{
 			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, MaxLifetime: cfg.JWTMaxLifetime, AllowPlatformAdmin: cfg.JWTAllowPlatformAdmin}),
 		IdempotencyBudget: cfg.IdempotencyMaxBytes,

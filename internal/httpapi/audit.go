@@ -5,16 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
-	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
-	"github.com/elile/elile/internal/tenant"
 )
 
 // AuditLog takes audit events: Write waits until the event is durable
@@ -22,15 +20,6 @@ import (
 type AuditLog interface {
 	Write(ctx context.Context, ev audit.Event) error
 	ErrorRecorder
-}
-
-// AuditStore reads the audit log.
-type AuditStore interface {
-	AuditEvents(ctx context.Context, t tenant.ID, f audit.Filter, limit int) ([]audit.Record, error)
-	AuditEvent(ctx context.Context, t tenant.ID, id uuid.UUID) (audit.Record, error)
-	ExportAudit(ctx context.Context, t tenant.ID, f audit.Filter, each func(audit.Record) error) error
-	LatestSeal(ctx context.Context, t uuid.UUID) (audit.Seal, error)
-	audit.ChainReader
 }
 
 // AuditEventOut is an audit event in responses, event_data decrypted.
@@ -122,16 +111,8 @@ func parseAuditCursor(c string) (time.Time, uuid.UUID, error) {
 	return time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:9]))).UTC(), uuid.UUID(b[9:]), nil //nolint:gosec // round trip
 }
 
-// readAudited records that the caller read the audit log, durably, before
-// answering: reading the log is itself audited.
-func readAudited(ctx context.Context, d Deps, t tenant.ID, what string, data map[string]any) error {
-	ev := audit.New(ctx, audit.DataAccessed, t).With("audit_events", what, uuid.Nil, data)
-	return d.Audit.Write(ctx, ev)
-}
-
-func handleAuditList(d Deps) handlerFunc[auditListInput, auditListOutput] {
+func handleAuditList(svc *audit.Service) handlerFunc[auditListInput, auditListOutput] {
 	return func(ctx context.Context, in *auditListInput) (*auditListOutput, error) {
-		tid := scopeOf(ctx).Tenant()
 		f := in.filter()
 		if in.Cursor != "" {
 			at, id, err := parseAuditCursor(in.Cursor)
@@ -140,7 +121,7 @@ func handleAuditList(d Deps) handlerFunc[auditListInput, auditListOutput] {
 			}
 			f.BeforeAt, f.BeforeID = at, id
 		}
-		recs, err := d.AuditStore.AuditEvents(ctx, tid, f, in.Limit+1)
+		recs, err := svc.List(ctx, scopeOf(ctx).Tenant(), f, in.Limit+1, in.Limit)
 		if err != nil {
 			return nil, err
 		}
@@ -154,9 +135,6 @@ func handleAuditList(d Deps) handlerFunc[auditListInput, auditListOutput] {
 			}
 			out.Data = append(out.Data, auditOut(r))
 		}
-		if err := readAudited(ctx, d, tid, "list", map[string]any{"returned": len(out.Data), "filter_event_type": in.EventType}); err != nil {
-			return nil, err
-		}
 		return &auditListOutput{Body: out}, nil
 	}
 }
@@ -167,23 +145,14 @@ type auditIDInput struct {
 
 type auditOneOutput struct{ Body AuditEventOut }
 
-var errAuditNotFound = apperr.New(apperr.NotFound, "AUDIT_EVENT_NOT_FOUND", "audit event not found")
-
-func handleAuditGet(d Deps) handlerFunc[auditIDInput, auditOneOutput] {
+func handleAuditGet(svc *audit.Service) handlerFunc[auditIDInput, auditOneOutput] {
 	return func(ctx context.Context, in *auditIDInput) (*auditOneOutput, error) {
-		tid := scopeOf(ctx).Tenant()
 		id, err := uuid.Parse(in.AuditID)
 		if err != nil {
-			return nil, errAuditNotFound
+			return nil, audit.ErrNotFound
 		}
-		r, err := d.AuditStore.AuditEvent(ctx, tid, id)
+		r, err := svc.Get(ctx, scopeOf(ctx).Tenant(), id)
 		if err != nil {
-			if apperr.KindOf(err) == apperr.NotFound {
-				return nil, errAuditNotFound.Wrap(err)
-			}
-			return nil, err
-		}
-		if err := readAudited(ctx, d, tid, id.String(), nil); err != nil {
 			return nil, err
 		}
 		return &auditOneOutput{Body: auditOut(r)}, nil
@@ -192,62 +161,12 @@ func handleAuditGet(d Deps) handlerFunc[auditIDInput, auditOneOutput] {
 
 type verifyOutput struct{ Body audit.Report }
 
-var errAuditBusy = apperr.New(apperr.RateLimited, "AUDIT_BUSY",
-	"this tenant already runs as many audit verifications and exports as it may at once; retry when one ends")
-
-// heavyGate bounds the audit log's long reads — verification, export —
-// which hold a database connection for as long as they run: at most
-// perTenant at once for one tenant, and at most total on this instance,
-// so no tenant can take the pool with them.
-type heavyGate struct {
-	perTenant, total int
-
-	mu      sync.Mutex
-	running map[tenant.ID]int
-	all     int
-}
-
-func newHeavyGate(perTenant, total int) *heavyGate {
-	return &heavyGate{perTenant: perTenant, total: total, running: map[tenant.ID]int{}}
-}
-
-// enter takes a place for t, or fails with errAuditBusy (429).
-func (g *heavyGate) enter(t tenant.ID) (release func(), err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.running[t] >= g.perTenant || g.all >= g.total {
-		return nil, errAuditBusy
-	}
-	g.running[t]++
-	g.all++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			if g.running[t]--; g.running[t] == 0 {
-				delete(g.running, t)
-			}
-			g.all--
-		})
-	}, nil
-}
-
 type emptyInput struct{}
 
-func handleAuditVerify(d Deps, gate *heavyGate) handlerFunc[emptyInput, verifyOutput] {
+func handleAuditVerify(svc *audit.Service) handlerFunc[emptyInput, verifyOutput] {
 	return func(ctx context.Context, _ *emptyInput) (*verifyOutput, error) {
-		tid := scopeOf(ctx).Tenant()
-		release, err := gate.enter(tid)
+		rep, err := svc.Verify(ctx, scopeOf(ctx).Tenant(), nil)
 		if err != nil {
-			return nil, err
-		}
-		defer release()
-		rep, err := audit.Verify(ctx, d.AuditStore, tid.UUID(), d.AuditPublicKey, nil)
-		if err != nil {
-			return nil, err
-		}
-		if err := readAudited(ctx, d, tid, "verify", map[string]any{"status": rep.Status}); err != nil {
 			return nil, err
 		}
 		return &verifyOutput{Body: rep}, nil
@@ -273,25 +192,13 @@ type verifyCheckpointInput struct{ Body checkpointBody }
 // handleAuditVerifyCheckpoint verifies the tenant's chain and proves that
 // it still contains a checkpoint the client kept outside elile: a rewrite
 // or truncation by someone with database access shows as tampered.
-func handleAuditVerifyCheckpoint(d Deps, gate *heavyGate) handlerFunc[verifyCheckpointInput, verifyOutput] {
+func handleAuditVerifyCheckpoint(svc *audit.Service) handlerFunc[verifyCheckpointInput, verifyOutput] {
 	return func(ctx context.Context, in *verifyCheckpointInput) (*verifyOutput, error) {
-		tid := scopeOf(ctx).Tenant()
-		release, err := gate.enter(tid)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
 		b := in.Body
-		if b.TenantID != tid.String() {
-			return nil, invalidFields(ProblemItem{Location: "body.tenant_id", Message: "the checkpoint is of another tenant's chain"})
-		}
 		cp := audit.Checkpoint{Tenant: b.TenantID, Seq: b.Seq, HorizonTo: b.HorizonTo, CumulativeCount: b.CumulativeCount,
 			SealHash: b.SealHash, At: b.At, KeyID: b.KeyID, Signature: b.Signature}
-		rep, err := audit.Verify(ctx, d.AuditStore, tid.UUID(), d.AuditPublicKey, &cp)
+		rep, err := svc.Verify(ctx, scopeOf(ctx).Tenant(), &cp)
 		if err != nil {
-			return nil, err
-		}
-		if err := readAudited(ctx, d, tid, "verify", map[string]any{"status": rep.Status, "checkpoint_seq": b.Seq}); err != nil {
 			return nil, err
 		}
 		return &verifyOutput{Body: rep}, nil
@@ -300,27 +207,19 @@ func handleAuditVerifyCheckpoint(d Deps, gate *heavyGate) handlerFunc[verifyChec
 
 type checkpointOutput struct{ Body audit.Checkpoint }
 
-var errNoSeal = apperr.New(apperr.NotFound, "NO_CHECKPOINT", "this tenant's audit log has no sealed events yet")
-
-func handleAuditCheckpoint(d Deps) handlerFunc[emptyInput, checkpointOutput] {
+func handleAuditCheckpoint(svc *audit.Service) handlerFunc[emptyInput, checkpointOutput] {
 	return func(ctx context.Context, _ *emptyInput) (*checkpointOutput, error) {
-		tid := scopeOf(ctx).Tenant()
-		s, err := d.AuditStore.LatestSeal(ctx, tid.UUID())
+		c, err := svc.Checkpoint(ctx, scopeOf(ctx).Tenant())
 		if err != nil {
-			if apperr.KindOf(err) == apperr.NotFound {
-				return nil, errNoSeal.Wrap(err)
-			}
 			return nil, err
 		}
-		c := audit.CheckpointOf(s)
-		c.PublicKey = base64.StdEncoding.EncodeToString(d.AuditPublicKey)
 		return &checkpointOutput{Body: c}, nil
 	}
 }
 
 // registerAuditExport adds the NDJSON export, which streams: huma
 // describes it, the handler writes line by line and flushes.
-func registerAuditExport(api huma.API, d Deps, gate *heavyGate, table map[string]access) {
+func registerAuditExport(api huma.API, svc *audit.Service, log *slog.Logger, table map[string]access) {
 	op := huma.Operation{OperationID: "export-audit-events", Method: http.MethodGet, Path: "/v1/audit-events/export",
 		Summary: "Export audit events (NDJSON)", Tags: []string{"Audit log"}, Security: []map[string][]string{{"bearer": {}}},
 		Description: "Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.",
@@ -336,23 +235,18 @@ func registerAuditExport(api huma.API, d Deps, gate *heavyGate, table map[string
 	}
 	table[op.Method+" "+op.Path] = access{Scope: "audit:read", Tenant: true}
 	huma.Register(api, op, func(ctx context.Context, in *exportInput) (*huma.StreamResponse, error) {
-		tid := scopeOf(ctx).Tenant()
-		release, err := gate.enter(tid)
+		exp, err := svc.StartExport(ctx, scopeOf(ctx).Tenant(), audit.Filter{Since: in.Since, Until: in.Until})
 		if err != nil {
-			return nil, respond(ctx, d.Log, err)
-		}
-		if err := readAudited(ctx, d, tid, "export", map[string]any{"since": in.Since, "until": in.Until}); err != nil {
-			release()
-			return nil, respond(ctx, d.Log, err)
+			return nil, respond(ctx, log, err)
 		}
 		return &huma.StreamResponse{Body: func(hctx huma.Context) {
-			defer release()
+			defer exp.Close()
 			hctx.SetHeader("Content-Type", "application/x-ndjson")
 			w := hctx.BodyWriter()
 			enc := json.NewEncoder(w)
 			flusher, _ := w.(http.Flusher)
 			n := 0
-			err := d.AuditStore.ExportAudit(hctx.Context(), tid, audit.Filter{Since: in.Since, Until: in.Until}, func(r audit.Record) error {
+			err := exp.Stream(hctx.Context(), func(r audit.Record) error {
 				if err := enc.Encode(auditOut(r)); err != nil {
 					return err
 				}
@@ -362,7 +256,7 @@ func registerAuditExport(api huma.API, d Deps, gate *heavyGate, table map[string
 				return nil
 			})
 			if err != nil {
-				d.Log.ErrorContext(hctx.Context(), "audit export interrupted", "err", err, "lines", n)
+				log.ErrorContext(hctx.Context(), "audit export interrupted", "err", err, "lines", n)
 			}
 		}}, nil
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/elile/elile/internal/apperr"
+	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/request"
 )
 
@@ -170,7 +171,7 @@ func respond(ctx context.Context, log *slog.Logger, err error) error {
 	if p.Status >= 500 {
 		log.ErrorContext(ctx, "request failed", "err", err, "code", p.Code)
 	}
-	if p.Status == http.StatusServiceUnavailable || p.Code == errAuditBusy.Code {
+	if p.Status == http.StatusServiceUnavailable || p.Code == audit.ErrBusy.Code {
 		p.headers = http.Header{"Retry-After": {"1"}}
 	}
 	return p

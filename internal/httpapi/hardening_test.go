@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/postgres/pgtest"
@@ -308,26 +309,26 @@ func TestHardening_ListPagesHaveAByteBudget(t *testing.T) {
 
 func TestHeavyGate(t *testing.T) {
 	t.Parallel()
-	g := newHeavyGate(2, 3)
+	g := audit.NewGate(2, 3)
 	a, b := tenant.NewID(), tenant.NewID()
-	r1, err1 := g.enter(a)
-	r2, err2 := g.enter(a)
+	r1, err1 := g.Enter(a)
+	r2, err2 := g.Enter(a)
 	if err1 != nil || err2 != nil {
 		t.Fatal(err1, err2)
 	}
-	if _, err := g.enter(a); err == nil || !strings.Contains(err.Error(), "AUDIT_BUSY") {
+	if _, err := g.Enter(a); err == nil || !strings.Contains(err.Error(), "AUDIT_BUSY") {
 		t.Errorf("third at once for one tenant = %v, want AUDIT_BUSY", err)
 	}
-	rb, err := g.enter(b)
+	rb, err := g.Enter(b)
 	if err != nil {
 		t.Errorf("another tenant is held up by the first: %v", err)
 	}
-	if _, err := g.enter(tenant.NewID()); err == nil {
+	if _, err := g.Enter(tenant.NewID()); err == nil {
 		t.Error("the instance-wide bound did not hold")
 	}
 	r1()
 	r1() // releasing twice frees one place only
-	if _, err := g.enter(a); err != nil {
+	if _, err := g.Enter(a); err != nil {
 		t.Errorf("after a release: %v", err)
 	}
 	r2()

@@ -153,7 +153,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	go writer.Run(wctx)
 	t.Cleanup(func() { stopWriter(); writer.Wait() })
 	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
-		Audit: writer, AuditStore: db, AuditPublicKey: signer.Public(),
+		Audit: writer, Audits: audit.NewService(db, writer, signer.Public(), audit.NewGate(2, 8)),
 		Tenants: db, Tenancy: tenancy.NewService(db.Tenancy(), nil), Entities: entity.NewService(db.Entities(), writer, nil), Profiles: entity.NewProfileService(db.Profiles(), writer),
 		Cache: sourcecache.NewService(db.Cache(), writer, nil), Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}

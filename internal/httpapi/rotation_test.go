@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/fieldcrypt"
@@ -38,7 +39,8 @@ func TestRotation_EndToEnd(t *testing.T) {
 	}
 	defer db2.Close()
 	d := w.b.deps
-	d.DB, d.Tenants, d.AuditStore, d.Keyring = db2, db2, db2, only2
+	d.DB, d.Tenants, d.Keyring = db2, db2, only2
+	d.Audits = audit.NewService(db2, d.Audit, w.b.signer.Public(), audit.NewGate(2, 8))
 	d.Tenancy = tenancy.NewService(db2.Tenancy(), nil)
 	d.Entities = entity.NewService(db2.Entities(), d.Audit, nil)
 	d.Profiles = entity.NewProfileService(db2.Profiles(), d.Audit)
@@ -79,7 +81,8 @@ func TestRotation_AuditEventsKeepTheirKey(t *testing.T) {
 	}
 	defer db2.Close()
 	d := w.b.deps
-	d.DB, d.Tenants, d.AuditStore, d.Keyring = db2, db2, db2, only2
+	d.DB, d.Tenants, d.Keyring = db2, db2, only2
+	d.Audits = audit.NewService(db2, d.Audit, w.b.signer.Public(), audit.NewGate(2, 8))
 	d.Tenancy = tenancy.NewService(db2.Tenancy(), nil)
 	d.Entities = entity.NewService(db2.Entities(), d.Audit, nil)
 	d.Profiles = entity.NewProfileService(db2.Profiles(), d.Audit)

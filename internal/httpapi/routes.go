@@ -54,13 +54,12 @@ func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
 	// Audit log (API.md "Audit log"). The fixed paths come before {audit_id}.
 	// Verification and export hold a connection while they run: bounded per
 	// tenant and per instance.
-	gate := newHeavyGate(2, 8)
-	registerAuditExport(api, d, gate, r.table)
-	r.add(http.MethodGet, "/v1/audit-events/verify", "verify-audit-log", "Verify the audit log's seals", access{Scope: "audit:read", Tenant: true}, 0, handleAuditVerify(d, gate))
-	r.add(http.MethodPost, "/v1/audit-events/verify", "verify-audit-log-against-checkpoint", "Verify the audit log against a checkpoint kept outside elile", access{Scope: "audit:read", Tenant: true}, http.StatusOK, handleAuditVerifyCheckpoint(d, gate))
-	r.add(http.MethodGet, "/v1/audit-events/checkpoint", "audit-checkpoint", "Latest signed checkpoint and public key", access{Scope: "audit:read", Tenant: true}, 0, handleAuditCheckpoint(d))
-	r.add(http.MethodGet, "/v1/audit-events", "list-audit-events", "List audit events", access{Scope: "audit:read", Tenant: true}, 0, handleAuditList(d))
-	r.add(http.MethodGet, "/v1/audit-events/{audit_id}", "get-audit-event", "Get an audit event", access{Scope: "audit:read", Tenant: true}, 0, handleAuditGet(d))
+	registerAuditExport(api, d.Audits, d.Log, r.table)
+	r.add(http.MethodGet, "/v1/audit-events/verify", "verify-audit-log", "Verify the audit log's seals", access{Scope: "audit:read", Tenant: true}, 0, handleAuditVerify(d.Audits))
+	r.add(http.MethodPost, "/v1/audit-events/verify", "verify-audit-log-against-checkpoint", "Verify the audit log against a checkpoint kept outside elile", access{Scope: "audit:read", Tenant: true}, http.StatusOK, handleAuditVerifyCheckpoint(d.Audits))
+	r.add(http.MethodGet, "/v1/audit-events/checkpoint", "audit-checkpoint", "Latest signed checkpoint and public key", access{Scope: "audit:read", Tenant: true}, 0, handleAuditCheckpoint(d.Audits))
+	r.add(http.MethodGet, "/v1/audit-events", "list-audit-events", "List audit events", access{Scope: "audit:read", Tenant: true}, 0, handleAuditList(d.Audits))
+	r.add(http.MethodGet, "/v1/audit-events/{audit_id}", "get-audit-event", "Get an audit event", access{Scope: "audit:read", Tenant: true}, 0, handleAuditGet(d.Audits))
 	return r.table
 }
 

@@ -5,7 +5,6 @@
 package httpapi
 
 import (
-	"crypto/ed25519"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -16,6 +15,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/kv"
@@ -25,20 +25,19 @@ import (
 
 // Deps is what the server needs.
 type Deps struct {
-	Log            *slog.Logger
-	DB             Database
-	KV             KV
-	Auth           Authenticator
-	Tenants        TenantLookup // validates X-Tenant-ID (cached for a second)
-	Tenancy        *tenancy.Service
-	Entities       *entity.Service
-	Profiles       *entity.ProfileService
-	Cache          *sourcecache.Service
-	Keyring        *fieldcrypt.Keyring
-	Audit          AuditLog
-	AuditStore     AuditStore
-	AuditPublicKey ed25519.PublicKey
-	Rate           kv.Rate // per credential
+	Log      *slog.Logger
+	DB       Database
+	KV       KV
+	Auth     Authenticator
+	Tenants  TenantLookup // validates X-Tenant-ID (cached for a second)
+	Tenancy  *tenancy.Service
+	Entities *entity.Service
+	Profiles *entity.ProfileService
+	Cache    *sourcecache.Service
+	Keyring  *fieldcrypt.Keyring
+	Audit    AuditLog
+	Audits   *audit.Service // the audit log's read side
+	Rate     kv.Rate        // per credential
 	// AuthLookups bounds, per client address, credential look-ups that
 	// reach the database (default 600 a minute, burst 100).
 	AuthLookups kv.Rate
