@@ -93,14 +93,6 @@ func (f *fieldErrors) Error() string { return "validation failed" }
 
 var errClientClosed = apperr.New(apperr.ClientClosed, "CLIENT_CLOSED_REQUEST", "the client closed the connection before the answer")
 
-// errValidation is the 422 of bad fields.
-var errValidation = apperr.New(apperr.Invalid, "VALIDATION_FAILED", "the request has invalid fields")
-
-// invalidFields returns a 422 listing each bad field.
-func invalidFields(items ...ProblemItem) error {
-	return errValidation.Wrap(&fieldErrors{items: items})
-}
-
 var installHumaErrors sync.Once //nolint:gochecknoglobals // huma's error constructor is package state
 
 // useProblemErrors makes huma render its own errors (bad JSON, validation,
