@@ -7,9 +7,13 @@
 # response (every postgres process's CPU during the round, background ones
 # and exited backends included, from /proc). Loopback only; bounded.
 # Usage: scripts/bench.sh [concurrency=100] [seconds=15] [rounds=3]
+# Env: MIXES (default "create_entity=1 get_entity=1"); PGSS_OUT=FILE writes
+# each database's pg_stat_statements breakdown there (the server must
+# preload pg_stat_statements: see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 c=${1:-100}; secs=${2:-15}; rounds=${3:-3}
+mixes=${MIXES:-create_entity=1 get_entity=1}
 eport=18124; rport=18130
 make build >/dev/null
 work=$(mktemp -d)
@@ -65,8 +69,11 @@ print("%.0f %.1f %.3f %d" % (r["per_second"], op["p99_ms"], (after - before) / t
 PY
 }
 
+if [[ -n ${PGSS_OUT:-} ]]; then
+  psql -q -h 127.0.0.1 -U postgres -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" postgres >/dev/null
+fi
 declare -A results
-for mix in create_entity=1 get_entity=1; do
+for mix in $mixes; do
   for i in $(seq "$rounds"); do
     order="ref elile"; (( i % 2 == 0 )) && order="elile ref"
     for server in $order; do
@@ -77,7 +84,7 @@ for mix in create_entity=1 get_entity=1; do
   done
 done
 echo "== medians over $rounds alternating rounds, concurrency $c, ${secs}s each"
-for mix in create_entity=1 get_entity=1; do
+for mix in $mixes; do
   python3 - "$mix" "${results[$mix-ref]}" "${results[$mix-elile]}" <<'PY'
 import statistics, sys
 mix, ref, eli = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -90,6 +97,17 @@ print("%-16s reference %6.0f req/s p99 %6.1f ms cpu/2xx %.3f ms | elile %6.0f re
 PY
 done
 echo "== elile peak RSS: $(grep VmHWM /proc/$epid/status | awk '{print $2, $3}')"
+if [[ -n ${PGSS_OUT:-} ]]; then
+  psql -h 127.0.0.1 -U postgres postgres >"$PGSS_OUT" <<'SQL'
+SELECT d.datname AS db, s.calls, round(s.mean_exec_time::numeric, 3) AS mean_ms, round(s.total_exec_time::numeric) AS total_ms,
+       round((100 * s.total_exec_time / sum(s.total_exec_time) OVER (PARTITION BY d.datname))::numeric, 1) AS pct,
+       left(regexp_replace(s.query, '\s+', ' ', 'g'), 100) AS query
+FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+WHERE d.datname IN ('elile_bench', 'elile_ref') AND s.total_exec_time > 1
+ORDER BY d.datname, s.total_exec_time DESC;
+SQL
+  echo "== pg_stat_statements breakdown in $PGSS_OUT"
+fi
 for db in elile_bench elile_ref; do
   psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" postgres 2>/dev/null || true
 done
