@@ -65,7 +65,8 @@ import json, sys
 r = json.load(open(sys.argv[1])); before, after, tick = map(float, sys.argv[2:5])
 ok = sum(n for op in r["operations"].values() for s, n in op["by_status"].items() if s.startswith("2"))
 op = next(iter(r["operations"].values()))
-print("%.0f %.1f %.3f %d" % (r["per_second"], op["p99_ms"], (after - before) / tick * 1000 / max(ok, 1), r["errors"]))
+print("%.0f %.1f %.3f %d p50=%.1f p95=%.1f max=%.0f" % (r["per_second"], op["p99_ms"], (after - before) / tick * 1000 / max(ok, 1), r["errors"],
+      op["p50_ms"], op["p95_ms"], op["max_ms"]))
 PY
 }
 
@@ -78,7 +79,7 @@ for mix in $mixes; do
     order="ref elile"; (( i % 2 == 0 )) && order="elile ref"
     for server in $order; do
       r=$(run "$server" "$mix")
-      echo "round $i $mix $server: $r  (req/s, p99 ms, PostgreSQL CPU ms per 2xx, errors)"
+      echo "round $i $mix $server: $r  (req/s, p99 ms, PostgreSQL CPU ms per 2xx, errors, latency ms)"
       results[$mix-$server]+="$r;"
     done
   done
@@ -89,7 +90,7 @@ for mix in $mixes; do
 import statistics, sys
 mix, ref, eli = sys.argv[1], sys.argv[2], sys.argv[3]
 def med(s):
-    rows = [list(map(float, x.split())) for x in s.split(";") if x.strip()]
+    rows = [list(map(float, x.split()[:4])) for x in s.split(";") if x.strip()]
     return [statistics.median(r[i] for r in rows) for i in range(3)]
 r, e = med(ref), med(eli)
 print("%-16s reference %6.0f req/s p99 %6.1f ms cpu/2xx %.3f ms | elile %6.0f req/s p99 %6.1f ms cpu/2xx %.3f ms | elile/ref: throughput %.2fx, p99 %.2fx, cpu %.2fx"

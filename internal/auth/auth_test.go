@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,5 +157,71 @@ func TestAuthenticate_JWTPolicy(t *testing.T) {
 	// The default lifetime cap applies without any policy set.
 	if _, err := auth.NewAuthenticator(noKeys{}, secret, nil).Authenticate(context.Background(), signClaims(t, with("exp", now.Add(30*24*time.Hour).Unix()))); err == nil {
 		t.Error("a 30-day token accepted by default")
+	}
+}
+
+// slowKeys answers look-ups only when released, counting them.
+type slowKeys struct {
+	release chan struct{}
+	calls   atomic.Int32
+	key     auth.Key
+}
+
+func (s *slowKeys) KeyByHash(ctx context.Context, _ []byte) (auth.Key, error) {
+	s.calls.Add(1)
+	select {
+	case <-s.release:
+		return s.key, nil
+	case <-ctx.Done():
+		return auth.Key{}, ctx.Err()
+	}
+}
+
+// When a key's cache entry is missing or runs out, the requests in flight
+// with that key share one look-up instead of each asking the database; a
+// waiter that gives up does not cancel the look-up the others wait for.
+func TestAuthenticate_OneLookupForConcurrentRequests(t *testing.T) {
+	t.Parallel()
+	secretKey, _, _ := auth.NewKeySecret()
+	store := &slowKeys{release: make(chan struct{}), key: auth.Key{ID: uuid.New(), Tenant: tenant.NewID(), Scopes: []string{auth.ScopeEntitiesRead}}}
+	a := auth.NewAuthenticator(store, secret, nil)
+	header := "Bearer " + secretKey
+
+	impatient, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() { _, err := a.Authenticate(impatient, header); gaveUp <- err }()
+
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := a.Authenticate(context.Background(), header)
+			if err == nil && p.KeyID() != store.key.ID {
+				err = errors.New("wrong key")
+			}
+			errs <- err
+		}()
+	}
+	for store.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
+		t.Errorf("a waiter whose request ended = %v, want its context's error", err)
+	}
+	time.Sleep(20 * time.Millisecond) // let every request reach the look-up
+	close(store.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Authenticate = %v", err)
+		}
+	}
+	if got := store.calls.Load(); got != 1 {
+		t.Errorf("%d look-ups for %d concurrent requests with one key, want 1", got, n+1)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
@@ -64,6 +66,12 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedKey // by hash
+
+	// lookups makes concurrent requests with one key share one look-up
+	// when its cache entry runs out: without it, every request in flight
+	// at that moment asks the database, each waiting for a connection
+	// behind the others (seen as the create p99 at c=100).
+	lookups singleflight.Group
 }
 
 type cachedKey struct {
@@ -133,17 +141,10 @@ func (a *Authenticator) apiKey(ctx context.Context, secret string) (Principal, e
 	c, hit := a.cache[string(hash)]
 	a.mu.Unlock()
 	if !hit || now.Sub(c.fetched) >= CacheTTL {
-		k, err := a.keys.KeyByHash(ctx, hash)
-		if err != nil && apperr.KindOf(err) != apperr.NotFound {
-			return Principal{}, err // the store is down: not the caller's fault
+		var err error
+		if c, err = a.lookup(ctx, hash, now); err != nil {
+			return Principal{}, err
 		}
-		c = cachedKey{key: k, err: err, fetched: now}
-		a.mu.Lock()
-		if len(a.cache) > 100_000 { // bound memory under a flood of random keys
-			clear(a.cache)
-		}
-		a.cache[string(hash)] = c
-		a.mu.Unlock()
 	}
 	switch {
 	case c.err != nil:
@@ -154,6 +155,42 @@ func (a *Authenticator) apiKey(ctx context.Context, secret string) (Principal, e
 		return Principal{}, ErrExpired
 	}
 	return NewPrincipal("key:"+c.key.ID.String(), c.key.ID, c.key.ID, ActorService, c.key.Tenant, c.key.Scopes, c.key.ExpiresAt), nil
+}
+
+// lookupTimeout bounds a shared key look-up, which runs on behalf of
+// every request waiting for it, whichever of them started it.
+const lookupTimeout = 5 * time.Second
+
+// lookup asks the store for the key with hash and caches the answer; the
+// requests that need the same key meanwhile wait for this one look-up
+// (each no longer than its own context allows). A store failure is
+// returned, not cached: it is not the caller's fault.
+func (a *Authenticator) lookup(ctx context.Context, hash []byte, now time.Time) (cachedKey, error) {
+	ch := a.lookups.DoChan(string(hash), func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		k, err := a.keys.KeyByHash(lctx, hash)
+		if err != nil && apperr.KindOf(err) != apperr.NotFound {
+			return nil, err
+		}
+		c := cachedKey{key: k, err: err, fetched: now}
+		a.mu.Lock()
+		if len(a.cache) > 100_000 { // bound memory under a flood of random keys
+			clear(a.cache)
+		}
+		a.cache[string(hash)] = c
+		a.mu.Unlock()
+		return c, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return cachedKey{}, r.Err
+		}
+		return r.Val.(cachedKey), nil //nolint:forcetypeassert // the function above returns only cachedKey
+	case <-ctx.Done():
+		return cachedKey{}, ctx.Err()
+	}
 }
 
 // Claims are the JWT claims elile reads.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/auth"
@@ -165,6 +166,9 @@ type tenantCache struct {
 	now   func() time.Time
 	mu    sync.Mutex
 	items map[tenantIDKey]cachedTenant
+	// lookups makes the requests in flight when an entry runs out share
+	// one look-up instead of each asking the database.
+	lookups singleflight.Group
 }
 
 type tenantIDKey = tenant.ID
@@ -185,17 +189,32 @@ func (c *tenantCache) get(ctx context.Context, id tenant.ID) (tenant.Tenant, err
 	if ok && now.Sub(it.fetched) < tenantCacheTTL {
 		return it.t, it.err
 	}
-	t, err := c.store.Tenant(ctx, id)
-	if err != nil && apperr.KindOf(err) != apperr.NotFound {
-		return t, err
+	ch := c.lookups.DoChan(id.String(), func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		t, err := c.store.Tenant(lctx, id)
+		if err != nil && apperr.KindOf(err) != apperr.NotFound {
+			return nil, err // the store is down: not cached
+		}
+		it := cachedTenant{t: t, err: err, fetched: now}
+		c.mu.Lock()
+		if len(c.items) > 100_000 {
+			clear(c.items)
+		}
+		c.items[id] = it
+		c.mu.Unlock()
+		return it, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return tenant.Tenant{}, r.Err
+		}
+		it := r.Val.(cachedTenant) //nolint:forcetypeassert // the function above returns only cachedTenant
+		return it.t, it.err
+	case <-ctx.Done():
+		return tenant.Tenant{}, ctx.Err()
 	}
-	c.mu.Lock()
-	if len(c.items) > 100_000 {
-		clear(c.items)
-	}
-	c.items[id] = cachedTenant{t: t, err: err, fetched: now}
-	c.mu.Unlock()
-	return t, err
 }
 
 func (c *tenantCache) forget(id tenant.ID) {
