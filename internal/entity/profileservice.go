@@ -43,11 +43,11 @@ type ProfileTx interface {
 // versions, the delta against the previous version, and audit events.
 type ProfileService struct {
 	store ProfileStore
-	audit AuditLog
+	audit audit.Log
 }
 
 // NewProfileService returns the profile service.
-func NewProfileService(store ProfileStore, log AuditLog) *ProfileService {
+func NewProfileService(store ProfileStore, log audit.Log) *ProfileService {
 	return &ProfileService{store: store, audit: log}
 }
 

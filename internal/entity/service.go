@@ -67,23 +67,17 @@ type Erased struct {
 	Relations, Profiles, CacheEntries int64
 }
 
-// AuditLog records events that do not belong to a change (reads): the
-// group-commit writer.
-type AuditLog interface {
-	Write(ctx context.Context, ev audit.Event) error
-}
-
 // Service owns the rules of entities and relations: validation and
 // normalisation, who may change what (platform-shared entities only by
 // platform admins), duplicates, and the audit event of every operation.
 type Service struct {
 	store Store
-	audit AuditLog
+	audit audit.Log
 	now   func() time.Time
 }
 
 // NewService returns the entity service.
-func NewService(store Store, log AuditLog, now func() time.Time) *Service {
+func NewService(store Store, log audit.Log, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}

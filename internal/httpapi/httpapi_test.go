@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -152,11 +153,9 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	wctx, stopWriter := context.WithCancel(context.Background())
 	go writer.Run(wctx)
 	t.Cleanup(func() { stopWriter(); writer.Wait() })
-	d := Deps{Log: log, DB: db, KV: store, Keyring: ring, Auth: auth.NewAuthenticator(db, testJWTSecret, nil),
-		Audit: writer, Audits: audit.NewService(db, writer, signer.Public(), audit.NewGate(2, 8)),
-		Tenants: db, Tenancy: tenancy.NewService(db.Tenancy(), nil), Entities: entity.NewService(db.Entities(), writer, nil), Profiles: entity.NewProfileService(db.Profiles(), writer),
-		Cache: sourcecache.NewService(db.Cache(), writer, nil), Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
+	d := Deps{Log: log, KV: store, Audit: writer, Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
+	d = overDB(d, db, ring, signer.Public())
 	h := NewServer(d)
 	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer, redisProxy: redisProxy}
 }
@@ -464,3 +463,17 @@ func TestOpenAPI(t *testing.T) {
 type slogLogger = slog.Logger
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// overDB returns d with everything that reads or writes the database — the
+// services, the stores, authentication — over db and ring, the audit log
+// verified with pub, wired as serve wires them.
+func overDB(d Deps, db *postgres.DB, ring *fieldcrypt.Keyring, pub ed25519.PublicKey) Deps {
+	d.DB, d.Tenants, d.Keyring = db, db, ring
+	d.Auth = auth.NewAuthenticator(db, testJWTSecret, nil)
+	d.Audits = audit.NewService(db, d.Audit, pub, audit.NewGate(2, 8))
+	d.Tenancy = tenancy.NewService(db.Tenancy(), nil)
+	d.Entities = entity.NewService(db.Entities(), d.Audit, nil)
+	d.Profiles = entity.NewProfileService(db.Profiles(), d.Audit)
+	d.Cache = sourcecache.NewService(db.Cache(), d.Audit, nil)
+	return d
+}

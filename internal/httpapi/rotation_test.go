@@ -6,13 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elile/elile/internal/audit"
-	"github.com/elile/elile/internal/auth"
-	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/postgres"
-	"github.com/elile/elile/internal/sourcecache"
-	"github.com/elile/elile/internal/tenancy"
 )
 
 // TestRotation_EndToEnd writes through the API under key 1, rotates every
@@ -38,14 +33,7 @@ func TestRotation_EndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	d := w.b.deps
-	d.DB, d.Tenants, d.Keyring = db2, db2, only2
-	d.Audits = audit.NewService(db2, d.Audit, w.b.signer.Public(), audit.NewGate(2, 8))
-	d.Tenancy = tenancy.NewService(db2.Tenancy(), nil)
-	d.Entities = entity.NewService(db2.Entities(), d.Audit, nil)
-	d.Profiles = entity.NewProfileService(db2.Profiles(), d.Audit)
-	d.Cache = sourcecache.NewService(db2.Cache(), d.Audit, nil)
-	d.Auth = auth.NewAuthenticator(db2, testJWTSecret, nil)
+	d := overDB(w.b.deps, db2, only2, w.b.signer.Public())
 	d.Now = time.Now
 	h2 := NewServer(d)
 
@@ -80,14 +68,7 @@ func TestRotation_AuditEventsKeepTheirKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	d := w.b.deps
-	d.DB, d.Tenants, d.Keyring = db2, db2, only2
-	d.Audits = audit.NewService(db2, d.Audit, w.b.signer.Public(), audit.NewGate(2, 8))
-	d.Tenancy = tenancy.NewService(db2.Tenancy(), nil)
-	d.Entities = entity.NewService(db2.Entities(), d.Audit, nil)
-	d.Profiles = entity.NewProfileService(db2.Profiles(), d.Audit)
-	d.Cache = sourcecache.NewService(db2.Cache(), d.Audit, nil)
-	d.Auth = auth.NewAuthenticator(db2, testJWTSecret, nil)
+	d := overDB(w.b.deps, db2, only2, w.b.signer.Public())
 	rec := call(t, NewServer(d), w.as(w.admin, "GET", "/v1/audit-events?event_type=entity.created", nil))
 	page := decode[Page[AuditEventOut]](t, rec)
 	if rec.Code != 200 || len(page.Data) != 1 || page.Data[0].EventData["_unreadable"] == nil {

@@ -42,21 +42,16 @@ type Tx interface {
 	AppendAudit(ctx context.Context, ev audit.Event) error
 }
 
-// AuditLog records events of reads: the group-commit writer.
-type AuditLog interface {
-	Write(ctx context.Context, ev audit.Event) error
-}
-
 // Service owns the rules of cached provider results: freshness windows,
 // costs, which tenant a result belongs to and who may add it.
 type Service struct {
 	store Store
-	audit AuditLog
+	audit audit.Log
 	now   func() time.Time
 }
 
 // NewService returns the provider-cache service.
-func NewService(store Store, log AuditLog, now func() time.Time) *Service {
+func NewService(store Store, log audit.Log, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
