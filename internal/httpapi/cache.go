@@ -105,11 +105,8 @@ func handleCacheList(svc *sourcecache.Service, now func() time.Time) handlerFunc
 			return nil, err
 		}
 		at := now()
-		outs := make([]CacheOut, len(es))
-		for i, e := range es {
-			outs[i] = cacheOut(e, at)
-		}
-		return &cacheListOutput{Body: pageOf(outs, more, func(c CacheOut) uuid.UUID { return uuid.MustParse(c.CacheID) })}, nil
+		return &cacheListOutput{Body: pageOf(es, more, func(e sourcecache.Entry) uuid.UUID { return e.ID },
+			func(e sourcecache.Entry) CacheOut { return cacheOut(e, at) })}, nil
 	}
 }
 

@@ -128,11 +128,8 @@ func handleEntityList(svc *entity.Service) handlerFunc[listEntitiesInput, entity
 		if err != nil {
 			return nil, err
 		}
-		outs := make([]EntityOut, len(es))
-		for i, e := range es {
-			outs[i] = entityOut(e, false)
-		}
-		return &entityListOutput{Body: pageOf(outs, more, func(e EntityOut) uuid.UUID { return uuid.MustParse(e.EntityID) })}, nil
+		return &entityListOutput{Body: pageOf(es, more, func(e entity.Entity) uuid.UUID { return e.ID },
+			func(e entity.Entity) EntityOut { return entityOut(e, false) })}, nil
 	}
 }
 
@@ -272,10 +269,6 @@ func handleRelationList(svc *entity.Service) handlerFunc[listRelationsInput, rel
 		if err != nil {
 			return nil, err
 		}
-		outs := make([]RelationOut, len(rs))
-		for i, r := range rs {
-			outs[i] = relationOut(r)
-		}
-		return &relationListOutput{Body: page(outs, in.Limit, func(r RelationOut) uuid.UUID { return uuid.MustParse(r.RelationID) })}, nil
+		return &relationListOutput{Body: page(rs, in.Limit, func(r entity.Relation) uuid.UUID { return r.ID }, relationOut)}, nil
 	}
 }

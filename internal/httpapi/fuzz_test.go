@@ -19,7 +19,7 @@ func FuzzCursor(f *testing.F) {
 	f.Add("!!!")
 	f.Fuzz(func(t *testing.T, c string) {
 		if id, err := (ListParams{Cursor: c}).after(); err == nil && c != "" {
-			if got := page([]int{1, 2}, 1, func(int) uuid.UUID { return id }); got.NextCursor == nil {
+			if got := page([]int{1, 2}, 1, func(int) uuid.UUID { return id }, func(i int) int { return i }); got.NextCursor == nil {
 				t.Fatal("no cursor")
 			}
 		}

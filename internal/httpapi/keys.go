@@ -84,11 +84,7 @@ func handleKeyList(svc *tenancy.Service) handlerFunc[ListParams, keyListOutput] 
 		if err != nil {
 			return nil, err
 		}
-		outs := make([]KeyOut, len(ks))
-		for i, k := range ks {
-			outs[i] = keyOut(k)
-		}
-		return &keyListOutput{Body: page(outs, in.Limit, func(k KeyOut) uuid.UUID { return uuid.MustParse(k.KeyID) })}, nil
+		return &keyListOutput{Body: page(ks, in.Limit, func(k auth.Key) uuid.UUID { return k.ID }, keyOut)}, nil
 	}
 }
 

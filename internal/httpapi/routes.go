@@ -182,21 +182,22 @@ func (l ListParams) after() (uuid.UUID, error) {
 	return uuid.UUID(b[1:]), nil
 }
 
-// page builds a page from up to limit+1 items: the extra one says there
-// is a next page.
-func page[T any](items []T, limit int, id func(T) uuid.UUID) Page[T] {
+// page renders a list read with limit+1 items: at most limit of them, each
+// through out, and a cursor after the last one shown when more follow.
+func page[D, T any](items []D, limit int, id func(D) uuid.UUID, out func(D) T) Page[T] {
 	if len(items) > limit {
-		return pageOf(items[:limit], true, id)
+		return pageOf(items[:limit], true, id, out)
 	}
-	return pageOf(items, false, id)
+	return pageOf(items, false, id, out)
 }
 
-// pageOf builds a page of items with a cursor after the last one when more
+// pageOf renders items through out, with a cursor after the last one (its
+// id, read from the item itself, not back from its rendering) when more
 // follow (a store may end a page early to stay within its byte budget).
-func pageOf[T any](items []T, more bool, id func(T) uuid.UUID) Page[T] {
-	p := Page[T]{Data: items}
-	if p.Data == nil {
-		p.Data = []T{}
+func pageOf[D, T any](items []D, more bool, id func(D) uuid.UUID, out func(D) T) Page[T] {
+	p := Page[T]{Data: make([]T, len(items))}
+	for i, it := range items {
+		p.Data[i] = out(it)
 	}
 	if more && len(items) > 0 {
 		last := id(items[len(items)-1])

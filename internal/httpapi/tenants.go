@@ -83,11 +83,7 @@ func handleTenantList(svc *tenancy.Service) handlerFunc[ListParams, tenantListOu
 		if err != nil {
 			return nil, err
 		}
-		outs := make([]TenantOut, len(ts))
-		for i, t := range ts {
-			outs[i] = tenantOut(t)
-		}
-		return &tenantListOutput{Body: page(outs, in.Limit, func(t TenantOut) uuid.UUID { return uuid.MustParse(t.TenantID) })}, nil
+		return &tenantListOutput{Body: page(ts, in.Limit, func(t tenant.Tenant) uuid.UUID { return t.ID.UUID() }, tenantOut)}, nil
 	}
 }
 
