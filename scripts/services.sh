@@ -13,6 +13,8 @@ as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v pg_ctlcluster >/dev/null 2>&1 && [[ -n "$(ls /etc/postgresql 2>/dev/null)" ]] || missing+=(postgresql postgresql-client)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The software HSM the key-provider tests (internal/kms) initialise a token in.
+command -v softhsm2-util >/dev/null 2>&1 && [[ -e /usr/lib/softhsm/libsofthsm2.so ]] || missing+=(softhsm2)
 fresh_pg=false
 if ((${#missing[@]})); then
   if ! $install; then

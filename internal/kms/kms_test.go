@@ -1,0 +1,173 @@
+package kms_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/elile/elile/internal/kms"
+)
+
+// softHSMModule is where Debian's softhsm2 package puts the library; CI
+// installs it (.ci/run).
+const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+
+// newSoftHSM initialises a fresh SoftHSM2 token in a temporary directory
+// (SOFTHSM2_CONF points the library at it) and logs in. The library reads
+// the variable when the first context of the process opens it, so the
+// PKCS#11 tests share one token and do not run in parallel with each other.
+func newSoftHSM(t *testing.T) *kms.PKCS11 {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "elile-test", "--pin", "1234", "--so-pin", "5678").CombinedOutput()
+	if err != nil {
+		t.Fatalf("softhsm2-util --init-token (install Debian's softhsm2): %v: %s", err, out)
+	}
+	p, err := kms.NewPKCS11(kms.PKCS11Config{Module: softHSMModule, TokenLabel: "elile-test", PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// conformance is what every provider must do, attacked the same way.
+func conformance(t *testing.T, p kms.Provider, destroys bool) {
+	ctx := context.Background()
+	a, err := p.CreateKEK(ctx, "tenant/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.CreateKEK(ctx, "tenant/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dek := bytes.Repeat([]byte{0x42}, kms.DEKSize)
+	ad := []byte("tenant/a data")
+	w, err := p.Wrap(ctx, a, dek, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(w, dek[:8]) {
+		t.Error("the wrapped key holds the key in clear")
+	}
+	w2, _ := p.Wrap(ctx, a, dek, ad)
+	if bytes.Equal(w, w2) {
+		t.Error("wrapping twice gave the same bytes: the nonce is not fresh")
+	}
+	got, err := p.Unwrap(ctx, a, w, ad)
+	if err != nil || !bytes.Equal(got, dek) {
+		t.Fatalf("Unwrap = %x, %v; want the key back", got, err)
+	}
+	attacks := map[string]func() ([]byte, error){
+		"OtherTenantsKEK": func() ([]byte, error) { return p.Unwrap(ctx, b, w, ad) },
+		"OtherBinding":    func() ([]byte, error) { return p.Unwrap(ctx, a, w, []byte("tenant/b data")) },
+		"FlippedBit": func() ([]byte, error) {
+			f := append([]byte(nil), w...)
+			f[len(f)/2] ^= 1
+			return p.Unwrap(ctx, a, f, ad)
+		},
+		"Truncated": func() ([]byte, error) { return p.Unwrap(ctx, a, w[:10], ad) },
+		"OtherProvidersKEK": func() ([]byte, error) {
+			o := a
+			o.Provider = "elsewhere"
+			return p.Unwrap(ctx, o, w, ad)
+		},
+	}
+	for name, attack := range attacks {
+		if got, err := attack(); err == nil || got != nil {
+			t.Errorf("%s: Unwrap = %x, %v; want refused", name, got, err)
+		}
+	}
+	err = p.DestroyKEK(ctx, a)
+	if !destroys {
+		if !errors.Is(err, kms.ErrCannotDestroy) {
+			t.Errorf("DestroyKEK = %v, want ErrCannotDestroy from a provider that cannot", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("DestroyKEK: %v", err)
+	}
+	if got, err := p.Unwrap(ctx, a, w, ad); !errors.Is(err, kms.ErrKEKNotFound) || got != nil {
+		t.Errorf("Unwrap after the KEK was destroyed = %x, %v; want ErrKEKNotFound", got, err)
+	}
+	if got, err := p.Unwrap(ctx, b, mustWrap(t, p, b, dek, ad), ad); err != nil || !bytes.Equal(got, dek) {
+		t.Errorf("another tenant's KEK after one was destroyed: %v", err)
+	}
+}
+
+func mustWrap(t *testing.T, p kms.Provider, kek kms.KEK, dek, ad []byte) []byte {
+	t.Helper()
+	w, err := p.Wrap(context.Background(), kek, dek, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func TestLocal(t *testing.T) {
+	t.Parallel()
+	p, err := kms.NewLocal(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conformance(t, p, false)
+	if _, err := kms.NewLocal([]byte("short")); err == nil {
+		t.Error("a short master key was accepted")
+	}
+}
+
+func TestPKCS11_SoftHSM(t *testing.T) {
+	p := newSoftHSM(t)
+	conformance(t, p, true)
+	// A KEK the token never had.
+	if _, err := p.Unwrap(context.Background(), kms.KEK{Provider: "pkcs11", ID: "00ff"}, make([]byte, 40), nil); !errors.Is(err, kms.ErrKEKNotFound) {
+		t.Errorf("Unwrap with an unknown KEK = %v, want ErrKEKNotFound", err)
+	}
+	// An unknown token or module is refused with a message that says which.
+	// (A wrong PIN cannot be tried here: PKCS#11 logins are per process and
+	// token, so once this process is logged in any PIN would pass; see
+	// TestPKCS11_WrongPIN.)
+	for name, c := range map[string]kms.PKCS11Config{
+		"UnknownToken": {Module: softHSMModule, TokenLabel: "no-such-token", PIN: "1234"},
+		"NoModule":     {Module: "/nonexistent/libpkcs11.so", TokenLabel: "elile-test", PIN: "1234"},
+	} {
+		if p2, err := kms.NewPKCS11(c); err == nil {
+			_ = p2.Close()
+			t.Errorf("%s: NewPKCS11 succeeded", name)
+		}
+	}
+}
+
+// A wrong PIN, in a process of its own (this test binary, re-run), which has
+// never logged in to the token.
+func TestPKCS11_WrongPIN(t *testing.T) {
+	if os.Getenv("ELILE_KMS_WRONG_PIN") == "1" {
+		_, err := kms.NewPKCS11(kms.PKCS11Config{Module: softHSMModule, TokenLabel: "elile-test", PIN: "0000"})
+		if err == nil {
+			t.Fatal("NewPKCS11 with a wrong PIN succeeded")
+		}
+		t.Logf("refused: %v", err)
+		return
+	}
+	newSoftHSM(t).Close()
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestPKCS11_WrongPIN$", "-test.v")
+	cmd.Env = append(os.Environ(), "ELILE_KMS_WRONG_PIN=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("refused:")) {
+		t.Errorf("a wrong PIN in a fresh process: %v\n%s", err, out)
+	}
+}
