@@ -231,8 +231,13 @@ const maxForgedSeals = 1000
 // verify (each time a round or a lag reading met them).
 func (db *DB) ForgedSealsSeen() int64 { return db.forgedSeals.Load() }
 
-// SealingLag is how long the oldest event not covered by a genuine seal
-// has waited (0 if none).
+// SealingLag is how long the first event not covered by a genuine seal
+// has waited (0 if none): the event with the lowest transaction id above
+// the sealed horizon, which the txid index finds with one row read per
+// partition. (min(created_at) over every unsealed event read them all —
+// hundreds under load, 15 ms a reading, four readings a second, in bursts
+// that showed in the request tail; an event's created_at is its insert
+// time, so the two differ by milliseconds at most.)
 func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Duration, error) {
 	var lag float64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
@@ -240,8 +245,8 @@ func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Durat
 		if err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM audit_events
-			WHERE txid >= $1::text::xid8`, txidRange, fmt.Sprint(h0)).Scan(&lag)
+		return tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - (SELECT created_at FROM audit_events
+			WHERE txid >= $1::text::xid8 ORDER BY txid LIMIT 1)), 0)`, txidRange, fmt.Sprint(h0)).Scan(&lag)
 	})
 	return time.Duration(lag * float64(time.Second)), err
 }
