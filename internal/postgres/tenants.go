@@ -37,11 +37,12 @@ func scanTenant(row pgx.Row) (tenant.Tenant, error) {
 // validate X-Tenant-ID before any tenant scope exists).
 func (db *DB) Tenant(ctx context.Context, id tenant.ID) (tenant.Tenant, error) {
 	var out tenant.Tenant
-	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		var err error
-		out, err = scanTenant(tx.QueryRow(ctx, "SELECT "+tenantCols+" FROM tenants WHERE tenant_id = $1", id.UUID()))
-		return err
-	})
+	err := db.readRow(ctx, tenant.Platform(), "SELECT "+tenantCols+" FROM tenants WHERE tenant_id = $1", []any{id.UUID()},
+		func(row pgx.Row) error {
+			var err error
+			out, err = scanTenant(row)
+			return err
+		})
 	if errors.Is(err, ErrNotFound) {
 		return tenant.Tenant{}, tenant.ErrNotFound.Wrap(err)
 	}
