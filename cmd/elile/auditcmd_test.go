@@ -47,11 +47,11 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	for sealed, deadline := 0, time.Now().Add(10*time.Second); sealed < 4 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		n, err := db.SealRound(ctx, signer)
+		r, err := db.SealRound(ctx, signer)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed += n
+		sealed += r.Sealed
 	}
 
 	cli := func(args ...string) (string, error) {

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"crypto/ed25519"
 	"log/slog"
 	"time"
 
@@ -11,9 +10,16 @@ import (
 
 // SealStore seals committed events.
 type SealStore interface {
-	SealRound(ctx context.Context, signer *Signer) (int, error)
-	SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Duration, error)
+	// SealRound seals what committed since the last round and reports
+	// how many events it sealed and the sealing lag after it.
+	SealRound(ctx context.Context, signer *Signer) (Round, error)
 	ForgedSealsSeen() int64
+}
+
+// Round is what one sealing round did.
+type Round struct {
+	Sealed int           // events sealed
+	Lag    time.Duration // how long the first unsealed event has waited after the round
 }
 
 // Sealer seals events within a second of commit. Run it under a leader
@@ -61,16 +67,14 @@ func (s *Sealer) Run(ctx context.Context) {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
-		n, err := s.store.SealRound(ctx, s.signer)
+		r, err := s.store.SealRound(ctx, s.signer)
 		if err != nil && ctx.Err() == nil {
 			s.rounds.WithLabelValues("failed").Inc()
 			s.log.ErrorContext(ctx, "audit sealing round failed", "err", err)
 		} else if err == nil {
 			s.rounds.WithLabelValues("ok").Inc()
-		}
-		s.sealed.Add(float64(n))
-		if lag, err := s.store.SealingLag(ctx, s.signer.Public()); err == nil {
-			s.lag.Set(lag.Seconds())
+			s.sealed.Add(float64(r.Sealed))
+			s.lag.Set(r.Lag.Seconds())
 		}
 		select {
 		case <-ctx.Done():

@@ -20,11 +20,11 @@ func sealUntil(t *testing.T, b *testBundle, want int) {
 	t.Helper()
 	total := 0
 	for deadline := time.Now().Add(10 * time.Second); total < want && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		n, err := b.db.SealRound(context.Background(), b.signer)
+		r, err := b.db.SealRound(context.Background(), b.signer)
 		if err != nil {
 			t.Fatal(err)
 		}
-		total += n
+		total += r.Sealed
 	}
 	if total < want {
 		t.Fatalf("sealed %d events, want %d", total, want)

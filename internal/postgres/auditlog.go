@@ -90,9 +90,12 @@ func scanSeal(row pgx.Row) (audit.Seal, [][32]byte, error) {
 // horizon H (the xmin of its snapshot: every transaction below it has
 // ended), takes the events with last horizon <= txid < H, and appends one
 // signed seal per tenant that has any, chained to that tenant's previous
-// seal. It returns how many events it sealed. Run by one leader at a time.
-func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) {
-	sealed := 0
+// seal. It returns how many events it sealed and the sealing lag after it
+// (read in the same unit of work, from the horizon it verified or wrote,
+// so a round costs one seal verification, not two). Run by one leader at a
+// time.
+func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (audit.Round, error) {
+	var round audit.Round
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var h int64
 		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::numeric::bigint`).Scan(&h); err != nil {
@@ -103,7 +106,8 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) 
 			return err
 		}
 		if h <= h0 {
-			return nil
+			round.Lag, err = lagFrom(ctx, tx, h0)
+			return err
 		}
 		// Stream the rows, keeping only each event's 32-byte hash: a round
 		// after a long sealer outage may cover millions of events.
@@ -139,11 +143,13 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (int, error) 
 			if err := db.appendSeal(ctx, tx, signer, b.tenant, uint64(h0), uint64(h), b.hashes, now); err != nil { //nolint:gosec // positive
 				return err
 			}
-			sealed += len(b.hashes)
+			round.Sealed += len(b.hashes)
 		}
-		return nil
+		// Sealed or not, no event below h is left unsealed.
+		round.Lag, err = lagFrom(ctx, tx, h)
+		return err
 	})
-	return sealed, err
+	return round, err
 }
 
 func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to uint64, hashes [][32]byte, now time.Time) error {
@@ -239,15 +245,23 @@ func (db *DB) ForgedSealsSeen() int64 { return db.forgedSeals.Load() }
 // that showed in the request tail; an event's created_at is its insert
 // time, so the two differ by milliseconds at most.)
 func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Duration, error) {
-	var lag float64
+	var lag time.Duration
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		h0, err := db.sealedHorizon(ctx, tx, pub)
 		if err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - (SELECT created_at FROM audit_events
-			WHERE txid >= $1::text::xid8 ORDER BY txid LIMIT 1)), 0)`, txidRange, fmt.Sprint(h0)).Scan(&lag)
+		lag, err = lagFrom(ctx, tx, h0)
+		return err
 	})
+	return lag, err
+}
+
+// lagFrom is how long the first event at or above horizon h has waited.
+func lagFrom(ctx context.Context, tx *Tx, h int64) (time.Duration, error) {
+	var lag float64
+	err := tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM clock_timestamp() - (SELECT created_at FROM audit_events
+		WHERE txid >= $1::text::xid8 ORDER BY txid LIMIT 1)), 0)`, txidRange, fmt.Sprint(h)).Scan(&lag)
 	return time.Duration(lag * float64(time.Second)), err
 }
 

@@ -67,11 +67,11 @@ func sealAll(t *testing.T, db *postgres.DB, s *audit.Signer, want int) int {
 	t.Helper()
 	total := 0
 	for deadline := time.Now().Add(60 * time.Second); total < want && time.Now().Before(deadline); {
-		n, err := db.SealRound(context.Background(), s)
+		r, err := db.SealRound(context.Background(), s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		total += n
+		total += r.Sealed
 		if total < want {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -343,12 +343,12 @@ func TestSealer_ConcurrentWriters(t *testing.T) {
 	var sealerDone sync.WaitGroup
 	sealerDone.Go(func() {
 		for {
-			n, err := b.db.SealRound(ctx, signer)
+			r, err := b.db.SealRound(ctx, signer)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			sealed.Add(int64(n))
+			sealed.Add(int64(r.Sealed))
 			select {
 			case <-stop:
 				return
@@ -385,11 +385,11 @@ func TestSealer_ConcurrentWriters(t *testing.T) {
 	// busy CI machine can hold it back for seconds, so wait on the
 	// condition with a generous deadline rather than a fixed number of rounds.
 	for deadline := time.Now().Add(60 * time.Second); sealed.Load() < 1000 && time.Now().Before(deadline); {
-		n, err := b.db.SealRound(ctx, signer)
+		r, err := b.db.SealRound(ctx, signer)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed.Add(int64(n))
+		sealed.Add(int64(r.Sealed))
 		if sealed.Load() < 1000 {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -651,4 +651,46 @@ func BenchmarkWriterWithSealer(b *testing.B) {
 	stop()
 	w.Wait()
 	<-sealerDone
+}
+
+// A round reports the sealing lag it leaves: events committed behind a
+// transaction that is still open cannot be sealed yet, and the lag says how
+// long the first of them has waited; once they are sealed it is zero.
+func TestSealRound_ReportsLag(t *testing.T) {
+	t.Parallel()
+	b := auditSetup(t)
+	ctx := context.Background()
+	signer, err := audit.NewSigner(bytes.Repeat([]byte{5}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := seedTenant(t, b.url, "lag-a")
+	blocker, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close(ctx)
+	btx, err := blocker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := btx.Exec(ctx, "SELECT txid_current()"); err != nil { // holds every later txid back
+		t.Fatal(err)
+	}
+	appendEvent(t, b.db, a)
+	time.Sleep(150 * time.Millisecond)
+	r, err := b.db.SealRound(ctx, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Lag < 150*time.Millisecond || r.Lag > time.Minute {
+		t.Errorf("lag with an event held behind an open transaction = %v, want at least 150ms", r.Lag)
+	}
+	if err := btx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sealAll(t, b.db, signer, 1)
+	if r, err := b.db.SealRound(ctx, signer); err != nil || r.Lag > 50*time.Millisecond {
+		t.Errorf("lag once everything is sealed = %v, %v; want about zero", r.Lag, err)
+	}
 }

@@ -378,9 +378,9 @@ func BenchmarkSealingLag(b *testing.B) {
 	// Seal them all (as a running system would have), then a few new ones
 	// wait: the lag query's rows are the few above the sealed horizon.
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		if n, err := db.SealRound(context.Background(), signer); err != nil {
+		if r, err := db.SealRound(context.Background(), signer); err != nil {
 			b.Fatal(err)
-		} else if n > 0 {
+		} else if r.Sealed > 0 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
