@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -71,7 +73,7 @@ func ValidateScore(score map[string]any) []apperr.Field {
 	if !ok || overall < 0 || overall > 1 || math.IsNaN(overall) {
 		errs = append(errs, apperr.Field{Path: "risk_score.overall", Message: "required: a number from 0 to 1"})
 	}
-	for _, k := range SortKinds(keysOf(score)) {
+	for _, k := range slices.Sorted(maps.Keys(score)) {
 		if k == "overall" {
 			continue
 		}
@@ -80,14 +82,6 @@ func ValidateScore(score map[string]any) []apperr.Field {
 		}
 	}
 	return errs
-}
-
-func keysOf(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 func toRaw(path string, in []any) ([]json.RawMessage, []apperr.Field) {

@@ -2,6 +2,7 @@ package kms
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -71,14 +72,19 @@ func (p *PKCS11) key(kek KEK) (*crypto11.SecretKey, error) {
 	return ks[0], nil
 }
 
-// Wrap implements Provider: AES-256-GCM on the token, a random nonce in
-// front.
-func (p *PKCS11) Wrap(_ context.Context, kek KEK, dek, ad []byte) ([]byte, error) {
+// aead is AES-GCM on the token under kek's key object.
+func (p *PKCS11) aead(kek KEK) (cipher.AEAD, error) {
 	k, err := p.key(kek)
 	if err != nil {
 		return nil, err
 	}
-	a, err := k.NewGCM()
+	return k.NewGCM()
+}
+
+// Wrap implements Provider: AES-256-GCM on the token, a random nonce in
+// front.
+func (p *PKCS11) Wrap(_ context.Context, kek KEK, dek, ad []byte) ([]byte, error) {
+	a, err := p.aead(kek)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +93,7 @@ func (p *PKCS11) Wrap(_ context.Context, kek KEK, dek, ad []byte) ([]byte, error
 
 // Unwrap implements Provider.
 func (p *PKCS11) Unwrap(_ context.Context, kek KEK, wrapped, ad []byte) ([]byte, error) {
-	k, err := p.key(kek)
-	if err != nil {
-		return nil, err
-	}
-	a, err := k.NewGCM()
+	a, err := p.aead(kek)
 	if err != nil {
 		return nil, err
 	}

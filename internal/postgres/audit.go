@@ -60,9 +60,17 @@ func (db *DB) appendAudit(_ context.Context, tx *Tx, ev audit.Event) error {
 	return nil
 }
 
-// AppendAudit writes ev inside t, the transaction of the change it records.
-func (t *Tx) AppendAudit(ctx context.Context, db *DB, ev audit.Event) error {
-	return db.appendAudit(ctx, t, ev)
+// AppendAudit queues ev in t, the unit of work of the change it records:
+// it commits with the change (entity.Tx, entity.ProfileTx, sourcecache.Tx
+// and tenancy.Tx all take it from here).
+func (t *Tx) AppendAudit(ctx context.Context, ev audit.Event) error {
+	return t.db.appendAudit(ctx, t, ev)
+}
+
+// Visible fails with entity.ErrNotFound unless the unit's scope can see
+// every entity id (entity.Tx, entity.ProfileTx).
+func (t *Tx) Visible(ctx context.Context, ids ...uuid.UUID) error {
+	return visible(ctx, t, t.tenant, ids...)
 }
 
 func nullUUID(u uuid.UUID) *uuid.UUID {

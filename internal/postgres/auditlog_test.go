@@ -48,7 +48,7 @@ func appendEvent(t *testing.T, db *postgres.DB, a tenant.ID) audit.Event {
 	t.Helper()
 	ctx := context.Background()
 	ev := event(a, audit.DataAccessed)
-	if err := db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, db, ev) }); err != nil {
+	if err := db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, ev) }); err != nil {
 		t.Fatal(err)
 	}
 	return ev
@@ -119,7 +119,7 @@ func TestAudit_TransactionalWrite(t *testing.T) {
 		if _, err := tx.Raw().Exec(ctx, "INSERT INTO entities (entity_id, tenant_id, entity_type) VALUES ($1, $2, 'individual')", entity, a.UUID()); err != nil {
 			return err
 		}
-		if err := tx.AppendAudit(ctx, b.db, ev); err != nil {
+		if err := tx.AppendAudit(ctx, ev); err != nil {
 			return err
 		}
 		return boom
@@ -134,7 +134,7 @@ func TestAudit_TransactionalWrite(t *testing.T) {
 		t.Errorf("the change survived")
 	}
 	// And the other way: the change commits with its event.
-	if err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, b.db, ev) }); err != nil {
+	if err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, ev) }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := b.db.AuditEvent(ctx, a, ev.ID)
@@ -366,7 +366,7 @@ func TestSealer_ConcurrentWriters(t *testing.T) {
 				if i%2 == 0 {
 					err = w.Write(ctx, ev)
 				} else {
-					err = b.db.InTx(ctx, tid, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, b.db, ev) })
+					err = b.db.InTx(ctx, tid, func(tx *postgres.Tx) error { return tx.AppendAudit(ctx, ev) })
 				}
 				if err != nil {
 					t.Error(err)

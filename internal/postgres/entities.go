@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/elile/elile/internal/apperr"
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/identifier"
 	"github.com/elile/elile/internal/tenant"
@@ -33,7 +32,6 @@ func (db *DB) Entities() *EntityStore { return &EntityStore{db: db} }
 // entityTx is entity.Tx over a unit of work.
 type entityTx struct {
 	*Tx
-	db    *DB
 	saved *entity.Entity // the last entity whose blind indexes were written
 }
 
@@ -41,7 +39,7 @@ type entityTx struct {
 // tenant already uses comes back as a *entity.DuplicateError naming the
 // entity that holds it.
 func (s *EntityStore) InScope(ctx context.Context, sc tenant.Scope, fn func(entity.Tx) error) error {
-	etx := &entityTx{db: s.db}
+	etx := &entityTx{}
 	err := s.db.InScope(ctx, sc, func(tx *Tx) error { etx.Tx = tx; return fn(etx) })
 	var pgErr *pgconn.PgError
 	if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "23505" {
@@ -127,16 +125,6 @@ func (t *entityTx) Insert(_ context.Context, e *entity.Entity) error {
 		[]any{e.ID, nullUUID(e.Tenant.UUID()), e.Type, ext, meta, sealed},
 		func(row pgx.Row) error { return row.Scan(&e.CreatedAt, &e.UpdatedAt) })
 	t.queueBlind(e)
-	return nil
-}
-
-// AppendAudit queues ev: it commits with the change it records.
-func (t *entityTx) AppendAudit(_ context.Context, ev audit.Event) error {
-	args, err := t.db.auditArgs(ev)
-	if err != nil {
-		return err
-	}
-	t.Queue(insertAuditSQL, args...)
 	return nil
 }
 
@@ -286,11 +274,6 @@ func (t *entityTx) Erase(ctx context.Context, id uuid.UUID) (entity.Erased, erro
 	}
 	t.Queue(`DELETE FROM entities WHERE entity_id = $1`, id)
 	return n, nil
-}
-
-// Visible fails with entity.ErrNotFound unless the scope can see every id.
-func (t *entityTx) Visible(ctx context.Context, ids ...uuid.UUID) error {
-	return visible(ctx, t.Tx, t.tenant, ids...)
 }
 
 // ProfileVisible reports whether the scope can see a profile (foreign keys

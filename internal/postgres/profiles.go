@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/sourcecache"
 	"github.com/elile/elile/internal/tenant"
@@ -141,19 +140,11 @@ type ProfileStore struct{ db *DB }
 // Profiles returns the store of risk profiles.
 func (db *DB) Profiles() *ProfileStore { return &ProfileStore{db: db} }
 
-type profileTx struct {
-	*Tx
-	db *DB
-}
+type profileTx struct{ *Tx }
 
 // InScope runs fn in one unit of work in scope sc.
 func (s *ProfileStore) InScope(ctx context.Context, sc tenant.Scope, fn func(entity.ProfileTx) error) error {
-	return s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&profileTx{Tx: tx, db: s.db}) })
-}
-
-// Visible fails with entity.ErrNotFound unless the scope can see every id.
-func (t *profileTx) Visible(ctx context.Context, ids ...uuid.UUID) error {
-	return visible(ctx, t.Tx, t.tenant, ids...)
+	return s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&profileTx{tx}) })
 }
 
 // Latest takes a transaction-scoped advisory lock on the (tenant, entity)
@@ -201,11 +192,6 @@ func (t *profileTx) InsertProfile(_ context.Context, p *entity.Profile) error {
 		[]any{p.ID, p.EntityID, tid, p.Version, prevVersion, p.TriggerType, nullUUID(p.TriggerID), findings, conns, delta,
 			score, len(p.Connections), used, stale, signals}, func(row pgx.Row) error { return row.Scan(&p.CreatedAt) })
 	return nil
-}
-
-// AppendAudit queues ev: it commits with the change it records.
-func (t *profileTx) AppendAudit(ctx context.Context, ev audit.Event) error {
-	return t.db.appendAudit(ctx, t.Tx, ev)
 }
 
 func nonNilRaw(v []json.RawMessage) []json.RawMessage {
@@ -332,14 +318,11 @@ type CacheStore struct{ db *DB }
 // Cache returns the store of cached provider results.
 func (db *DB) Cache() *CacheStore { return &CacheStore{db: db} }
 
-type cacheTx struct {
-	*Tx
-	db *DB
-}
+type cacheTx struct{ *Tx }
 
 // InScope runs fn in one unit of work in scope sc.
 func (s *CacheStore) InScope(ctx context.Context, sc tenant.Scope, fn func(sourcecache.Tx) error) error {
-	return s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&cacheTx{Tx: tx, db: s.db}) })
+	return s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&cacheTx{tx}) })
 }
 
 const ownerSQL = `SELECT tenant_id FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`
@@ -390,11 +373,6 @@ func (t *cacheTx) Insert(_ context.Context, e *sourcecache.Entry) error {
 			e.Cost, e.Currency, e.AcquiredAt, e.FreshUntil, e.StaleUntil},
 		func(row pgx.Row) error { return row.Scan(&e.CreatedAt, &e.Cost) })
 	return nil
-}
-
-// AppendAudit queues ev: it commits with the change it records.
-func (t *cacheTx) AppendAudit(ctx context.Context, ev audit.Event) error {
-	return t.db.appendAudit(ctx, t.Tx, ev)
 }
 
 // CacheEntries lists the entries of an entity that t may see: every

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/elile/elile/internal/apperr"
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/tenancy"
 	"github.com/elile/elile/internal/tenant"
@@ -138,15 +137,12 @@ type TenancyStore struct{ db *DB }
 // Tenancy returns the store of tenants and API keys.
 func (db *DB) Tenancy() *TenancyStore { return &TenancyStore{db: db} }
 
-type tenancyTx struct {
-	*Tx
-	db *DB
-}
+type tenancyTx struct{ *Tx }
 
 // InScope runs fn in one unit of work in scope sc. A taken slug is
 // tenant.ErrSlugTaken.
 func (s *TenancyStore) InScope(ctx context.Context, sc tenant.Scope, fn func(tenancy.Tx) error) error {
-	err := s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&tenancyTx{Tx: tx, db: s.db}) })
+	err := s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&tenancyTx{tx}) })
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "tenants" {
 		return tenant.ErrSlugTaken.Wrap(err)
@@ -179,11 +175,6 @@ func (t *tenancyTx) InsertTenant(_ context.Context, tn *tenant.Tenant) error {
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`, []any{tn.ID.UUID(), tn.Name, tn.Slug, tn.Locale, tn.Active, cfg},
 		func(row pgx.Row) error { return row.Scan(&tn.CreatedAt, &tn.UpdatedAt) })
 	return nil
-}
-
-// AppendAudit queues ev: it commits with the change it records.
-func (t *tenancyTx) AppendAudit(ctx context.Context, ev audit.Event) error {
-	return t.db.appendAudit(ctx, t.Tx, ev)
 }
 
 // UpdateTenant applies p (tenant.ErrNotFound if there is no such tenant).

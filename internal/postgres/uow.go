@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,6 +29,7 @@ const setScopeSQL = "SELECT set_config('role', $1, true), set_config('app.tenant
 // its first read (BEGIN, the settings, what is queued and the read: one
 // round trip) and sends COMMIT with what is queued last.
 type Tx struct {
+	db      *DB
 	conn    *pgxpool.Conn
 	role    string
 	setting string    // app.tenant_id: a canonical UUID or empty
@@ -171,7 +171,7 @@ func (db *DB) run(ctx context.Context, role, setting string, id tenant.ID, fn fu
 		return err
 	}
 	defer conn.Release()
-	tx := &Tx{conn: conn, role: role, setting: setting, tenant: id}
+	tx := &Tx{db: db, conn: conn, role: role, setting: setting, tenant: id}
 	defer func() {
 		if p := recover(); p != nil {
 			tx.abort(ctx)
@@ -201,6 +201,3 @@ func (t *Tx) abort(ctx context.Context) {
 		_ = t.conn.Conn().Close(context.WithoutCancel(ctx))
 	}
 }
-
-// String names the unit of work, for errors.
-func (t *Tx) String() string { return fmt.Sprintf("unit of work as %s", t.role) }
