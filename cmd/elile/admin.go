@@ -22,24 +22,26 @@ import (
 )
 
 // openDB opens the pool for an admin command and waits for the database.
-func openDB(ctx context.Context, cfg config.Config, stderr io.Writer) (*postgres.DB, error) {
-	ring, err := newKeyring(cfg)
-	if err != nil {
-		return nil, err
-	}
+func openDB(ctx context.Context, cfg config.Config, stderr io.Writer) (*postgres.DB, func(), error) {
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	db, err := postgres.Open(ctx, postgres.Options{URL: cfg.DatabaseURL.Reveal(), MaxConns: 2, Keyring: ring})
+	o, closeKMS, err := storeOptions(ctx, cfg, 2)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	db, err := postgres.Open(ctx, o)
+	if err != nil {
+		closeKMS()
+		return nil, nil, err
 	}
 	if err := db.WaitReady(ctx, cfg.DatabaseConnectTimeout, log); err != nil {
 		db.Close()
-		return nil, err
+		closeKMS()
+		return nil, nil, err
 	}
-	return db, nil
+	return db, func() { db.Close(); closeKMS() }, nil
 }
 
 type keyJSON struct {
@@ -62,9 +64,14 @@ func createTenant(ctx context.Context, db *postgres.DB, id tenant.ID, name, slug
 	return c.Tenant, c.Key, c.Secret, err
 }
 
+const tenantUsage = "usage: elile tenant create --name NAME [--slug SLUG] [--locale US] [--json] | erase TENANT_ID --confirm SLUG [--json]"
+
 func cmdTenant(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "erase" {
+		return cmdTenantErase(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "create" {
-		return usageError{errors.New("usage: elile tenant create --name NAME [--slug SLUG] [--locale US] [--json]")}
+		return usageError{errors.New(tenantUsage)}
 	}
 	fs := flag.NewFlagSet("tenant create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -83,11 +90,11 @@ func cmdTenant(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg, stderr)
+	db, closeDB, err := openDB(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
 	t, k, secret, err := createTenant(ctx, db, tenant.NewID(), *name, *slug, *locale)
 	if fields := apperr.FieldsOf(err); len(fields) > 0 {
 		return usageError{fmt.Errorf("%s: %s", fields[0].Path, fields[0].Message)}
@@ -145,11 +152,11 @@ func cmdAPIKey(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg, stderr)
+	db, closeDB, err := openDB(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
 	k, secret, err := createKey(ctx, db, t, *name, list)
 	if err != nil {
 		return err
@@ -204,5 +211,47 @@ Created a development tenant %s and an admin API key (also saved in %s):
   curl -s -H 'Authorization: Bearer %s' -H 'X-Tenant-ID: %s' http://%s/v1/tenant
 
 `, t.ID, credFile, secret, t.ID, cfg.Addr())
+	return nil
+}
+
+// cmdTenantErase erases a tenant (tenancy.Service.Erase): its keys are
+// destroyed in the key provider, then its rows deleted batch by batch.
+// Interrupted, it can be run again and continues.
+func cmdTenantErase(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tenant erase", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	confirm := fs.String("confirm", "", "the tenant's slug, to confirm (required)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if len(args) == 0 {
+		return usageError{errors.New(tenantUsage)}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	id, err := tenant.ParseID(args[0])
+	if err != nil || *confirm == "" {
+		return usageError{errors.New(tenantUsage)}
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	db, closeDB, err := openDB(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	e, err := tenancy.NewService(db.Tenancy(), nil).Erase(ctx, id, *confirm, "cli")
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{"tenant_id": id.String(), "keys_destroyed": e.KeysDestroyed,
+			"rows_deleted": e.RowsDeleted, "done": e.Done})
+	}
+	fmt.Fprintf(stdout, "tenant %s: keys destroyed by the provider: %t; %d rows deleted; done: %t\n", id, e.KeysDestroyed, e.RowsDeleted, e.Done)
+	if !e.KeysDestroyed {
+		fmt.Fprintln(stdout, "the provider did not destroy the keys (local provider, or a key the tenant brought): copies of the database can still be decrypted with that key")
+	}
 	return nil
 }

@@ -85,11 +85,11 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return configError{fmt.Errorf("AUDIT_SIGNING_KEY: %w", err)}
 	}
-	db, err := openDB(ctx, cfg, stderr)
+	db, closeDB, err := openDB(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
 
 	if args[0] == "checkpoint" {
 		s, err := db.LatestSeal(ctx, chains[0])

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -46,10 +47,6 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	ring, err := newKeyring(cfg)
-	if err != nil {
-		return err
-	}
 	if args[0] == "blind-index-key" {
 		keys, _, blind := cfg.EncryptionKeyring()
 		if blind == nil {
@@ -58,73 +55,133 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(blind))
 		return nil
 	}
-	log, err := newLogger(cfg, stderr)
+	db, closeDB, err := openDB(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	db, err := postgres.Open(ctx, postgres.Options{URL: cfg.DatabaseURL.Reveal(), MaxConns: 2})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := db.WaitReady(ctx, cfg.DatabaseConnectTimeout, log); err != nil {
-		return err
-	}
+	defer closeDB()
 	if args[0] == "status" {
-		return keysStatus(ctx, db, ring, *asJSON, stdout)
+		return keysStatus(ctx, db, *asJSON, stdout)
 	}
-	return keysRotate(ctx, db, ring, *batch, *asJSON || !isTerminal(stdout), stdout)
+	return keysRotate(ctx, db, *batch, *asJSON || !isTerminal(stdout), stdout)
 }
 
-func keysStatus(ctx context.Context, db *postgres.DB, ring *fieldcrypt.Keyring, asJSON bool, stdout io.Writer) error {
+func keysStatus(ctx context.Context, db *postgres.DB, asJSON bool, stdout io.Writer) error {
+	keys := db.DataKeys()
+	ring := keys.Legacy()
 	usage, err := db.KeyUsage(ctx)
 	if err != nil {
 		return err
 	}
-	inUse := map[uint32]bool{}
-	for _, u := range usage {
-		inUse[u.Version] = true
+	keks, err := db.KEKVersions(ctx)
+	if err != nil {
+		return err
 	}
-	var removable, missing []uint32
-	for _, v := range ring.Versions() {
-		if !inUse[v] && v != ring.Active() {
+	stale, err := db.StaleValues(ctx)
+	if err != nil {
+		return err
+	}
+	inUse := map[uint32]bool{}
+	type col struct {
+		Table   string `json:"table"`
+		Column  string `json:"column"`
+		Key     string `json:"key"`
+		Version uint32 `json:"version,omitempty"`
+		Count   int64  `json:"count"`
+	}
+	// Tenant keys are summed per column; environment versions are listed.
+	var cols []col
+	tenantCount := map[string]int{}
+	for _, u := range usage {
+		if u.Version >= fieldcrypt.DEKBase {
+			k := u.Table + "." + u.Column
+			if i, ok := tenantCount[k]; ok {
+				cols[i].Count += u.Count
+				continue
+			}
+			tenantCount[k] = len(cols)
+			cols = append(cols, col{u.Table, u.Column, "tenant", 0, u.Count})
+			continue
+		}
+		inUse[u.Version] = true
+		cols = append(cols, col{u.Table, u.Column, "environment", u.Version, u.Count})
+	}
+	var configured, removable, missing []uint32
+	if ring != nil {
+		configured = ring.Versions()
+	}
+	for _, v := range configured {
+		if !inUse[v] {
 			removable = append(removable, v)
 		}
 	}
 	for v := range inUse {
-		if !slices.Contains(ring.Versions(), v) {
+		if !slices.Contains(configured, v) {
 			missing = append(missing, v)
 		}
 	}
 	slices.Sort(missing)
+	type kekVersion struct {
+		Version   int   `json:"version"`
+		Tenants   int   `json:"tenants"`
+		DataKeys  int64 `json:"data_keys"`
+		Destroyed int   `json:"destroyed"`
+		BYOK      int   `json:"byok"`
+	}
+	byVersion := map[int]*kekVersion{}
+	for _, k := range keks {
+		v := byVersion[k.Version]
+		if v == nil {
+			v = &kekVersion{Version: k.Version}
+			byVersion[k.Version] = v
+		}
+		v.Tenants++
+		v.DataKeys += k.DataKeys
+		if k.DestroyedAt != nil {
+			v.Destroyed++
+		}
+		if k.BYOK {
+			v.BYOK++
+		}
+	}
+	versions := make([]kekVersion, 0, len(byVersion))
+	for _, n := range slices.Sorted(maps.Keys(byVersion)) {
+		versions = append(versions, *byVersion[n])
+	}
 	if asJSON {
-		type col struct {
-			Table   string `json:"table"`
-			Column  string `json:"column"`
-			Version uint32 `json:"version"`
-			Count   int64  `json:"count"`
-		}
-		cols := make([]col, 0, len(usage))
-		for _, u := range usage {
-			cols = append(cols, col{u.Table, u.Column, u.Version, u.Count})
-		}
 		return json.NewEncoder(stdout).Encode(map[string]any{
-			"active": ring.Active(), "configured": ring.Versions(), "usage": cols,
-			"removable": nonNil(removable), "missing": nonNil(missing),
+			"provider": keys.Provider().Name(), "kek_versions": versions, "usage": cols,
+			"environment_keyring":  map[string]any{"configured": nonNil(configured), "removable": nonNil(removable), "missing": nonNil(missing)},
+			"not_under_active_key": stale,
 		})
 	}
-	fmt.Fprintf(stdout, "active key version: %d\nconfigured versions: %v\n\n", ring.Active(), ring.Versions())
+	fmt.Fprintf(stdout, "key provider: %s\n\n", keys.Provider().Name())
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TABLE\tCOLUMN\tVERSION\tVALUES")
-	for _, u := range usage {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", u.Table, u.Column, u.Version, u.Count)
+	fmt.Fprintln(tw, "KEK VERSION\tTENANTS\tDATA KEYS\tDESTROYED\tBYOK")
+	for _, v := range versions {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\n", v.Version, v.Tenants, v.DataKeys, v.Destroyed, v.BYOK)
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "\nversions no value uses (safe to remove): %v\n", removable)
-	if len(missing) > 0 {
-		fmt.Fprintf(stdout, "versions in use but NOT configured (those values cannot be read): %v\n", missing)
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tCOLUMN\tKEY\tVALUES")
+	for _, c := range cols {
+		key := "tenant keys"
+		if c.Key == "environment" {
+			key = fmt.Sprintf("environment v%d", c.Version)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", c.Table, c.Column, key, c.Count)
 	}
-	fmt.Fprintln(stdout, "audit_events keep the key they were written with (they are sealed): keep those versions while the events are retained.")
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nvalues not under their tenant's active data key: %d", stale)
+	if stale > 0 {
+		fmt.Fprint(stdout, " (elile keys rotate re-encrypts them)")
+	}
+	fmt.Fprintf(stdout, "\nenvironment keyring versions configured: %v; used by no value (safe to remove): %v\n", configured, removable)
+	if len(missing) > 0 {
+		fmt.Fprintf(stdout, "environment versions in use but NOT configured (those values cannot be read): %v\n", missing)
+	}
+	fmt.Fprintln(stdout, "audit_events keep the key they were written with (they are sealed): keep those environment versions while the events are retained.")
 	return nil
 }
 
@@ -135,10 +192,10 @@ func nonNil(s []uint32) []uint32 {
 	return s
 }
 
-func keysRotate(ctx context.Context, db *postgres.DB, ring *fieldcrypt.Keyring, batch int, jsonLines bool, stdout io.Writer) error {
+func keysRotate(ctx context.Context, db *postgres.DB, batch int, jsonLines bool, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	var lastDraw time.Time
-	res, err := db.RotateKeys(ctx, ring, batch, func(p postgres.RotationProgress) {
+	res, err := db.RotateKeys(ctx, batch, func(p postgres.RotationProgress) {
 		rate := float64(p.Done) / max(p.Elapsed.Seconds(), 1e-3)
 		if jsonLines {
 			_ = enc.Encode(map[string]any{"event": "progress", "table": p.Table, "column": p.Column,
@@ -163,10 +220,10 @@ func keysRotate(ctx context.Context, db *postgres.DB, ring *fieldcrypt.Keyring, 
 	}
 	if jsonLines {
 		_ = enc.Encode(map[string]any{"event": "done", "rotated": res.Rotated, "failed": len(res.Failures),
-			"seconds": res.Elapsed.Seconds(), "active": ring.Active()})
+			"seconds": res.Elapsed.Seconds()})
 	} else {
-		fmt.Fprintf(stdout, "re-encrypted %d values to key version %d in %s; %d failed\n",
-			res.Rotated, ring.Active(), res.Elapsed.Round(time.Millisecond), len(res.Failures))
+		fmt.Fprintf(stdout, "re-encrypted %d values to their tenants' active data keys in %s; %d failed\n",
+			res.Rotated, res.Elapsed.Round(time.Millisecond), len(res.Failures))
 	}
 	for _, f := range res.Failures {
 		fmt.Fprintf(stdout, "failed: %s.%s %s: %v\n", f.Table, f.Column, f.ID, f.Err)

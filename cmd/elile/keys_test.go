@@ -73,46 +73,55 @@ func TestKeys_RotateEndToEnd(t *testing.T) {
 	pgtest.Exec(t, url, "INSERT INTO tenants (tenant_id, name, slug) VALUES ($1, 'T', 'keys-cli')", tid)
 	pgtest.Exec(t, url, "INSERT INTO entities (entity_id, tenant_id, entity_type, identifiers) VALUES ($1, $2, 'individual', $3)", eid, tid, ct)
 
-	var status struct {
-		Active  uint32   `json:"active"`
-		Missing []uint32 `json:"missing"`
-		Usage   []struct {
+	type status struct {
+		Provider string `json:"provider"`
+		Usage    []struct {
 			Table   string `json:"table"`
+			Key     string `json:"key"`
 			Version uint32 `json:"version"`
 			Count   int64  `json:"count"`
 		} `json:"usage"`
-		Removable []uint32 `json:"removable"`
+		Env struct {
+			Configured []uint32 `json:"configured"`
+			Removable  []uint32 `json:"removable"`
+			Missing    []uint32 `json:"missing"`
+		} `json:"environment_keyring"`
+		Stale int64 `json:"not_under_active_key"`
 	}
-	if err := json.Unmarshal([]byte(cli(with(map[string]string{"ENCRYPTION_KEY": k1}), "status", "--json")), &status); err != nil {
+	var before status
+	if err := json.Unmarshal([]byte(cli(with(map[string]string{"ENCRYPTION_KEY": k1}), "status", "--json")), &before); err != nil {
 		t.Fatal(err)
 	}
-	if status.Active != 1 || len(status.Usage) != 1 || status.Usage[0].Version != 1 || status.Usage[0].Count != 1 {
-		t.Fatalf("status before rotation = %+v", status)
+	if before.Provider != "local" || len(before.Usage) != 1 || before.Usage[0].Key != "environment" || before.Usage[0].Version != 1 ||
+		before.Usage[0].Count != 1 || before.Stale != 1 || len(before.Env.Missing) != 0 {
+		t.Fatalf("status before rotation = %+v", before)
 	}
 	pinned := strings.TrimSpace(cli(with(map[string]string{"ENCRYPTION_KEY": k1}), "blind-index-key"))
 	if pinned != base64.StdEncoding.EncodeToString(blind) {
 		t.Fatalf("blind-index-key = %q, want the derived root", pinned)
 	}
 
+	// Rotation moves the value to the tenant's own data key.
 	out := cli(with(map[string]string{"ENCRYPTION_KEYS": "1:" + k1 + ",2:" + k2}), "rotate", "--batch", "1")
 	if !strings.Contains(out, `"event":"progress"`) || !strings.Contains(out, `"rotated":1`) {
 		t.Fatalf("rotate output:\n%s", out)
 	}
-	// Key 1 gone, blind-index root pinned: status shows nothing missing.
+	// Key 1 gone, blind-index root pinned (it is also the local provider's
+	// root): nothing missing, no environment version in use.
 	only2 := with(map[string]string{"ENCRYPTION_KEYS": "2:" + k2, "BLIND_INDEX_KEY": pinned})
-	status.Missing, status.Usage = nil, nil
-	if err := json.Unmarshal([]byte(cli(only2, "status", "--json")), &status); err != nil {
+	var after status
+	if err := json.Unmarshal([]byte(cli(only2, "status", "--json")), &after); err != nil {
 		t.Fatal(err)
 	}
-	if status.Active != 2 || len(status.Missing) != 0 || status.Usage[0].Version != 2 {
-		t.Fatalf("status after rotation = %+v", status)
+	if len(after.Env.Missing) != 0 || len(after.Usage) != 1 || after.Usage[0].Key != "tenant" || after.Stale != 0 ||
+		len(after.Env.Removable) != 1 || after.Env.Removable[0] != 2 {
+		t.Fatalf("status after rotation = %+v", after)
 	}
 	text := cli(only2, "status")
-	if !strings.Contains(text, "entities") || !strings.Contains(text, "safe to remove") {
+	if !strings.Contains(text, "entities") || !strings.Contains(text, "safe to remove") || !strings.Contains(text, "KEK VERSION") {
 		t.Errorf("status text:\n%s", text)
 	}
-	// Before rotation, status with only key 2 would have said key 1 was missing.
-	if out := cli(with(map[string]string{"ENCRYPTION_KEYS": "1:" + k1 + ",2:" + k2}), "rotate"); !strings.Contains(out, `"rotated":0`) {
+	if out := cli(only2, "rotate"); !strings.Contains(out, `"rotated":0`) {
 		t.Errorf("second rotation:\n%s", out)
 	}
 }

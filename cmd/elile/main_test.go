@@ -250,12 +250,12 @@ func TestRun_ServeRefusesPowerfulLogin(t *testing.T) {
 	t.Parallel()
 	url := pgtest.DB(t)
 	err := run(context.Background(), []string{"elile", "serve"}, env(map[string]string{
-		"ENVIRONMENT": "production", "DATABASE_URL": url, "ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+		"ENVIRONMENT": "staging", "DATABASE_URL": url, "ENCRYPTION_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
 		"API_SECRET_KEY": strings.Repeat("s", 32), "API_PORT": "0", "AUDIT_SIGNING_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
 		"JWT_ISSUER": "https://idp.test", "JWT_AUDIENCE": "elile",
 	}), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "superuser") || exitCode(err) != 2 {
-		t.Fatalf("serve in production as a superuser = %v (exit %d), want a refusal naming it (exit 2)", err, exitCode(err))
+		t.Fatalf("serve in staging as a superuser = %v (exit %d), want a refusal naming it (exit 2)", err, exitCode(err))
 	}
 }
 

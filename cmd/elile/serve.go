@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,19 +47,15 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 // serve wires the server together and runs it until ctx ends.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error { //nolint:funlen // the wiring, in one place
 	started := time.Now()
-	ring, err := newKeyring(cfg)
+	o, closeKMS, err := storeOptions(ctx, cfg, int32(cfg.DatabasePoolSize+cfg.DatabaseMaxOverflow)) //nolint:gosec // both bounded by validation
 	if err != nil {
 		return err
 	}
+	defer closeKMS()
 	if err := prepareSchema(ctx, cfg, log); err != nil {
 		return err
 	}
-	db, err := postgres.Open(ctx, postgres.Options{
-		URL:            cfg.DatabaseURL.Reveal(),
-		MaxConns:       int32(cfg.DatabasePoolSize + cfg.DatabaseMaxOverflow), //nolint:gosec // both bounded by validation
-		AcquireTimeout: cfg.DatabaseAcquireTimeout,
-		Keyring:        ring,
-	})
+	db, err := postgres.Open(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -101,6 +98,23 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	defer func() { stopWriter(); writer.Wait() }()
 	sealer := audit.NewSealer(db, signer, log, 250*time.Millisecond)
 	bg.Go(func() { db.Leader(bgCtx, postgres.LockSealer, 2*time.Second, sealer.Run) })
+	// Erasures the API started and could not finish in a request's time:
+	// their keys are destroyed already; the sweeper deletes their rows.
+	tenancySvc := tenancy.NewService(db.Tenancy(), nil)
+	bg.Go(func() {
+		db.Leader(bgCtx, postgres.LockErasure, 5*time.Second, func(ctx context.Context) {
+			for {
+				if err := tenancySvc.FinishErasures(ctx, db.Tenancy().PendingErasures); err != nil && ctx.Err() == nil {
+					log.Error("tenant erasure sweep failed", "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(10 * time.Second):
+				}
+			}
+		})
+	})
 	bg.Go(func() {
 		db.Leader(bgCtx, postgres.LockMaintenance, 5*time.Second, func(ctx context.Context) {
 			audit.Maintain(ctx, db, signer, log, 3, time.Duration(cfg.AuditRetentionDays)*24*time.Hour, time.Hour)
@@ -108,7 +122,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	})
 
 	handler := httpapi.NewServer(httpapi.Deps{
-		Log: log, DB: db, KV: store, Keyring: ring,
+		Log: log, DB: db, KV: store, Keys: db.DataKeys(),
 		Audit: writer, Audits: audit.NewService(db, writer, signer.Public(), audit.NewGate(2, 8)),
 		Auth: auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil).WithJWTPolicy(auth.JWTPolicy{
 			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, MaxLifetime: cfg.JWTMaxLifetime, AllowPlatformAdmin: cfg.JWTAllowPlatformAdmin}),
@@ -116,13 +130,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		AuthLookups:       kv.Rate{Limit: cfg.AuthLookupsPerMinute, Period: time.Minute, Burst: max(cfg.AuthLookupsPerMinute/6, 1)},
 		TrustedProxies:    trustedProxies(cfg),
 		Tenants:           db,
-		Tenancy:           tenancy.NewService(db.Tenancy(), nil),
+		Tenancy:           tenancySvc,
 		Entities:          entity.NewService(db.Entities(), writer, nil),
 		Profiles:          entity.NewProfileService(db.Profiles(), writer),
 		Cache:             sourcecache.NewService(db.Cache(), writer, nil),
 		Rate:              kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
 		CORSOrigins:       cfg.CORSOrigins,
-		Collectors:        append(append([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors()...), sealer.Collectors()...),
+		Collectors:        slices.Concat([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors(), sealer.Collectors(), o.KMSCache.Collectors()),
 		LatestSchema:      postgres.LatestVersion(), Version: buildVersion(), Started: started,
 	})
 	srv := &http.Server{

@@ -10,7 +10,9 @@ import (
 
 	"github.com/elile/elile/internal/config"
 	"github.com/elile/elile/internal/fieldcrypt"
+	"github.com/elile/elile/internal/kms"
 	"github.com/elile/elile/internal/logging"
+	"github.com/elile/elile/internal/postgres"
 )
 
 // loadConfig reads .env (development only) and the environment.
@@ -56,6 +58,58 @@ func newKeyring(cfg config.Config) (*fieldcrypt.Keyring, error) {
 		return nil, configError{err}
 	}
 	return k, nil
+}
+
+// openKMS opens the key provider the configuration names, and the
+// platform's configured KEK when one is named. A wrong PIN, an unknown
+// token or key, a key of the wrong type: an error that says which.
+func openKMS(ctx context.Context, cfg config.Config, ring *fieldcrypt.Keyring) (kms.Provider, *kms.KEK, error) {
+	var (
+		p   kms.Provider
+		ref string
+		err error
+	)
+	switch cfg.KMSProvider {
+	case "pkcs11":
+		p, err = kms.NewPKCS11(kms.PKCS11Config{Module: cfg.PKCS11Module, TokenLabel: cfg.PKCS11TokenLabel, PIN: cfg.PKCS11PIN.Reveal()})
+		ref = cfg.PKCS11KeyLabel
+	case "awskms":
+		p, err = kms.NewAWS(ctx, kms.AWSConfig{Region: cfg.AWSRegion, Endpoint: cfg.AWSKMSEndpoint})
+		ref = cfg.AWSKMSKeyID
+	default:
+		p, err = kms.NewLocal(fieldcrypt.LocalMaster(ring))
+	}
+	if err != nil {
+		return nil, nil, configError{fmt.Errorf("KMS_PROVIDER=%s: %w", cfg.KMSProvider, err)}
+	}
+	if ref == "" {
+		return p, nil, nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kek, err := p.FindKEK(fctx, ref)
+	if err != nil {
+		_ = p.Close()
+		return nil, nil, configError{fmt.Errorf("KMS_PROVIDER=%s: the platform key %q: %w", cfg.KMSProvider, ref, err)}
+	}
+	return p, &kek, nil
+}
+
+// storeOptions are the pool options for cfg with its keys: the
+// environment keyring and the key provider. close releases the provider.
+func storeOptions(ctx context.Context, cfg config.Config, maxConns int32) (postgres.Options, func(), error) {
+	ring, err := newKeyring(cfg)
+	if err != nil {
+		return postgres.Options{}, nil, err
+	}
+	p, kek, err := openKMS(ctx, cfg, ring)
+	if err != nil {
+		return postgres.Options{}, nil, err
+	}
+	return postgres.Options{
+		URL: cfg.DatabaseURL.Reveal(), MaxConns: maxConns, AcquireTimeout: cfg.DatabaseAcquireTimeout,
+		Keyring: ring, KMS: p, KMSCache: kms.NewCache(p, cfg.KMSCacheTTL, cfg.KMSCacheSize, nil), PlatformKEK: kek,
+	}, func() { _ = p.Close() }, nil
 }
 
 // retry calls fn until it succeeds, ctx ends or timeout passes, pausing

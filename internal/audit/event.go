@@ -42,6 +42,7 @@ const (
 	EntityUpdated       = "entity.updated"
 	EntityRelated       = "entity.related"
 	TenantCreated       = "tenant.created"
+	TenantErased        = "tenant.erased"
 	APIKeyCreated       = "api_key.created"
 	APIKeyRevoked       = "api_key.revoked"
 	AuthFailed          = "auth.failed"
@@ -53,7 +54,7 @@ func Types() []string {
 	return []string{ScreeningInitiated, ScreeningCompleted, ScreeningFailed, DataAccessed, CacheHit, CacheMiss,
 		ProviderQuery, EntityCreated, EntityMerged, ProfileCreated, ConsentGranted, ConsentRevoked, ComplianceCheck,
 		ComplianceViolation, UserLogin, UserLogout, ReportDownloaded, ConfigChanged, RuleModified, RetentionApplied,
-		DataErased, EntityUpdated, EntityRelated, TenantCreated, APIKeyCreated, APIKeyRevoked, AuthFailed, ErrorOccurred}
+		DataErased, EntityUpdated, EntityRelated, TenantCreated, TenantErased, APIKeyCreated, APIKeyRevoked, AuthFailed, ErrorOccurred}
 }
 
 // ValidType reports whether t is a known event type.

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -194,6 +195,19 @@ func (w *Writer) flushSuppressed() {
 	w.commit([]pending{{ev: ev}})
 }
 
+// EventErrors is InsertAuditBatch's answer when some events of a batch —
+// by their index — were written without their data, because their
+// tenant's key could not be used; every other event was written whole.
+// Those events' requests fail (with the key error); no other does.
+type EventErrors map[int]error
+
+func (e EventErrors) Error() string {
+	for _, err := range e {
+		return fmt.Sprintf("%d audit events written without their data: %v", len(e), err)
+	}
+	return "no audit event errors"
+}
+
 func (w *Writer) commit(batch []pending) {
 	evs := make([]Event, len(batch))
 	for i, p := range batch {
@@ -203,6 +217,18 @@ func (w *Writer) commit(batch []pending) {
 	err := w.insert(ctx, evs)
 	cancel()
 	w.batches.Observe(float64(len(batch)))
+	var keyless EventErrors
+	if errors.As(err, &keyless) {
+		w.written.Add(float64(len(batch)))
+		w.rejected.Add(float64(len(keyless)))
+		w.log.Warn("audit events written without their data: their tenant's key is unavailable", "events", len(keyless), "err", err)
+		for i, p := range batch {
+			if p.done != nil {
+				p.done <- keyless[i]
+			}
+		}
+		return
+	}
 	if err != nil {
 		w.failures.Inc()
 		w.log.Error("audit batch failed", "events", len(batch), "err", err)
@@ -236,12 +262,34 @@ func (w *Writer) insert(ctx context.Context, evs []Event) error {
 			return w.store.InsertAuditBatch(ctx, []Event{evs[0].Safe(err)})
 		}
 		half := len(evs) / 2
-		return errors.Join(w.insert(ctx, evs[:half]), w.insert(ctx, evs[half:]))
+		return joinHalves(w.insert(ctx, evs[:half]), w.insert(ctx, evs[half:]), half)
 	case errors.Is(err, context.DeadlineExceeded):
 		return err
 	default:
 		return w.store.InsertAuditBatch(ctx, evs) // one retry: a dropped connection should not lose a batch
 	}
+}
+
+// joinHalves joins the errors of a batch's two halves, the second's
+// EventErrors indexes moved past the first half's n events.
+func joinHalves(first, second error, n int) error {
+	var a, b EventErrors
+	okA := first == nil || errors.As(first, &a)
+	okB := second == nil || errors.As(second, &b)
+	if !okA || !okB {
+		return errors.Join(first, second)
+	}
+	if a == nil && b == nil {
+		return nil
+	}
+	out := EventErrors{}
+	for i, err := range a {
+		out[i] = err
+	}
+	for i, err := range b {
+		out[n+i] = err
+	}
+	return out
 }
 
 // Wait blocks until Run has returned (after its context ended).

@@ -97,6 +97,16 @@ type Config struct {
 	EncryptionKeys        Secret        `env:"ENCRYPTION_KEYS" desc:"Several key versions at once, for rotation: 1:<base64>,2:<base64>. Takes the place of ENCRYPTION_KEY." rule:"VERSION:BASE64 pairs, comma-separated; versions from 1, each key 32 bytes"`
 	EncryptionActiveKey   int           `env:"ENCRYPTION_ACTIVE_KEY" envDefault:"0" desc:"Key version new values are encrypted with (0: the highest configured)." rule:"0 or a configured version"`
 	BlindIndexKey         Secret        `env:"BLIND_INDEX_KEY" desc:"Base64 of 32 bytes: root of the per-tenant blind-index keys. Default: derived (HKDF) from key version 1. Required once version 1 leaves the keyring; get its value with elile keys blind-index-key before removing it." rule:"base64 of exactly 32 bytes; required when version 1 is not configured"`
+	KMSProvider           string        `env:"KMS_PROVIDER" envDefault:"local" desc:"Where the tenants' key-encryption keys live: pkcs11 (an HSM), awskms (AWS KMS or a compatible endpoint) or local (derived from the environment keyring: development and tests only, refused in production, where the environment keyring only opens data written before envelope encryption)." rule:"local, pkcs11 or awskms; not local in production"`
+	PKCS11Module          string        `env:"PKCS11_MODULE" desc:"pkcs11: path of the HSM's PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)." rule:"a file path" required:"KMS_PROVIDER=pkcs11"`
+	PKCS11TokenLabel      string        `env:"PKCS11_TOKEN_LABEL" desc:"pkcs11: label of the token holding the keys." rule:"a token label" required:"KMS_PROVIDER=pkcs11"`
+	PKCS11PIN             Secret        `env:"PKCS11_PIN" desc:"pkcs11: the user PIN of the token." rule:"the PIN" required:"KMS_PROVIDER=pkcs11"`
+	PKCS11KeyLabel        string        `env:"PKCS11_KEY_LABEL" desc:"pkcs11: label of an existing AES key on the token that wraps the platform's own data keys. Empty: elile creates one. The server refuses to start when it is missing or not an AES key." rule:"a key label, or empty"`
+	AWSKMSKeyID           string        `env:"AWS_KMS_KEY_ID" desc:"awskms: id, ARN or alias of an existing symmetric KMS key that wraps the platform's own data keys. Empty: elile creates one. Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID…, a role)." rule:"a KMS key id, ARN or alias, or empty"`
+	AWSKMSEndpoint        string        `env:"AWS_KMS_ENDPOINT" desc:"awskms: endpoint override (a VPC endpoint, or a local emulator in tests). Empty: AWS's own." rule:"http(s) URL, or empty"`
+	AWSRegion             string        `env:"AWS_REGION" desc:"awskms: the AWS region." rule:"an AWS region" required:"KMS_PROVIDER=awskms"`
+	KMSCacheTTL           time.Duration `env:"KMS_CACHE_TTL" envDefault:"15m" desc:"How long an unwrapped data key stays in memory (then it is zeroed and unwrapped again). Also how long another server may keep using a key after a tenant's erasure." rule:"1s..24h"`
+	KMSCacheSize          int           `env:"KMS_CACHE_SIZE" envDefault:"10000" desc:"Most unwrapped data keys kept in memory at once (two per active tenant)." rule:"10..1000000"`
 	APISecretKey          Secret        `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere." rule:"at least 32 bytes" required:"staging, production"`
 	JWTIssuer             string        `env:"JWT_ISSUER" desc:"The iss every JWT must carry. Required in staging and production; in development, checked when set." rule:"any string" required:"staging, production"`
 	JWTAudience           string        `env:"JWT_AUDIENCE" desc:"A value the aud of every JWT must contain. Required in staging and production; in development, checked when set." rule:"any string" required:"staging, production"`
@@ -279,6 +289,33 @@ func (c Config) validate() error {
 		if c.JWTAudience == "" {
 			bad("JWT_AUDIENCE", "required in %s", c.Environment)
 		}
+	}
+	switch c.KMSProvider {
+	case "local":
+		if c.Environment == Production {
+			bad("KMS_PROVIDER", "local keeps every key in the environment: use pkcs11 or awskms in production")
+		}
+	case "pkcs11":
+		if c.PKCS11Module == "" || c.PKCS11TokenLabel == "" || c.PKCS11PIN == "" {
+			bad("KMS_PROVIDER", "pkcs11 needs PKCS11_MODULE, PKCS11_TOKEN_LABEL and PKCS11_PIN")
+		}
+	case "awskms":
+		if c.AWSRegion == "" {
+			bad("AWS_REGION", "required with KMS_PROVIDER=awskms")
+		}
+		if c.AWSKMSEndpoint != "" {
+			if u, err := url.Parse(c.AWSKMSEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				bad("AWS_KMS_ENDPOINT", "must be an http(s) URL")
+			}
+		}
+	default:
+		bad("KMS_PROVIDER", "%q is not one of local, pkcs11, awskms", c.KMSProvider)
+	}
+	if c.KMSCacheTTL < time.Second || c.KMSCacheTTL > 24*time.Hour {
+		bad("KMS_CACHE_TTL", "%s is outside 1s..24h", c.KMSCacheTTL)
+	}
+	if c.KMSCacheSize < 10 || c.KMSCacheSize > 1_000_000 {
+		bad("KMS_CACHE_SIZE", "%d is outside 10..1000000", c.KMSCacheSize)
 	}
 	if c.JWTMaxLifetime < time.Minute || c.JWTMaxLifetime > 24*time.Hour {
 		bad("JWT_MAX_LIFETIME", "%s is outside 1m..24h", c.JWTMaxLifetime)

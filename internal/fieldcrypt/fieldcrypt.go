@@ -13,7 +13,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -202,13 +201,7 @@ func KeyVersion(ciphertext []byte) (uint32, error) {
 // equal indexes; the same value in two tenants, or under two kinds, gives
 // unrelated ones.
 func (k *Keyring) BlindIndex(tenant uuid.UUID, kind, normalized string) []byte {
-	mac := hmac.New(sha256.New, k.tenantKey(tenant))
-	var n [2]byte
-	binary.BigEndian.PutUint16(n[:], uint16(len(kind))) //nolint:gosec // kinds are short identifiers
-	mac.Write(n[:])
-	mac.Write([]byte(kind))
-	mac.Write([]byte(normalized))
-	return mac.Sum(nil)
+	return blindIndex(k.tenantKey(tenant), kind, normalized)
 }
 
 func (k *Keyring) tenantKey(tenant uuid.UUID) []byte {

@@ -468,7 +468,7 @@ func TestIdempotency_InProgress(t *testing.T) {
 			p := auth.NewPrincipal("key:x", uuid.Nil, uuid.Nil, auth.ActorService, tenant.NewID(), nil, time.Time{})
 			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 		})
-	}(idempotency(store, testKeyring(t), 0, quietLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}(idempotency(store, testKeys(t), 0, quietLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		once.Do(func() { close(entered); <-release })
 		w.WriteHeader(201)
 	}))))

@@ -167,7 +167,7 @@ func TestHardening_IdempotencyResponseNotKept(t *testing.T) {
 			p := auth.NewPrincipal("key:big", uuid.Nil, uuid.Nil, auth.ActorService, tenant.NewID(), nil, time.Time{})
 			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 		})
-	}(idempotency(store, testKeyring(t), 0, quietLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}(idempotency(store, testKeys(t), 0, quietLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs++
 		w.Header().Set("Location", "/v1/things/1")
 		w.WriteHeader(201)

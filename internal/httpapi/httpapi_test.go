@@ -88,6 +88,17 @@ func testKeyring(t testing.TB) *fieldcrypt.Keyring {
 	return k
 }
 
+// testKeys are tenant keys over a fresh database (the local provider).
+func testKeys(t testing.TB) *fieldcrypt.Keys {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: pgtest.DB(t), Keyring: testKeyring(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db.DataKeys()
+}
+
 // setup starts a server on a fresh database reached through a fault proxy.
 func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	t.Helper()
@@ -155,7 +166,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	t.Cleanup(func() { stopWriter(); writer.Wait() })
 	d := Deps{Log: log, KV: store, Audit: writer, Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
-	d = overDB(d, db, ring, signer.Public())
+	d = overDB(d, db, signer.Public())
 	h := NewServer(d)
 	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer, redisProxy: redisProxy}
 }
@@ -467,8 +478,8 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // overDB returns d with everything that reads or writes the database — the
 // services, the stores, authentication — over db and ring, the audit log
 // verified with pub, wired as serve wires them.
-func overDB(d Deps, db *postgres.DB, ring *fieldcrypt.Keyring, pub ed25519.PublicKey) Deps {
-	d.DB, d.Tenants, d.Keyring = db, db, ring
+func overDB(d Deps, db *postgres.DB, pub ed25519.PublicKey) Deps {
+	d.DB, d.Tenants, d.Keys = db, db, db.DataKeys()
 	d.Auth = auth.NewAuthenticator(db, testJWTSecret, nil)
 	d.Audits = audit.NewService(db, d.Audit, pub, audit.NewGate(2, 8))
 	d.Tenancy = tenancy.NewService(db.Tenancy(), nil)

@@ -100,7 +100,7 @@ var idemNamespace = uuid.MustParse("6f1d8a52-3c1e-4c59-9a4e-1d2f3a4b5c6d") //nol
 // kept (see errIdemNotKept), one credential's records may hold at most
 // budget bytes at a time (429 IDEMPOTENCY_BUDGET_EXCEEDED beyond), and the
 // in-process fallback store has a byte bound of its own.
-func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, budget int64, log *slog.Logger) func(http.Handler) http.Handler {
+func idempotency(store IdempotencyStore, keys *fieldcrypt.Keys, budget int64, log *slog.Logger) func(http.Handler) http.Handler {
 	if budget <= 0 {
 		budget = DefaultIdempotencyBudget
 	}
@@ -130,13 +130,16 @@ func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, budget int64,
 			hash := h.Sum(nil)
 			sum := sha256.Sum256([]byte(key))
 			skey := "idem:{" + p.Credential() + "}:" + hex.EncodeToString(sum[:])
-			ad := fieldcrypt.AD{Table: "idempotency", Column: "record", Row: uuid.NewSHA1(idemNamespace, []byte(skey))}
+			// Sealed under the tenant's data key (the platform's for platform
+			// work): a record of an erased tenant cannot be read either.
+			ad := fieldcrypt.AD{Table: "idempotency", Column: "record", Row: uuid.NewSHA1(idemNamespace, []byte(skey)),
+				Tenant: scopeOf(r.Context()).Tenant().UUID()}
 			seal := func(rec idemRecord) ([]byte, error) {
 				b, err := rec.encode()
 				if err != nil {
 					return nil, err
 				}
-				return ring.Seal(b, ad)
+				return keys.Seal(r.Context(), b, ad)
 			}
 			bkey := "idemb:{" + p.Credential() + "}"
 			used, err := store.IncrBy(r.Context(), bkey, 0, idempotencyTTL)
@@ -175,7 +178,7 @@ func idempotency(store IdempotencyStore, ring *fieldcrypt.Keyring, budget int64,
 					continue
 				}
 				var rec idemRecord
-				plain, oerr := ring.Open(raw, ad)
+				plain, oerr := keys.Open(r.Context(), raw, ad)
 				if oerr == nil {
 					rec, oerr = decodeIdemRecord(plain)
 				}

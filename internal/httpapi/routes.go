@@ -24,6 +24,7 @@ func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
 	r.add(http.MethodGet, "/v1/tenants", "list-tenants", "List tenants", access{Scope: "platform:admin"}, 0, handleTenantList(d.Tenancy))
 	r.add(http.MethodGet, "/v1/tenants/{tenant_id}", "get-tenant", "Get a tenant", access{Scope: "platform:admin"}, 0, handleTenantGet(d.Tenancy))
 	r.add(http.MethodPatch, "/v1/tenants/{tenant_id}", "update-tenant", "Update a tenant", access{Scope: "platform:admin"}, 0, handleTenantUpdate(d.Tenancy, tenants))
+	r.add(http.MethodDelete, "/v1/tenants/{tenant_id}", "erase-tenant", "Erase a tenant: destroy its keys, delete its rows", access{Scope: "platform:admin"}, 0, handleTenantErase(d.Tenancy, tenants))
 	r.add(http.MethodGet, "/v1/tenant", "get-own-tenant", "The caller's tenant", access{Tenant: true}, 0, handleOwnTenant(d.Tenancy))
 	r.add(http.MethodPost, "/v1/api-keys", "create-api-key", "Create an API key", access{Scope: "keys:manage", Tenant: true}, http.StatusCreated, handleKeyCreate(d.Tenancy))
 	r.add(http.MethodGet, "/v1/api-keys", "list-api-keys", "List API keys", access{Scope: "keys:manage", Tenant: true}, 0, handleKeyList(d.Tenancy))

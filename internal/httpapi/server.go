@@ -34,7 +34,7 @@ type Deps struct {
 	Entities *entity.Service
 	Profiles *entity.ProfileService
 	Cache    *sourcecache.Service
-	Keyring  *fieldcrypt.Keyring
+	Keys     *fieldcrypt.Keys // seals idempotency records
 	Audit    AuditLog
 	Audits   *audit.Service // the audit log's read side
 	Rate     kv.Rate        // per credential
@@ -89,7 +89,7 @@ func NewServer(d Deps) http.Handler {
 	})
 
 	h := http.Handler(captureRoute(mux))
-	h = idempotency(d.KV, d.Keyring, d.IdempotencyBudget, d.Log)(h)
+	h = idempotency(d.KV, d.Keys, d.IdempotencyBudget, d.Log)(h)
 	h = authorize(mux, table, tenants, d.Log)(h)
 	h = jsonGuard(h)
 	h = queryGuard(h)

@@ -19,6 +19,8 @@ type TenantOut struct {
 	Locale    string         `json:"locale"`
 	Active    bool           `json:"active"`
 	Config    map[string]any `json:"config"`
+	LegalHold bool           `json:"legal_hold" doc:"A legal hold blocks the tenant's erasure"`
+	Erasing   *time.Time     `json:"erasure_started_at,omitempty" doc:"Set while the tenant is being erased"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
 }
@@ -28,8 +30,13 @@ func tenantOut(t tenant.Tenant) TenantOut {
 	if cfg == nil {
 		cfg = map[string]any{}
 	}
-	return TenantOut{TenantID: t.ID.String(), Name: t.Name, Slug: t.Slug, Locale: t.Locale, Active: t.Active,
-		Config: cfg, CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC()}
+	out := TenantOut{TenantID: t.ID.String(), Name: t.Name, Slug: t.Slug, Locale: t.Locale, Active: t.Active,
+		Config: cfg, LegalHold: t.LegalHold, CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC()}
+	if !t.Erasing.IsZero() {
+		e := t.Erasing.UTC()
+		out.Erasing = &e
+	}
+	return out
 }
 
 type tenantOutput struct{ Body TenantOut }
@@ -90,10 +97,11 @@ func handleTenantList(svc *tenancy.Service) handlerFunc[ListParams, tenantListOu
 type updateTenantInput struct {
 	TenantID string `path:"tenant_id" format:"uuid"`
 	Body     struct {
-		Name   *string        `json:"name,omitempty" minLength:"1" maxLength:"200"`
-		Locale *string        `json:"locale,omitempty" minLength:"2" maxLength:"35" pattern:"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"`
-		Active *bool          `json:"active,omitempty" doc:"false deactivates the tenant: its credentials get 403 within a second"`
-		Config map[string]any `json:"config,omitempty" doc:"Replaces the whole config"`
+		Name      *string        `json:"name,omitempty" minLength:"1" maxLength:"200"`
+		Locale    *string        `json:"locale,omitempty" minLength:"2" maxLength:"35" pattern:"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"`
+		Active    *bool          `json:"active,omitempty" doc:"false deactivates the tenant: its credentials get 403 within a second"`
+		Config    map[string]any `json:"config,omitempty" doc:"Replaces the whole config"`
+		LegalHold *bool          `json:"legal_hold,omitempty" doc:"true blocks the tenant's erasure until set false again"`
 	}
 }
 
@@ -104,12 +112,48 @@ func handleTenantUpdate(svc *tenancy.Service, cache *tenantCache) handlerFunc[up
 			return nil, tenant.ErrNotFound
 		}
 		b := in.Body
-		t, err := svc.Update(ctx, id, tenant.Patch{Name: b.Name, Locale: b.Locale, Active: b.Active, Config: b.Config})
+		t, err := svc.Update(ctx, id, tenant.Patch{Name: b.Name, Locale: b.Locale, Active: b.Active, Config: b.Config, LegalHold: b.LegalHold})
 		if err != nil {
 			return nil, err
 		}
 		cache.forget(id)
 		return &tenantOutput{Body: tenantOut(t)}, nil
+	}
+}
+
+type eraseTenantInput struct {
+	TenantID string `path:"tenant_id" format:"uuid"`
+	Body     struct {
+		Confirm string `json:"confirm" minLength:"3" maxLength:"63" doc:"The tenant's slug, to confirm the erasure"`
+	}
+}
+
+// ErasureOut reports a tenant's erasure.
+type ErasureOut struct {
+	TenantID      string `json:"tenant_id" format:"uuid"`
+	KeysDestroyed bool   `json:"keys_destroyed" doc:"The key provider destroyed the tenant's keys: no copy of its encrypted data can be decrypted any more. False with the local provider (development) or a key the tenant brought (the tenant destroys it)."`
+	Done          bool   `json:"done" doc:"Every row is deleted; false: the server's sweeper deletes the rest"`
+	RowsDeleted   int64  `json:"rows_deleted"`
+}
+
+type erasureOutput struct{ Body ErasureOut }
+
+func handleTenantErase(svc *tenancy.Service, cache *tenantCache) handlerFunc[eraseTenantInput, erasureOutput] {
+	return func(ctx context.Context, in *eraseTenantInput) (*erasureOutput, error) {
+		id, err := tenant.ParseID(in.TenantID)
+		if err != nil {
+			return nil, tenant.ErrNotFound
+		}
+		// Rows are deleted while the request's time lasts; the sweeper
+		// finishes a large tenant.
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		e, err := svc.Erase(rctx, id, in.Body.Confirm, "api")
+		cache.forget(id)
+		if err != nil {
+			return nil, err
+		}
+		return &erasureOutput{Body: ErasureOut{TenantID: id.String(), KeysDestroyed: e.KeysDestroyed, Done: e.Done, RowsDeleted: e.RowsDeleted}}, nil
 	}
 }
 

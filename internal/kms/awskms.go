@@ -73,6 +73,24 @@ func (p *AWS) CreateKEK(ctx context.Context, label string) (KEK, error) {
 	return KEK{Provider: p.Name(), ID: aws.ToString(out.KeyMetadata.KeyId), Label: label}, nil
 }
 
+// FindKEK implements Provider: ref is a key id, ARN or alias; the key must
+// be enabled, symmetric and for encryption.
+func (p *AWS) FindKEK(ctx context.Context, ref string) (KEK, error) {
+	out, err := p.c.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(ref)})
+	if err != nil {
+		return KEK{}, p.kmsError(KEK{ID: ref, Label: ref}, err)
+	}
+	m := out.KeyMetadata
+	switch {
+	case m.KeyState != types.KeyStateEnabled:
+		return KEK{}, ErrKEKNotFound.Withf("KMS key %s is %s, not Enabled", ref, m.KeyState)
+	case m.KeySpec != types.KeySpecSymmetricDefault || m.KeyUsage != types.KeyUsageTypeEncryptDecrypt:
+		return KEK{}, fmt.Errorf("kms awskms: key %s is %s for %s, want SYMMETRIC_DEFAULT for ENCRYPT_DECRYPT", ref, m.KeySpec, m.KeyUsage)
+	}
+	kek := KEK{Provider: p.Name(), ID: aws.ToString(m.KeyId), Label: ref}
+	return kek, selfTest(ctx, p, kek)
+}
+
 // context binds a wrapped DEK to ad through KMS's encryption context.
 func encryptionContext(ad []byte) map[string]string {
 	return map[string]string{"elile": base64.RawStdEncoding.EncodeToString(ad)}

@@ -4,13 +4,16 @@
 // them. Only wrapped DEKs are ever stored; destroying a KEK makes
 // everything wrapped under it unreadable, backups included.
 //
-// This is the provider layer of envelope encryption (issue 13). The data
-// path does not use it yet: per-tenant DEKs, their table and cache, and the
-// migration from the environment keyring are still to come.
+// This is the provider layer of envelope encryption; fieldcrypt.Keys
+// keeps the per-tenant DEKs on top of it.
 package kms
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"fmt"
+
 	"github.com/elile/elile/internal/apperr"
 )
 
@@ -28,6 +31,11 @@ type Provider interface {
 	Name() string
 	// CreateKEK makes a new KEK for label (one per tenant).
 	CreateKEK(ctx context.Context, label string) (KEK, error)
+	// FindKEK resolves a KEK that exists already — one named in the
+	// configuration or brought by a tenant (a PKCS#11 key label, a KMS key
+	// id, ARN or alias) — and checks that it can wrap and unwrap: a missing
+	// key or a key of the wrong type is an error that says which.
+	FindKEK(ctx context.Context, ref string) (KEK, error)
 	// Wrap encrypts dek under kek.
 	Wrap(ctx context.Context, kek KEK, dek, ad []byte) ([]byte, error)
 	// Unwrap decrypts a wrapped DEK: ErrUnwrap when it was not wrapped
@@ -50,6 +58,25 @@ var (
 
 // DEKSize is the size of a data-encryption key (AES-256).
 const DEKSize = 32
+
+// selfTest wraps and unwraps a random key under kek: the proof that a
+// KEK found by reference is usable (a key of the wrong type fails here).
+func selfTest(ctx context.Context, p Provider, kek KEK) error {
+	dek := make([]byte, DEKSize)
+	if _, err := rand.Read(dek); err != nil {
+		return err
+	}
+	ad := []byte("elile kek self-test")
+	w, err := p.Wrap(ctx, kek, dek, ad)
+	if err != nil {
+		return fmt.Errorf("kms %s: key %q cannot wrap (wrong type or usage?): %w", p.Name(), kek.Label, err)
+	}
+	got, err := p.Unwrap(ctx, kek, w, ad)
+	if err != nil || !bytes.Equal(got, dek) {
+		return fmt.Errorf("kms %s: key %q cannot unwrap what it wrapped: %w", p.Name(), kek.Label, err)
+	}
+	return nil
+}
 
 func checkProvider(p Provider, kek KEK) error {
 	if kek.Provider != p.Name() {

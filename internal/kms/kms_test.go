@@ -4,47 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/elile/elile/internal/kms"
+	"github.com/elile/elile/internal/kms/kmstest"
 )
 
-// softHSMModule is where Debian's softhsm2 package puts the library; CI
-// installs it (.ci/run).
-const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+const softHSMModule = kmstest.SoftHSMModule
 
-// newSoftHSM initialises a fresh SoftHSM2 token in a temporary directory
-// (SOFTHSM2_CONF points the library at it) and logs in. The library reads
-// the variable when the first context of the process opens it, so the
-// PKCS#11 tests share one token and do not run in parallel with each other.
-func newSoftHSM(t testing.TB) *kms.PKCS11 {
-	t.Helper()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "elile-test", "--pin", "1234", "--so-pin", "5678").CombinedOutput()
-	if err != nil {
-		t.Fatalf("softhsm2-util --init-token (install Debian's softhsm2): %v: %s", err, out)
-	}
-	p, err := kms.NewPKCS11(kms.PKCS11Config{Module: softHSMModule, TokenLabel: "elile-test", PIN: "1234"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
-}
+func newSoftHSM(t testing.TB) *kms.PKCS11 { return kmstest.SoftHSM(t) }
 
 // conformance is what every provider must do, attacked the same way.
 func conformance(t *testing.T, p kms.Provider, destroys bool) {
@@ -183,47 +154,7 @@ func TestPKCS11_WrongPIN(t *testing.T) {
 	}
 }
 
-// startLocalKMS builds the AWS KMS emulator (github.com/nsmithuk/local-kms,
-// pinned in tools/go.mod, kept out of elile's go.mod; the Go build cache
-// keeps it after the first time) and starts it on a free loopback port
-// with its data in a temporary directory. It stops with the test.
-func startLocalKMS(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "local-kms")
-	build := exec.Command("go", "build", "-modfile=../../tools/go.mod", "-o", bin, "github.com/nsmithuk/local-kms")
-	build.Env = append(os.Environ(), "GOFLAGS=")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build local-kms: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	_ = l.Close()
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "PORT="+port, "KMS_DATA_PATH="+filepath.Join(dir, "data"), "KMS_REGION=eu-west-2",
-		"KMS_SEED_PATH="+filepath.Join(dir, "none.yaml"))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
-		if err == nil {
-			_ = c.Close()
-			break
-		}
-		if i == 100 {
-			t.Fatalf("local-kms did not listen on %s: %s", port, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "http://127.0.0.1:" + port
-}
+func startLocalKMS(t testing.TB) string { return kmstest.LocalKMS(t) }
 
 func TestAWSKMS_Emulator(t *testing.T) {
 	t.Parallel()

@@ -32,6 +32,14 @@ func (l *Local) CreateKEK(_ context.Context, label string) (KEK, error) {
 	return KEK{Provider: l.Name(), ID: label, Label: label}, nil
 }
 
+// FindKEK implements Provider: any reference names a derived KEK.
+func (l *Local) FindKEK(_ context.Context, ref string) (KEK, error) {
+	if ref == "" {
+		return KEK{}, ErrKEKNotFound.Withf("empty key reference")
+	}
+	return KEK{Provider: l.Name(), ID: ref, Label: ref}, nil
+}
+
 func (l *Local) aead(kek KEK) (cipher.AEAD, error) {
 	key, err := hkdf.Key(sha256.New, l.master, nil, "elile kek "+kek.ID, 32)
 	if err != nil {

@@ -52,6 +52,30 @@ func (p *PKCS11) CreateKEK(_ context.Context, label string) (KEK, error) {
 	return KEK{Provider: p.Name(), ID: hex.EncodeToString(id), Label: label}, nil
 }
 
+// FindKEK implements Provider: ref is the CKA_LABEL of one AES key object
+// on the token.
+func (p *PKCS11) FindKEK(ctx context.Context, ref string) (KEK, error) {
+	ks, err := p.ctx.FindKeys(nil, []byte(ref))
+	if err != nil {
+		return KEK{}, fmt.Errorf("kms pkcs11: find key labelled %q: %w", ref, err)
+	}
+	switch {
+	case len(ks) == 0:
+		return KEK{}, ErrKEKNotFound.Withf("no key object labelled %q on the token", ref)
+	case len(ks) > 1:
+		return KEK{}, fmt.Errorf("kms pkcs11: %d key objects labelled %q on the token: labels must be unique", len(ks), ref)
+	}
+	if ks[0].Cipher != crypto11.CipherAES {
+		return KEK{}, fmt.Errorf("kms pkcs11: key %q is not an AES key", ref)
+	}
+	id, err := p.ctx.GetAttribute(ks[0], crypto11.CkaId)
+	if err != nil {
+		return KEK{}, fmt.Errorf("kms pkcs11: read the id of key %q: %w", ref, err)
+	}
+	kek := KEK{Provider: p.Name(), ID: hex.EncodeToString(id.Value), Label: ref}
+	return kek, selfTest(ctx, p, kek)
+}
+
 func (p *PKCS11) key(kek KEK) (*crypto11.SecretKey, error) {
 	if err := checkProvider(p, kek); err != nil {
 		return nil, err

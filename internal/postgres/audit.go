@@ -18,8 +18,8 @@ const insertAuditSQL = `INSERT INTO audit_events (audit_id, created_at, tenant_i
 
 // auditArgs encodes ev for insertAuditSQL, encrypting its data bound to the
 // audit id and tenant.
-func (db *DB) auditArgs(ev audit.Event) ([]any, error) {
-	if db.ring == nil {
+func (db *DB) auditArgs(ctx context.Context, ev audit.Event) ([]any, error) {
+	if db.keys == nil {
 		return nil, fmt.Errorf("audit %s: no keyring configured", ev.Type)
 	}
 	data := ev.Data
@@ -30,10 +30,15 @@ func (db *DB) auditArgs(ev audit.Event) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit %s: encode data: %w", ev.Type, err)
 	}
-	sealed, err := db.ring.Seal(plain, auditColumn.AD(ev.ID, ev.Tenant.UUID()))
+	sealed, err := db.keys.Seal(ctx, plain, auditColumn.AD(ev.ID, ev.Tenant.UUID()))
 	if err != nil {
 		return nil, err
 	}
+	return auditRow(ev, sealed), nil
+}
+
+// auditRow is ev's row with sealed as its event_data (nil: none).
+func auditRow(ev audit.Event, sealed []byte) []any {
 	var ip *netip.Addr
 	if a, err := netip.ParseAddr(ev.IP); err == nil {
 		ip = &a
@@ -43,7 +48,7 @@ func (db *DB) auditArgs(ev audit.Event) ([]any, error) {
 	return []any{ev.ID, ev.At, nullTenant(ev.Tenant.UUID()), ev.Type, ev.Severity, nullUUID(ev.UserID), string(ev.Actor),
 		ev.CorrelationID, nullUUID(ev.EntityID), nullString(request.CleanText(ev.ResourceType, 100)),
 		nullString(request.CleanText(ev.ResourceID, 255)), sealed, ip,
-		nullString(request.CleanText(ev.UserAgent, request.MaxUserAgent))}, nil
+		nullString(request.CleanText(ev.UserAgent, request.MaxUserAgent))}
 }
 
 //nolint:gochecknoglobals // immutable description of the column
@@ -51,8 +56,8 @@ var auditColumn = EncryptedColumn{Table: "audit_events", Column: "event_data", I
 
 // appendAudit writes ev in tx: it commits or rolls back with the change it
 // records.
-func (db *DB) appendAudit(_ context.Context, tx *Tx, ev audit.Event) error {
-	args, err := db.auditArgs(ev)
+func (db *DB) appendAudit(ctx context.Context, tx *Tx, ev audit.Event) error {
+	args, err := db.auditArgs(ctx, ev)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/fieldcrypt"
 )
 
 // InsertAuditBatch writes many events, of any tenants, in one statement
@@ -25,16 +26,28 @@ func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
 	for i := range cols {
 		cols[i] = make([]any, len(evs))
 	}
+	var keyless audit.EventErrors
 	for j, ev := range evs {
-		args, err := db.auditArgs(ev)
+		args, err := db.auditArgs(ctx, ev)
 		if err != nil {
-			return err
+			if !fieldcrypt.KeyFailure(err) {
+				return err
+			}
+			// This event's tenant key cannot be had (the provider is down
+			// and the key not in memory, or the tenant was erased): the
+			// event is written without its data, and the others as they
+			// are — one tenant's key never fails another tenant's events.
+			if keyless == nil {
+				keyless = audit.EventErrors{}
+			}
+			keyless[j] = err
+			args = auditRow(ev, nil)
 		}
 		for i, a := range args {
 			cols[i][j] = a
 		}
 	}
-	return db.InAuditWriterTx(ctx, func(tx *Tx) error {
+	err := db.InAuditWriterTx(ctx, func(tx *Tx) error {
 		// Queued: the settings, the insert and the commit are one round trip.
 		tx.Queue(`INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, user_id, actor_type,
 			correlation_id, entity_id, resource_type, resource_id, event_data, ip_address, user_agent)
@@ -43,6 +56,10 @@ func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
 			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11], cols[12], cols[13])
 		return nil
 	})
+	if err == nil && keyless != nil {
+		return keyless
+	}
+	return err
 }
 
 const storedCols = `audit_id, created_at, txid::text::numeric::bigint, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'),
@@ -503,4 +520,5 @@ func (db *DB) Leader(ctx context.Context, key int64, retry time.Duration, fn fun
 const (
 	LockSealer      int64 = 0x656c696c6501 // "elile" 01
 	LockMaintenance int64 = 0x656c696c6502
+	LockErasure     int64 = 0x656c696c6503
 )

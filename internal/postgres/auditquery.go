@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -58,12 +60,18 @@ func auditWhere(f audit.Filter, t tenant.ID) (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
-func (db *DB) decryptAudit(s audit.Stored) (audit.Record, error) {
+func (db *DB) decryptAudit(ctx context.Context, s audit.Stored) (audit.Record, error) {
 	r := audit.Record{Stored: s}
 	if len(s.Data) == 0 {
 		return r, nil
 	}
-	plain, err := db.ring.Open(s.Data, auditColumn.AD(s.ID, s.Tenant))
+	plain, err := db.keys.Open(ctx, s.Data, auditColumn.AD(s.ID, s.Tenant))
+	if errors.Is(err, fieldcrypt.ErrKeyDestroyed) {
+		// The tenant was erased: the event stays (existence, time, type,
+		// actor), its content is gone with the tenant's keys.
+		r.Data = map[string]any{"_erased": true}
+		return r, nil
+	}
 	if err != nil {
 		// One unreadable event must not hide the rest of the log: say why
 		// in its place (a removed key version, or tampering, which
@@ -91,7 +99,7 @@ func (db *DB) AuditEvents(ctx context.Context, t tenant.ID, f audit.Filter, limi
 			return err
 		}
 		for _, s := range stored {
-			rec, err := db.decryptAudit(s)
+			rec, err := db.decryptAudit(ctx, s)
 			if err != nil {
 				return err
 			}
@@ -114,7 +122,7 @@ func (db *DB) AuditEvent(ctx context.Context, t tenant.ID, id uuid.UUID) (audit.
 		if err != nil {
 			return err
 		}
-		out, err = db.decryptAudit(s)
+		out, err = db.decryptAudit(ctx, s)
 		return err
 	})
 	return out, err
@@ -145,7 +153,7 @@ func (db *DB) ExportAudit(ctx context.Context, t tenant.ID, f audit.Filter, each
 			return err
 		}
 		for _, s := range page {
-			rec, err := db.decryptAudit(s)
+			rec, err := db.decryptAudit(ctx, s)
 			if err != nil {
 				return err
 			}

@@ -56,48 +56,55 @@ func (s *EntityStore) InScope(ctx context.Context, sc tenant.Scope, fn func(enti
 	return err
 }
 
-func (db *DB) sealIdentifiers(e entity.Entity) ([]byte, error) {
+func (db *DB) sealIdentifiers(ctx context.Context, e entity.Entity) ([]byte, error) {
 	b, err := json.Marshal(e.Identifiers)
 	if err != nil {
 		return nil, err
 	}
-	return db.ring.Seal(b, identifiersColumn.AD(e.ID, e.Tenant.UUID()))
+	return db.keys.Seal(ctx, b, identifiersColumn.AD(e.ID, e.Tenant.UUID()))
 }
 
 // blindRows are the blind-index rows of e's unique identifiers.
-func (db *DB) blindRows(e entity.Entity) (kinds []string, indexes [][]byte) {
+func (db *DB) blindRows(ctx context.Context, e entity.Entity) (kinds []string, indexes [][]byte, err error) {
 	for _, k := range slices.Sorted(maps.Keys(e.Identifiers)) {
 		if identifier.Unique(k) {
-			kinds = append(kinds, k)
-			indexes = append(indexes, db.ring.BlindIndex(e.Tenant.UUID(), k, e.Identifiers[k]))
+			bi, err := db.keys.BlindIndex(ctx, e.Tenant.UUID(), k, e.Identifiers[k])
+			if err != nil {
+				return nil, nil, err
+			}
+			kinds, indexes = append(kinds, k), append(indexes, bi)
 		}
 	}
-	return kinds, indexes
+	return kinds, indexes, nil
 }
 
 const insertBlindSQL = `INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index)
 	SELECT id, $2, $3, kind, bi FROM unnest($1::uuid[], $4::text[], $5::bytea[]) AS x(id, kind, bi)`
 
 // queueBlind queues the blind-index rows of e's unique identifiers.
-func (t *entityTx) queueBlind(e *entity.Entity) {
+func (t *entityTx) queueBlind(ctx context.Context, e *entity.Entity) error {
 	t.saved = e
-	kinds, idx := t.db.blindRows(*e)
-	if len(kinds) == 0 {
-		return
+	kinds, idx, err := t.db.blindRows(ctx, *e)
+	if err != nil || len(kinds) == 0 {
+		return err
 	}
 	ids := make([]uuid.UUID, len(kinds))
 	for i := range ids {
 		ids[i] = uuid.Must(uuid.NewV7())
 	}
 	t.Queue(insertBlindSQL, ids, e.ID, nullUUID(e.Tenant.UUID()), kinds, idx)
+	return nil
 }
 
 // duplicateOf finds which entity of e's tenant already holds one of e's
 // unique identifiers.
 func (db *DB) duplicateOf(ctx context.Context, sc tenant.Scope, e entity.Entity) error {
-	kinds, idx := db.blindRows(e)
+	kinds, idx, err := db.blindRows(ctx, e)
+	if err != nil {
+		return err
+	}
 	var dup entity.DuplicateError
-	err := db.readRow(ctx, sc, `SELECT kind, entity_id FROM entity_identifiers
+	err = db.readRow(ctx, sc, `SELECT kind, entity_id FROM entity_identifiers
 			WHERE tenant_id IS NOT DISTINCT FROM $1 AND (kind, blind_index) IN (SELECT * FROM unnest($2::text[], $3::bytea[]))
 			  AND entity_id <> $4 ORDER BY kind LIMIT 1`, []any{nullUUID(e.Tenant.UUID()), kinds, idx, e.ID},
 		func(row pgx.Row) error { return row.Scan(&dup.Kind, &dup.Existing) })
@@ -110,8 +117,8 @@ func (db *DB) duplicateOf(ctx context.Context, sc tenant.Scope, e entity.Entity)
 
 // Insert queues e with its encrypted identifiers and their blind indexes;
 // created_at and updated_at are filled in when the unit of work is sent.
-func (t *entityTx) Insert(_ context.Context, e *entity.Entity) error {
-	sealed, err := t.db.sealIdentifiers(*e)
+func (t *entityTx) Insert(ctx context.Context, e *entity.Entity) error {
+	sealed, err := t.db.sealIdentifiers(ctx, *e)
 	if err != nil {
 		return err
 	}
@@ -124,13 +131,12 @@ func (t *entityTx) Insert(_ context.Context, e *entity.Entity) error {
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`,
 		[]any{e.ID, nullUUID(e.Tenant.UUID()), e.Type, ext, meta, sealed},
 		func(row pgx.Row) error { return row.Scan(&e.CreatedAt, &e.UpdatedAt) })
-	t.queueBlind(e)
-	return nil
+	return t.queueBlind(ctx, e)
 }
 
 const entityCols = "entity_id, tenant_id, entity_type, coalesce(external_id, ''), metadata, identifiers, created_at, updated_at"
 
-func (db *DB) scanEntity(row pgx.Row) (entity.Entity, error) {
+func (db *DB) scanEntity(ctx context.Context, row pgx.Row) (entity.Entity, error) {
 	var e entity.Entity
 	var tid *uuid.UUID
 	var meta, sealed []byte
@@ -145,7 +151,7 @@ func (db *DB) scanEntity(row pgx.Row) (entity.Entity, error) {
 	}
 	e.Identifiers = map[string]string{}
 	if len(sealed) > 0 {
-		plain, err := db.ring.Open(sealed, identifiersColumn.AD(e.ID, e.Tenant.UUID()))
+		plain, err := db.keys.Open(ctx, sealed, identifiersColumn.AD(e.ID, e.Tenant.UUID()))
 		if err != nil {
 			return e, fmt.Errorf("decrypt identifiers of entity %s: %w", e.ID, err)
 		}
@@ -163,7 +169,7 @@ func (s *EntityStore) Entity(ctx context.Context, sc tenant.Scope, id uuid.UUID)
 	err := s.db.readRow(ctx, sc, `SELECT `+entityCols+` FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`,
 		[]any{id, nullUUID(sc.Tenant().UUID())}, func(row pgx.Row) error {
 			var err error
-			out, err = s.db.scanEntity(row)
+			out, err = s.db.scanEntity(ctx, row)
 			return err
 		})
 	if errors.Is(err, ErrNotFound) {
@@ -194,7 +200,7 @@ func (s *EntityStore) Entities(ctx context.Context, sc tenant.Scope, f entity.Fi
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(r) })
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(ctx, r) })
 		return err
 	})
 	return out, more, err
@@ -206,9 +212,15 @@ func (s *EntityStore) Entities(ctx context.Context, sc tenant.Scope, f entity.Fi
 func (s *EntityStore) FindByIdentifier(ctx context.Context, sc tenant.Scope, kind, value string) ([]entity.Entity, error) {
 	db := s.db
 	var out []entity.Entity
-	own := db.ring.BlindIndex(sc.Tenant().UUID(), kind, value)
-	shared := db.ring.BlindIndex(uuid.Nil, kind, value)
-	err := db.InScope(ctx, sc, func(tx *Tx) error {
+	own, err := db.keys.BlindIndex(ctx, sc.Tenant().UUID(), kind, value)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := db.keys.BlindIndex(ctx, uuid.Nil, kind, value)
+	if err != nil {
+		return nil, err
+	}
+	err = db.InScope(ctx, sc, func(tx *Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+entityCols+` FROM entities WHERE entity_id IN (
 				SELECT entity_id FROM entity_identifiers WHERE tenant_id = $1 AND kind = $2 AND blind_index = $3
 				UNION ALL
@@ -217,7 +229,7 @@ func (s *EntityStore) FindByIdentifier(ctx context.Context, sc tenant.Scope, kin
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(r) })
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(ctx, r) })
 		return err
 	})
 	return out, err
@@ -240,7 +252,7 @@ func (t *entityTx) Lock(ctx context.Context, id uuid.UUID) (entity.Entity, error
 	if owner == nil && !t.tenant.IsZero() {
 		return entity.Entity{ID: id}, nil
 	}
-	e, err := t.db.scanEntity(t.QueryRow(ctx, `SELECT `+entityCols+` FROM entities WHERE entity_id = $1 FOR UPDATE`, id))
+	e, err := t.db.scanEntity(ctx, t.QueryRow(ctx, `SELECT `+entityCols+` FROM entities WHERE entity_id = $1 FOR UPDATE`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return e, entity.ErrNotFound.Wrap(err)
 	}
@@ -250,16 +262,15 @@ func (t *entityTx) Lock(ctx context.Context, id uuid.UUID) (entity.Entity, error
 // SaveIdentifiers queues the re-encrypted identifiers of a locked entity
 // and the replacement of its blind indexes; updated_at is filled in when
 // the unit of work is sent.
-func (t *entityTx) SaveIdentifiers(_ context.Context, e *entity.Entity) error {
-	sealed, err := t.db.sealIdentifiers(*e)
+func (t *entityTx) SaveIdentifiers(ctx context.Context, e *entity.Entity) error {
+	sealed, err := t.db.sealIdentifiers(ctx, *e)
 	if err != nil {
 		return err
 	}
 	t.QueueRow(`UPDATE entities SET identifiers = $2, updated_at = now() WHERE entity_id = $1 RETURNING updated_at`,
 		[]any{e.ID, sealed}, func(row pgx.Row) error { return row.Scan(&e.UpdatedAt) })
 	t.Queue(`DELETE FROM entity_identifiers WHERE entity_id = $1`, e.ID)
-	t.queueBlind(e)
-	return nil
+	return t.queueBlind(ctx, e)
 }
 
 // Erase deletes a locked entity; its identifiers, relations, profiles and

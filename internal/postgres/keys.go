@@ -2,7 +2,7 @@ package postgres
 
 import (
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -38,6 +38,13 @@ func EncryptedColumns() []EncryptedColumn {
 		// in the keyring for as long as they are retained.
 		{"audit_events", "event_data", "audit_id", "tenant_id", false},
 	}
+}
+
+// stale is the condition on a row of c's table that its value is not
+// under its tenant's active data key.
+func (c EncryptedColumn) stale() string {
+	col := pgx.Identifier{c.Column}.Sanitize()
+	return fmt.Sprintf("%[1]s IS NOT NULL AND substring(%[1]s from 2 for 4) IS DISTINCT FROM elile_active_key(coalesce(%[2]s, '00000000-0000-0000-0000-000000000000'::uuid))", col, c.Tenant)
 }
 
 // AD returns the associated data for a value of column c in row id of tenant
@@ -108,35 +115,26 @@ type RotationResult struct {
 	Elapsed  time.Duration
 }
 
-// RotateKeys re-encrypts every rotatable encrypted value not yet under the
-// keyring's active key, batch by batch, each batch in its own transaction,
+// RotateKeys re-encrypts every rotatable encrypted value not yet under its
+// tenant's active data key (values sealed by the environment keyring
+// included: this is also the move to envelope encryption), batch by batch, each batch in its own transaction,
 // so the server keeps serving. A value changed concurrently is left alone
 // (compare-and-set) and picked up by the next run; running again after an
 // interruption continues where it stopped, and running when everything is
 // current does nothing. progress is called after each batch.
-func (db *DB) RotateKeys(ctx context.Context, ring *fieldcrypt.Keyring, batch int, progress func(RotationProgress)) (RotationResult, error) {
+func (db *DB) RotateKeys(ctx context.Context, batch int, progress func(RotationProgress)) (RotationResult, error) {
 	start := time.Now()
-	active := binary.BigEndian.AppendUint32(nil, ring.Active())
+	if db.keys == nil {
+		return RotationResult{}, errors.New("rotate keys: no keys configured")
+	}
 	var res RotationResult
-	var total int64
 	cols := make([]EncryptedColumn, 0, 8)
 	for _, c := range EncryptedColumns() {
 		if c.Rotatable {
 			cols = append(cols, c)
 		}
 	}
-	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		for _, c := range cols {
-			var n int64
-			q := fmt.Sprintf("SELECT count(*) FROM %s WHERE %s IS NOT NULL AND substring(%[2]s from 2 for 4) <> $1",
-				pgx.Identifier{c.Table}.Sanitize(), pgx.Identifier{c.Column}.Sanitize())
-			if err := tx.QueryRow(ctx, q, active).Scan(&n); err != nil {
-				return err
-			}
-			total += n
-		}
-		return nil
-	})
+	total, err := db.countStale(ctx, cols)
 	if err != nil {
 		return res, fmt.Errorf("count values to rotate: %w", err)
 	}
@@ -144,7 +142,7 @@ func (db *DB) RotateKeys(ctx context.Context, ring *fieldcrypt.Keyring, batch in
 	for _, c := range cols {
 		after := uuid.Nil
 		for {
-			scanned, n, last, failures, err := db.rotateBatch(ctx, ring, c, active, after, batch)
+			scanned, n, last, failures, err := db.rotateBatch(ctx, c, after, batch)
 			if err != nil {
 				return res, fmt.Errorf("rotate %s.%s: %w", c.Table, c.Column, err)
 			}
@@ -165,7 +163,35 @@ func (db *DB) RotateKeys(ctx context.Context, ring *fieldcrypt.Keyring, batch in
 	return res, nil
 }
 
-func (db *DB) rotateBatch(ctx context.Context, ring *fieldcrypt.Keyring, c EncryptedColumn, active []byte, after uuid.UUID, limit int) (int, int, uuid.UUID, []RotationFailure, error) {
+// StaleValues counts the values not under their tenant's active data key
+// (append-only audit data excluded): what keys rotate would re-encrypt.
+func (db *DB) StaleValues(ctx context.Context) (int64, error) {
+	var cols []EncryptedColumn
+	for _, c := range EncryptedColumns() {
+		if c.Rotatable {
+			cols = append(cols, c)
+		}
+	}
+	return db.countStale(ctx, cols)
+}
+
+func (db *DB) countStale(ctx context.Context, cols []EncryptedColumn) (int64, error) {
+	var total int64
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		for _, c := range cols {
+			var n int64
+			q := fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", pgx.Identifier{c.Table}.Sanitize(), c.stale())
+			if err := tx.QueryRow(ctx, q).Scan(&n); err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	return total, err
+}
+
+func (db *DB) rotateBatch(ctx context.Context, c EncryptedColumn, after uuid.UUID, limit int) (int, int, uuid.UUID, []RotationFailure, error) {
 	var scanned, rotated int
 	var last uuid.UUID
 	var failures []RotationFailure
@@ -174,8 +200,8 @@ func (db *DB) rotateBatch(ctx context.Context, ring *fieldcrypt.Keyring, c Encry
 		rotated, failures = 0, nil
 		rows, err := tx.Query(ctx, fmt.Sprintf(`
 			SELECT %[3]s, coalesce(%[4]s, '00000000-0000-0000-0000-000000000000'::uuid), %[2]s FROM %[1]s
-			WHERE %[3]s > $1 AND %[2]s IS NOT NULL AND substring(%[2]s from 2 for 4) <> $2
-			ORDER BY %[3]s LIMIT $3`, table, col, id, c.Tenant), after, active, limit)
+			WHERE %[3]s > $1 AND %[5]s
+			ORDER BY %[3]s LIMIT $2`, table, col, id, c.Tenant, c.stale()), after, limit)
 		if err != nil {
 			return err
 		}
@@ -197,7 +223,7 @@ func (db *DB) rotateBatch(ctx context.Context, ring *fieldcrypt.Keyring, c Encry
 		news := make([][]byte, 0, len(batch))
 		for _, x := range batch {
 			last = x.id
-			nct, changed, err := ring.Reseal(x.ct, c.AD(x.id, x.tenant))
+			nct, changed, err := db.keys.Reseal(ctx, x.ct, c.AD(x.id, x.tenant))
 			if err != nil {
 				failures = append(failures, RotationFailure{Table: c.Table, Column: c.Column, ID: x.id, Err: err})
 				continue

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/fieldcrypt"
+	"github.com/elile/elile/internal/kms"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/postgres/pgtest"
 	"github.com/elile/elile/internal/tenant"
@@ -117,22 +118,28 @@ func usage(t *testing.T, db *postgres.DB) map[string]int64 {
 	return out
 }
 
-func TestRotateKeys(t *testing.T) {
+// TestRotateKeys_MovesEnvironmentDataToTenantKeys is the move to envelope
+// encryption on data as the previous version wrote it (sealed by the
+// environment keyring, seedEncrypted): interrupted and resumed, every
+// rotatable value ends under its tenant's data key and opens without the
+// environment keyring; audit data keeps its environment key; the tenant's
+// blind key is the one the environment derived, so its lookups still work.
+func TestRotateKeys_MovesEnvironmentDataToTenantKeys(t *testing.T) {
 	t.Parallel()
-	b := setup(t, postgres.Options{})
+	legacy := testRing(t, 1, 1)
+	b := setup(t, postgres.Options{Keyring: legacy})
 	ctx := context.Background()
 	a := seedTenant(t, b.url, "rotation")
-	rows := seedEncrypted(t, b.url, testRing(t, 1, 1), a, 5)
+	rows := seedEncrypted(t, b.url, legacy, a, 5)
 
 	if u := usage(t, b.db); u["entities.identifiers@1"] != 5 || u["audit_events.event_data@1"] != 5 || len(u) != 7 {
 		t.Fatalf("usage before rotation = %v", u)
 	}
 
-	both := testRing(t, 2, 1, 2)
 	// Interrupted after the first batch.
 	cctx, cancel := context.WithCancel(ctx)
 	var calls int
-	_, err := b.db.RotateKeys(cctx, both, 2, func(p postgres.RotationProgress) {
+	_, err := b.db.RotateKeys(cctx, 2, func(p postgres.RotationProgress) {
 		calls++
 		if p.Total != 30 || p.Done < 1 {
 			t.Errorf("progress = %+v, want total 30", p)
@@ -142,13 +149,18 @@ func TestRotateKeys(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || calls != 1 {
 		t.Fatalf("interrupted rotation = %v after %d batches, want canceled after 1", err, calls)
 	}
-	if u := usage(t, b.db); u["entities.identifiers@2"] != 2 || u["entities.identifiers@1"] != 3 {
-		t.Fatalf("usage after one batch = %v, want 2 of 5 identifiers rotated", u)
+	dek, err := b.db.DataKeys().Active(ctx, a.UUID())
+	if err != nil || dek < fieldcrypt.DEKBase {
+		t.Fatalf("tenant data key = %d, %v", dek, err)
+	}
+	at := func(v uint32) string { return fmt.Sprintf("entities.identifiers@%d", v) }
+	if u := usage(t, b.db); u[at(dek)] != 2 || u[at(1)] != 3 {
+		t.Fatalf("usage after one batch = %v, want 2 of 5 identifiers moved to key %d", u, dek)
 	}
 
 	// Resumed: finishes the rest.
 	var last postgres.RotationProgress
-	res, err := b.db.RotateKeys(ctx, both, 2, func(p postgres.RotationProgress) { last = p })
+	res, err := b.db.RotateKeys(ctx, 2, func(p postgres.RotationProgress) { last = p })
 	if err != nil || res.Rotated != 28 || len(res.Failures) != 0 {
 		t.Fatalf("resumed rotation = %+v, %v; want the 28 values left", res, err)
 	}
@@ -157,26 +169,39 @@ func TestRotateKeys(t *testing.T) {
 	}
 	u := usage(t, b.db)
 	for _, c := range postgres.EncryptedColumns() {
-		want := uint32(2)
+		want := dek
 		if !c.Rotatable {
 			want = 1
 		}
 		if u[fmt.Sprintf("%s.%s@%d", c.Table, c.Column, want)] != 5 {
-			t.Errorf("%s.%s not all at version %d: %v", c.Table, c.Column, want, u)
+			t.Errorf("%s.%s not all under key %d: %v", c.Table, c.Column, want, u)
 		}
 	}
 
-	// Key 1 removed: every rotated value still opens.
-	onlyNew := testRing(t, 2, 2)
+	// Without the environment keyring (the same provider): every moved
+	// value still opens.
+	local, err := kms.NewLocal(fieldcrypt.LocalMaster(legacy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db2, err := postgres.Open(ctx, postgres.Options{URL: b.url, KMS: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
 	for _, r := range rows {
-		pt, err := onlyNew.Open(readCiphertext(t, b.url, r), r.col.AD(r.id, r.tenant))
+		pt, err := db2.DataKeys().Open(ctx, readCiphertext(t, b.url, r), r.col.AD(r.id, r.tenant))
 		if err != nil || string(pt) != r.plaintext {
 			t.Errorf("%s.%s %s after rotation: %q, %v; want %q", r.col.Table, r.col.Column, r.id, pt, err, r.plaintext)
 		}
 	}
+	bi, err := db2.DataKeys().BlindIndex(ctx, a.UUID(), "ssn", "123456700")
+	if err != nil || !bytes.Equal(bi, legacy.BlindIndex(a.UUID(), "ssn", "123456700")) {
+		t.Errorf("the migrated tenant's blind index changed: %v", err)
+	}
 
 	// Idempotent: nothing left to do.
-	res, err = b.db.RotateKeys(ctx, both, 100, nil)
+	res, err = b.db.RotateKeys(ctx, 100, nil)
 	if err != nil || res.Rotated != 0 || len(res.Failures) != 0 {
 		t.Fatalf("second rotation = %+v, %v; want nothing to do", res, err)
 	}
@@ -186,13 +211,14 @@ func TestRotateKeys(t *testing.T) {
 // it and rotates the rest.
 func TestRotateKeys_ReportsTamperedValues(t *testing.T) {
 	t.Parallel()
-	b := setup(t, postgres.Options{})
+	legacy := testRing(t, 1, 1)
+	b := setup(t, postgres.Options{Keyring: legacy})
 	a := seedTenant(t, b.url, "rotation-tamper")
-	rows := seedEncrypted(t, b.url, testRing(t, 1, 1), a, 2)
+	rows := seedEncrypted(t, b.url, legacy, a, 2)
 	// Copy entity 0's identifiers over entity 1's, as an attacker with
 	// database access might.
 	pgtest.Exec(t, b.url, "UPDATE entities SET identifiers = $1 WHERE entity_id = $2", readCiphertext(t, b.url, rows[0]), rows[6].id)
-	res, err := b.db.RotateKeys(context.Background(), testRing(t, 2, 1, 2), 10, nil)
+	res, err := b.db.RotateKeys(context.Background(), 10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/fieldcrypt"
+	"github.com/elile/elile/internal/kms"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -47,17 +48,29 @@ var (
 // Options configure the pool.
 type Options struct {
 	URL            string
-	MaxConns       int32               // pool size + overflow
-	MinConns       int32               // kept open even when idle
-	AcquireTimeout time.Duration       // longest wait for a free connection; 0: the request's deadline
-	Keyring        *fieldcrypt.Keyring // encrypts personal data and audit event data
+	MaxConns       int32         // pool size + overflow
+	MinConns       int32         // kept open even when idle
+	AcquireTimeout time.Duration // longest wait for a free connection; 0: the request's deadline
+	// Keyring is the environment keyring. Alone (KMS nil) it is the root
+	// of the local key provider, for development and tests; with a KMS it
+	// only opens what was sealed before envelope encryption. Nil: the
+	// stores cannot seal (migrations, schema tools).
+	Keyring *fieldcrypt.Keyring
+	// KMS keeps the tenants' key-encryption keys (nil: kms.Local from
+	// Keyring).
+	KMS kms.Provider
+	// KMSCache keeps unwrapped data keys in memory (nil: 15 minutes, at
+	// most 10,000).
+	KMSCache *kms.Cache
+	// PlatformKEK, when set, wraps the platform's own data keys.
+	PlatformKEK *kms.KEK
 }
 
 // DB is the pool the server runs its queries through, as AppRole.
 type DB struct {
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
-	ring           *fieldcrypt.Keyring
+	keys           *fieldcrypt.Keys
 	forgedSeals    atomic.Int64
 }
 
@@ -86,7 +99,23 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
-	return &DB{pool: pool, acquireTimeout: o.AcquireTimeout, ring: o.Keyring}, nil
+	db := &DB{pool: pool, acquireTimeout: o.AcquireTimeout}
+	if o.KMS == nil && o.Keyring != nil {
+		local, err := kms.NewLocal(fieldcrypt.LocalMaster(o.Keyring))
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		o.KMS = local
+	}
+	if o.KMS != nil {
+		if o.KMSCache == nil {
+			o.KMSCache = kms.NewCache(o.KMS, 15*time.Minute, 10000, nil)
+		}
+		db.keys = fieldcrypt.NewKeys(fieldcrypt.KeysConfig{Provider: o.KMS, Cache: o.KMSCache, Store: keyStore{db},
+			Legacy: o.Keyring, PlatformKEK: o.PlatformKEK})
+	}
+	return db, nil
 }
 
 // redactParseError keeps a connection string (which may hold a password)

@@ -73,19 +73,19 @@ func (s *EntityStore) Relations(ctx context.Context, sc tenant.Scope, id, after 
 	return out, err
 }
 
-func (db *DB) sealJSON(c EncryptedColumn, id uuid.UUID, t uuid.UUID, v any) ([]byte, error) {
+func (db *DB) sealJSON(ctx context.Context, c EncryptedColumn, id uuid.UUID, t uuid.UUID, v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	return db.ring.Seal(b, c.AD(id, t))
+	return db.keys.Seal(ctx, b, c.AD(id, t))
 }
 
-func (db *DB) openJSON(c EncryptedColumn, id uuid.UUID, t uuid.UUID, ct []byte, v any) error {
+func (db *DB) openJSON(ctx context.Context, c EncryptedColumn, id uuid.UUID, t uuid.UUID, ct []byte, v any) error {
 	if len(ct) == 0 {
 		return nil
 	}
-	b, err := db.ring.Open(ct, c.AD(id, t))
+	b, err := db.keys.Open(ctx, ct, c.AD(id, t))
 	if err != nil {
 		return fmt.Errorf("decrypt %s.%s of %s: %w", c.Table, c.Column, id, err)
 	}
@@ -95,7 +95,7 @@ func (db *DB) openJSON(c EncryptedColumn, id uuid.UUID, t uuid.UUID, ct []byte, 
 const profileCols = `profile_id, entity_id, tenant_id, version, trigger_type, trigger_id, findings, connections, delta,
 	risk_score, data_sources_used, stale_data_used, evolution_signals, created_at`
 
-func (db *DB) scanProfile(row pgx.Row) (entity.Profile, error) {
+func (db *DB) scanProfile(ctx context.Context, row pgx.Row) (entity.Profile, error) {
 	var p entity.Profile
 	var tid uuid.UUID
 	var trig *uuid.UUID
@@ -113,13 +113,13 @@ func (db *DB) scanProfile(row pgx.Row) (entity.Profile, error) {
 		ct []byte
 		v  any
 	}{{findingsColumn, findings, &p.Findings}, {connectionsColumn, conns, &p.Connections}} {
-		if err := db.openJSON(x.c, p.ID, tid, x.ct, x.v); err != nil {
+		if err := db.openJSON(ctx, x.c, p.ID, tid, x.ct, x.v); err != nil {
 			return p, err
 		}
 	}
 	if len(delta) > 0 {
 		p.Delta = &entity.Delta{}
-		if err := db.openJSON(deltaColumn, p.ID, tid, delta, p.Delta); err != nil {
+		if err := db.openJSON(ctx, deltaColumn, p.ID, tid, delta, p.Delta); err != nil {
 			return p, err
 		}
 	}
@@ -152,7 +152,7 @@ func (s *ProfileStore) InScope(ctx context.Context, sc tenant.Scope, fn func(ent
 // and returns the newest version; the lock and the read are one round trip.
 func (t *profileTx) Latest(ctx context.Context, entityID uuid.UUID) (entity.Profile, bool, error) {
 	t.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 42))`, t.tenant.String()+"/"+entityID.String())
-	prev, err := t.db.scanProfile(t.QueryRow(ctx, `SELECT `+profileCols+` FROM entity_profiles
+	prev, err := t.db.scanProfile(ctx, t.QueryRow(ctx, `SELECT `+profileCols+` FROM entity_profiles
 		WHERE entity_id = $1 AND tenant_id = $2 ORDER BY version DESC LIMIT 1`, entityID, t.tenant.UUID()))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return entity.Profile{}, false, nil
@@ -162,18 +162,18 @@ func (t *profileTx) Latest(ctx context.Context, entityID uuid.UUID) (entity.Prof
 
 // InsertProfile queues p with its encrypted findings, connections and
 // delta; created_at is filled in when the unit of work is sent.
-func (t *profileTx) InsertProfile(_ context.Context, p *entity.Profile) error {
+func (t *profileTx) InsertProfile(ctx context.Context, p *entity.Profile) error {
 	db := t.db
 	tid := p.Tenant.UUID()
-	findings, err := db.sealJSON(findingsColumn, p.ID, tid, nonNilRaw(p.Findings))
+	findings, err := db.sealJSON(ctx, findingsColumn, p.ID, tid, nonNilRaw(p.Findings))
 	if err != nil {
 		return err
 	}
-	conns, err := db.sealJSON(connectionsColumn, p.ID, tid, nonNilRaw(p.Connections))
+	conns, err := db.sealJSON(ctx, connectionsColumn, p.ID, tid, nonNilRaw(p.Connections))
 	if err != nil {
 		return err
 	}
-	delta, err := db.sealJSON(deltaColumn, p.ID, tid, p.Delta)
+	delta, err := db.sealJSON(ctx, deltaColumn, p.ID, tid, p.Delta)
 	if err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func (s *ProfileStore) Profiles(ctx context.Context, sc tenant.Scope, entityID u
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Profile, error) { return db.scanProfile(r) })
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Profile, error) { return db.scanProfile(ctx, r) })
 		return err
 	})
 	return out, more, err
@@ -269,7 +269,7 @@ func (s *ProfileStore) Profile(ctx context.Context, sc tenant.Scope, entityID uu
 			return err
 		}
 		var err error
-		out, err = db.scanProfile(tx.QueryRow(ctx, `SELECT `+profileCols+` FROM entity_profiles
+		out, err = db.scanProfile(ctx, tx.QueryRow(ctx, `SELECT `+profileCols+` FROM entity_profiles
 			WHERE entity_id = $1 AND tenant_id = $2 AND ($3 = 0 OR version = $3) ORDER BY version DESC LIMIT 1`, entityID, t.UUID(), v))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return entity.ErrProfileNotFound.Wrap(err)
@@ -282,7 +282,7 @@ func (s *ProfileStore) Profile(ctx context.Context, sc tenant.Scope, entityID uu
 const cacheCols = `cache_id, entity_id, tenant_id, customer_id, provider_id, check_type, data_origin, raw_response, normalized_data,
 	cost_incurred::text, cost_currency, acquired_at, fresh_until, stale_until, created_at`
 
-func (db *DB) scanCache(row pgx.Row, withRaw bool) (sourcecache.Entry, error) {
+func (db *DB) scanCache(ctx context.Context, row pgx.Row, withRaw bool) (sourcecache.Entry, error) {
 	var e sourcecache.Entry
 	var owner, customer *uuid.UUID
 	var raw, norm []byte
@@ -299,13 +299,13 @@ func (db *DB) scanCache(row pgx.Row, withRaw bool) (sourcecache.Entry, error) {
 		e.Customer = tenant.ID(*customer)
 		bound = *customer
 	}
-	plain, err := db.ring.Open(norm, normalizedColumn.AD(e.ID, bound))
+	plain, err := db.keys.Open(ctx, norm, normalizedColumn.AD(e.ID, bound))
 	if err != nil {
 		return e, fmt.Errorf("decrypt normalized_data of %s: %w", e.ID, err)
 	}
 	e.NormalizedData = plain
 	if withRaw {
-		if e.RawResponse, err = db.ring.Open(raw, rawColumn.AD(e.ID, bound)); err != nil {
+		if e.RawResponse, err = db.keys.Open(ctx, raw, rawColumn.AD(e.ID, bound)); err != nil {
 			return e, fmt.Errorf("decrypt raw_response of %s: %w", e.ID, err)
 		}
 	}
@@ -353,16 +353,16 @@ func (t *cacheTx) Owner(ctx context.Context, entityID uuid.UUID) (tenant.ID, err
 
 // Insert queues e with its ciphertexts bound to the tenant that may read
 // them: the providing customer's, else the entity's (none when shared).
-func (t *cacheTx) Insert(_ context.Context, e *sourcecache.Entry) error {
+func (t *cacheTx) Insert(ctx context.Context, e *sourcecache.Entry) error {
 	bound := e.Owner.UUID()
 	if !e.Customer.IsZero() {
 		bound = e.Customer.UUID()
 	}
-	raw, err := t.db.ring.Seal(e.RawResponse, rawColumn.AD(e.ID, bound))
+	raw, err := t.db.keys.Seal(ctx, e.RawResponse, rawColumn.AD(e.ID, bound))
 	if err != nil {
 		return err
 	}
-	norm, err := t.db.ring.Seal(e.NormalizedData, normalizedColumn.AD(e.ID, bound))
+	norm, err := t.db.keys.Seal(ctx, e.NormalizedData, normalizedColumn.AD(e.ID, bound))
 	if err != nil {
 		return err
 	}
@@ -403,7 +403,7 @@ func (s *CacheStore) Entries(ctx context.Context, sc tenant.Scope, entityID uuid
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (sourcecache.Entry, error) { return db.scanCache(r, withRaw) })
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (sourcecache.Entry, error) { return db.scanCache(ctx, r, withRaw) })
 		return err
 	})
 	return out, more, err
@@ -415,7 +415,7 @@ func (s *CacheStore) Entry(ctx context.Context, sc tenant.Scope, entityID, id uu
 	var out sourcecache.Entry
 	err := db.InScope(ctx, sc, func(tx *Tx) error {
 		var err error
-		out, err = db.scanCache(tx.QueryRow(ctx, `SELECT `+cacheCols+` FROM cached_data_sources
+		out, err = db.scanCache(ctx, tx.QueryRow(ctx, `SELECT `+cacheCols+` FROM cached_data_sources
 			WHERE cache_id = $1 AND entity_id = $2 AND (customer_id IS NULL OR customer_id = $3)`, id, entityID, t.UUID()), withRaw)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return sourcecache.ErrNotFound.Wrap(err)

@@ -16,14 +16,18 @@ import (
 	"github.com/elile/elile/internal/tenant"
 )
 
-const tenantCols = "tenant_id, name, slug, locale, active, config, created_at, updated_at"
+const tenantCols = "tenant_id, name, slug, locale, active, config, legal_hold, erasure_started_at, created_at, updated_at"
 
 func scanTenant(row pgx.Row) (tenant.Tenant, error) {
 	var t tenant.Tenant
 	var id uuid.UUID
 	var cfg []byte
-	if err := row.Scan(&id, &t.Name, &t.Slug, &t.Locale, &t.Active, &cfg, &t.CreatedAt, &t.UpdatedAt); err != nil {
+	var erasing *time.Time
+	if err := row.Scan(&id, &t.Name, &t.Slug, &t.Locale, &t.Active, &cfg, &t.LegalHold, &erasing, &t.CreatedAt, &t.UpdatedAt); err != nil {
 		return tenant.Tenant{}, err
+	}
+	if erasing != nil {
+		t.Erasing = *erasing
 	}
 	t.ID = tenant.ID(id)
 	if err := json.Unmarshal(cfg, &t.Config); err != nil {
@@ -165,10 +169,16 @@ func (s *TenancyStore) Keys(ctx context.Context, t tenant.ID, after uuid.UUID, l
 	return s.db.Keys(ctx, t, after, limit)
 }
 
-// InsertTenant queues t; its timestamps are filled in when it is sent.
-func (t *tenancyTx) InsertTenant(_ context.Context, tn *tenant.Tenant) error {
+// InsertTenant queues t and its keys (a KEK made in the key provider, a
+// data key and a blind-index key wrapped by it); its timestamps are
+// filled in when it is sent. If the unit of work fails, the KEK is
+// destroyed again.
+func (t *tenancyTx) InsertTenant(ctx context.Context, tn *tenant.Tenant) error {
 	cfg, err := json.Marshal(nonNilMap(tn.Config))
 	if err != nil {
+		return err
+	}
+	if err := t.provisionTenant(ctx, tn.ID.UUID(), nil); err != nil {
 		return err
 	}
 	t.QueueRow(`INSERT INTO tenants (tenant_id, name, slug, locale, active, config)
@@ -188,8 +198,8 @@ func (t *tenancyTx) UpdateTenant(ctx context.Context, id tenant.ID, p tenant.Pat
 	}
 	out, err := scanTenant(t.QueryRow(ctx, `UPDATE tenants SET
 			name = coalesce($2, name), locale = coalesce($3, locale), active = coalesce($4, active),
-			config = coalesce($5, config), updated_at = now()
-		WHERE tenant_id = $1 RETURNING `+tenantCols, id.UUID(), p.Name, p.Locale, p.Active, cfg))
+			config = coalesce($5, config), legal_hold = coalesce($6, legal_hold), updated_at = now()
+		WHERE tenant_id = $1 RETURNING `+tenantCols, id.UUID(), p.Name, p.Locale, p.Active, cfg, p.LegalHold))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tenant.Tenant{}, tenant.ErrNotFound.Wrap(err)
 	}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,7 +37,12 @@ type Tx struct {
 	tenant  tenant.ID // zero outside a tenant unit of work
 	begun   bool      // an explicit transaction is open
 	pending []queued
+	aborts  []func(context.Context)
 }
+
+// onAbort registers fn to undo, outside the database, what the unit of
+// work did there (a KEK made in the key provider) if the unit fails.
+func (t *Tx) onAbort(fn func(context.Context)) { t.aborts = append(t.aborts, fn) }
 
 type queued struct {
 	sql  string
@@ -166,6 +172,12 @@ func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, erro
 
 // run runs fn in a unit of work as role with app.tenant_id = setting.
 func (db *DB) run(ctx context.Context, role, setting string, id tenant.ID, fn func(*Tx) error) (err error) {
+	db.warmKeys(ctx, role, id)
+	return db.runCold(ctx, role, setting, id, fn)
+}
+
+// runCold is run without warming keys: for the key store itself.
+func (db *DB) runCold(ctx context.Context, role, setting string, id tenant.ID, fn func(*Tx) error) (err error) {
 	conn, err := db.acquire(ctx)
 	if err != nil {
 		return err
@@ -189,15 +201,44 @@ func (db *DB) run(ctx context.Context, role, setting string, id tenant.ID, fn fu
 	return nil
 }
 
+// warmKeys brings the keys a unit of work in a tenant's scope (or the
+// platform's) seals and opens with into memory before it takes a
+// connection, so that sealing inside it does not wait for a second one.
+// It costs a map look-up when they are there. Best effort: a tenant whose
+// keys cannot be had (erased, provider down) still gets its unit of work,
+// which fails only if it needs them.
+func (db *DB) warmKeys(ctx context.Context, role string, id tenant.ID) {
+	if db.keys == nil || role == AuditWriterRole {
+		return
+	}
+	if !id.IsZero() {
+		_, _ = db.keys.Active(ctx, id.UUID())
+	}
+	_, _ = db.keys.Active(ctx, uuid.Nil) // shared rows, visible to every tenant
+}
+
 // abort rolls back an open or failed transaction so the connection goes
 // back to the pool clean; a connection that cannot be cleaned is closed
 // (the pool then drops it).
 func (t *Tx) abort(ctx context.Context) {
 	pc := t.conn.Conn().PgConn()
-	if pc.IsClosed() || pc.TxStatus() == 'I' {
+	if pc.IsClosed() {
+		// Whether the unit committed is unknown: undoing could destroy the
+		// KEK of a tenant that exists. A KEK nothing uses is harmless.
+		return
+	}
+	defer t.undo(ctx)
+	if pc.TxStatus() == 'I' {
 		return
 	}
 	if _, err := t.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
 		_ = t.conn.Conn().Close(context.WithoutCancel(ctx))
+	}
+}
+
+// undo runs what onAbort registered, newest first.
+func (t *Tx) undo(ctx context.Context) {
+	for i := len(t.aborts) - 1; i >= 0; i-- {
+		t.aborts[i](context.WithoutCancel(ctx))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -35,6 +36,16 @@ type Store interface {
 	Tenants(ctx context.Context, after uuid.UUID, limit int) ([]tenant.Tenant, error)
 	// Keys lists a tenant's keys newest first, after the cursor id.
 	Keys(ctx context.Context, t tenant.ID, after uuid.UUID, limit int) ([]auth.Key, error)
+	// DestroyTenantKeys destroys every KEK of t in the key provider (a
+	// key the tenant brought is only marked: the tenant destroys it) and
+	// marks them destroyed; it reports whether the provider destroyed them
+	// (false with the local provider, which cannot).
+	DestroyTenantKeys(ctx context.Context, t tenant.ID) (bool, error)
+	// DeleteTenantRows deletes at most limit of t's rows (entities and
+	// everything under them, cached data, API keys), reporting how many.
+	DeleteTenantRows(ctx context.Context, t tenant.ID, limit int) (int64, error)
+	// Erased reports whether t's keys were destroyed (its erasure ran).
+	Erased(ctx context.Context, t tenant.ID) (bool, error)
 }
 
 // Tx is the work a tenancy unit of work can do.
@@ -51,6 +62,11 @@ type Tx interface {
 	RevokeKey(ctx context.Context, t tenant.ID, id uuid.UUID) (already bool, err error)
 	// AppendAudit records ev in the same transaction.
 	AppendAudit(ctx context.Context, ev audit.Event) error
+	// BeginErasure deactivates t and marks its erasure as started (kept if
+	// it was): ErrLegalHold when t is under a legal hold.
+	BeginErasure(ctx context.Context, t tenant.ID) error
+	// DeleteTenant deletes t's row (its other rows must be gone).
+	DeleteTenant(ctx context.Context, t tenant.ID) error
 }
 
 // Service owns the rules of tenants and keys.
@@ -200,14 +216,20 @@ func (s *Service) List(ctx context.Context, after uuid.UUID, limit int) ([]tenan
 // Update applies p to a tenant and records config.changed (a warning when
 // it deactivates the tenant). Errors: apperr.Invalid, tenant.ErrNotFound.
 func (s *Service) Update(ctx context.Context, id tenant.ID, p tenant.Patch) (tenant.Tenant, error) {
-	if p.Name == nil && p.Locale == nil && p.Active == nil && p.Config == nil {
-		return tenant.Tenant{}, apperr.Fields(apperr.Field{Path: "", Message: "give at least one of name, locale, active, config"})
+	if p.Name == nil && p.Locale == nil && p.Active == nil && p.Config == nil && p.LegalHold == nil {
+		return tenant.Tenant{}, apperr.Fields(apperr.Field{Path: "", Message: "give at least one of name, locale, active, config, legal_hold"})
+	}
+	if p.Active != nil && *p.Active {
+		if cur, err := s.store.Tenant(ctx, id); err == nil && !cur.Erasing.IsZero() {
+			return tenant.Tenant{}, ErrErasing
+		}
 	}
 	if err := apperr.Fields(checkConfig(p.Config)...); err != nil {
 		return tenant.Tenant{}, err
 	}
 	var changed []string
-	for name, set := range map[string]bool{"name": p.Name != nil, "locale": p.Locale != nil, "active": p.Active != nil, "config": p.Config != nil} {
+	for name, set := range map[string]bool{"name": p.Name != nil, "locale": p.Locale != nil, "active": p.Active != nil, "config": p.Config != nil,
+		"legal_hold": p.LegalHold != nil} {
 		if set {
 			changed = append(changed, name)
 		}
@@ -216,6 +238,9 @@ func (s *Service) Update(ctx context.Context, id tenant.ID, p tenant.Patch) (ten
 	data := map[string]any{"changed": changed}
 	if p.Active != nil {
 		data["active"] = *p.Active
+	}
+	if p.LegalHold != nil {
+		data["legal_hold"] = *p.LegalHold
 	}
 	ev := audit.New(ctx, audit.ConfigChanged, id).With("tenant", id.String(), uuid.Nil, data)
 	if p.Active != nil && !*p.Active {
@@ -305,4 +330,111 @@ func (s *Service) RevokeKey(ctx context.Context, t tenant.ID, id uuid.UUID) erro
 		}
 		return tx.AppendAudit(ctx, audit.New(ctx, audit.APIKeyRevoked, t).With("api_key", id.String(), uuid.Nil, nil))
 	})
+}
+
+// Errors of erasure.
+var (
+	ErrLegalHold = apperr.New(apperr.Conflict, "LEGAL_HOLD", "the tenant is under a legal hold: lift it (PATCH legal_hold=false) before erasing")
+	ErrErasing   = apperr.New(apperr.Conflict, "TENANT_ERASING", "the tenant is being erased and cannot be reactivated")
+)
+
+// Erasure reports a tenant's erasure.
+type Erasure struct {
+	Tenant        tenant.ID
+	KeysDestroyed bool  // the provider destroyed the KEKs (false: local provider, or a key the tenant brought)
+	RowsDeleted   int64 // by this call
+	Done          bool  // every row is gone; false: run it again (or wait for the server's sweeper)
+}
+
+// EraseBatch is how many rows one step of an erasure deletes.
+const EraseBatch = 5000
+
+// Erase erases tenant id, in an order that survives interruption: the
+// tenant is deactivated and its erasure recorded (platform audit chain),
+// its KEKs are destroyed — from then on nothing encrypted for it can be
+// decrypted, in this database or any copy of it — and its rows are deleted
+// in batches, then the tenant itself. confirm must be the tenant's slug.
+// Running it again continues an interrupted erasure (rows stops early
+// when ctx ends: Done is false then); on an erased tenant it reports Done.
+func (s *Service) Erase(ctx context.Context, id tenant.ID, confirm, via string) (Erasure, error) {
+	out := Erasure{Tenant: id}
+	t, err := s.store.Tenant(ctx, id)
+	if errors.Is(err, tenant.ErrNotFound) {
+		if erased, eerr := s.store.Erased(ctx, id); eerr == nil && erased {
+			out.Done = true
+			return out, nil
+		}
+	}
+	if err != nil {
+		return out, err
+	}
+	if confirm != t.Slug {
+		return out, apperr.Fields(apperr.Field{Path: "body.confirm", Message: "must be the tenant's slug, to confirm the erasure"})
+	}
+	if t.LegalHold {
+		return out, ErrLegalHold
+	}
+	data := map[string]any{"stage": "started", "slug": t.Slug}
+	if via != "" {
+		data["via"] = via
+	}
+	ev := audit.New(ctx, audit.TenantErased, tenant.ID{}).With("tenant", id.String(), uuid.Nil, data)
+	ev.Severity = audit.Warning
+	if err := s.store.InScope(ctx, tenant.Platform(), func(tx Tx) error {
+		if err := tx.BeginErasure(ctx, id); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, ev)
+	}); err != nil {
+		return out, err
+	}
+	if out.KeysDestroyed, err = s.store.DestroyTenantKeys(ctx, id); err != nil {
+		return out, fmt.Errorf("destroy the tenant's keys (run the erasure again): %w", err)
+	}
+	return s.finishErasure(ctx, id, out)
+}
+
+func (s *Service) finishErasure(ctx context.Context, id tenant.ID, out Erasure) (Erasure, error) {
+	for ctx.Err() == nil {
+		n, err := s.store.DeleteTenantRows(ctx, id, EraseBatch)
+		if err != nil {
+			return out, err
+		}
+		out.RowsDeleted += n
+		if n > 0 {
+			continue
+		}
+		ev := audit.New(ctx, audit.TenantErased, tenant.ID{}).With("tenant", id.String(), uuid.Nil,
+			map[string]any{"stage": "done", "keys_destroyed_by_provider": out.KeysDestroyed})
+		ev.Severity = audit.Warning
+		err = s.store.InScope(ctx, tenant.Platform(), func(tx Tx) error {
+			if err := tx.DeleteTenant(ctx, id); err != nil {
+				return err
+			}
+			return tx.AppendAudit(ctx, ev)
+		})
+		out.Done = err == nil
+		return out, err
+	}
+	return out, nil
+}
+
+// FinishErasures continues every erasure that started and did not finish
+// (the server's sweeper, under a leader lock): their keys are destroyed
+// already, what is left is deleting rows.
+func (s *Service) FinishErasures(ctx context.Context, pending func(context.Context) ([]tenant.ID, error)) error {
+	ids, err := pending(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		destroyed, err := s.store.DestroyTenantKeys(ctx, id) // idempotent: an interrupted erasure may have stopped before
+		if err != nil {
+			return err
+		}
+		if _, err := s.finishErasure(ctx, id, Erasure{Tenant: id, KeysDestroyed: destroyed}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -44,16 +44,19 @@ type Tenant struct {
 	Locale    string
 	Active    bool
 	Config    map[string]any
+	LegalHold bool      // blocks erasure
+	Erasing   time.Time // when its erasure started (zero: not being erased)
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
 
 // Patch changes some of a tenant's fields; nil leaves a field as it is.
 type Patch struct {
-	Name   *string
-	Locale *string
-	Active *bool
-	Config map[string]any
+	Name      *string
+	Locale    *string
+	Active    *bool
+	Config    map[string]any
+	LegalHold *bool
 }
 
 // Errors of tenant operations.

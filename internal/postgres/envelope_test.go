@@ -1,0 +1,192 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/fieldcrypt"
+	"github.com/elile/elile/internal/kms"
+	"github.com/elile/elile/internal/kms/kmstest"
+	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/postgres/pgtest"
+)
+
+// watched is a provider that counts its calls and can be made unreachable.
+type watched struct {
+	kms.Provider
+	calls atomic.Int64
+	down  atomic.Bool
+}
+
+var errDown = errors.New("connection refused")
+
+func (w *watched) call() error {
+	w.calls.Add(1)
+	if w.down.Load() {
+		return errDown
+	}
+	return nil
+}
+
+func (w *watched) CreateKEK(ctx context.Context, label string) (kms.KEK, error) {
+	if err := w.call(); err != nil {
+		return kms.KEK{}, err
+	}
+	return w.Provider.CreateKEK(ctx, label)
+}
+
+func (w *watched) Wrap(ctx context.Context, k kms.KEK, dek, ad []byte) ([]byte, error) {
+	if err := w.call(); err != nil {
+		return nil, err
+	}
+	return w.Provider.Wrap(ctx, k, dek, ad)
+}
+
+func (w *watched) Unwrap(ctx context.Context, k kms.KEK, wrapped, ad []byte) ([]byte, error) {
+	if err := w.call(); err != nil {
+		return nil, err
+	}
+	return w.Provider.Unwrap(ctx, k, wrapped, ad)
+}
+
+// TestEnvelope_EveryProvider runs the same attacks on tenant keys over each
+// provider: SoftHSM2 (PKCS#11), the AWS KMS emulator, and the local one.
+// Not parallel: the PKCS#11 library reads SOFTHSM2_CONF once per process.
+func TestEnvelope_EveryProvider(t *testing.T) {
+	local, err := kms.NewLocal(bytes.Repeat([]byte{5}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]func(t *testing.T) kms.Provider{
+		"local":  func(*testing.T) kms.Provider { return local },
+		"pkcs11": func(t *testing.T) kms.Provider { return kmstest.SoftHSM(t) },
+		"awskms": func(t *testing.T) kms.Provider { return kmstest.AWS(t) },
+	} {
+		t.Run(name, func(t *testing.T) { envelopeAttacks(t, &watched{Provider: p(t)}) })
+	}
+}
+
+func envelopeAttacks(t *testing.T, p *watched) {
+	ctx := context.Background()
+	b := setup(t, postgres.Options{KMS: p})
+	keys := b.db.DataKeys()
+	a, c := seedTenant(t, b.url, "env-a"), seedTenant(t, b.url, "env-c")
+	adOf := func(row uuid.UUID, tn uuid.UUID) fieldcrypt.AD {
+		return fieldcrypt.AD{Table: "entities", Column: "identifiers", Row: row, Tenant: tn}
+	}
+	r1, r2 := newUUID(), newUUID()
+	seal := func(pt string, ad fieldcrypt.AD) []byte {
+		t.Helper()
+		ct, err := keys.Seal(ctx, []byte(pt), ad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ct
+	}
+	ct1 := seal(`{"ssn":"123456789"}`, adOf(r1, a.UUID()))
+	ct2 := seal(`{"ssn":"987654321"}`, adOf(r2, a.UUID()))
+	ctC := seal(`{"ssn":"123456789"}`, adOf(r1, c.UUID()))
+
+	if pt, err := keys.Open(ctx, ct1, adOf(r1, a.UUID())); err != nil || string(pt) != `{"ssn":"123456789"}` {
+		t.Fatalf("round trip: %q, %v", pt, err)
+	}
+	va, _ := fieldcrypt.KeyVersion(ct1)
+	vc, _ := fieldcrypt.KeyVersion(ctC)
+	if va < fieldcrypt.DEKBase || vc < fieldcrypt.DEKBase || va == vc {
+		t.Fatalf("key ids: tenant a %d, tenant c %d; want two tenant keys", va, vc)
+	}
+
+	attacks := map[string]func() error{
+		"SwappedRows":       func() error { _, err := keys.Open(ctx, ct2, adOf(r1, a.UUID())); return err },
+		"OtherTenantsAD":    func() error { _, err := keys.Open(ctx, ct1, adOf(r1, c.UUID())); return err },
+		"OtherTenantsValue": func() error { _, err := keys.Open(ctx, ctC, adOf(r1, a.UUID())); return err },
+		"OtherTenantsKeyIDSet": func() error {
+			x := bytes.Clone(ctC)
+			copy(x[1:5], ct1[1:5])
+			_, err := keys.Open(ctx, x, adOf(r1, c.UUID()))
+			return err
+		},
+	}
+	for i := range ct1 {
+		attacks["FlipByte"+string(rune('A'+i%26))+string(rune('a'+i/26))] = func() error {
+			x := bytes.Clone(ct1)
+			x[i] ^= 0x01
+			_, err := keys.Open(ctx, x, adOf(r1, a.UUID()))
+			return err
+		}
+	}
+	for name, attack := range attacks {
+		if err := attack(); err == nil {
+			t.Errorf("%s: opened", name)
+		}
+	}
+
+	// Blind indexes: per tenant, stable when re-read from the database.
+	bi := func(tn uuid.UUID) []byte {
+		x, err := keys.BlindIndex(ctx, tn, "ssn", "123456789")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	biA := bi(a.UUID())
+	if bytes.Equal(biA, bi(c.UUID())) {
+		t.Error("two tenants' blind indexes of one value are equal")
+	}
+	keys.Forget(a.UUID())
+	if !bytes.Equal(biA, bi(a.UUID())) {
+		t.Error("the blind index changed when the keys were read again")
+	}
+
+	// A wrapped key copied to another tenant's row does not unwrap there.
+	pgtest.Exec(t, b.url, `UPDATE tenant_keys SET wrapped = (SELECT wrapped FROM tenant_keys WHERE tenant_id = $1 AND purpose = 'data')
+		WHERE tenant_id = $2 AND purpose = 'data'`, a.UUID(), c.UUID())
+	keys.Forget(c.UUID())
+	if _, err := keys.Open(ctx, ctC, adOf(r1, c.UUID())); err == nil {
+		t.Error("tenant c's value opened under tenant a's wrapped key")
+	}
+
+	// Warm: a thousand seals and opens reach neither the provider nor the
+	// database, from many goroutines at once.
+	if _, err := keys.Open(ctx, ct1, adOf(r1, a.UUID())); err != nil {
+		t.Fatal(err)
+	}
+	before := p.calls.Load()
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			for range 100 {
+				ct, err := keys.Seal(ctx, []byte("x"), adOf(r1, a.UUID()))
+				if err == nil {
+					_, err = keys.Open(ctx, ct, adOf(r1, a.UUID()))
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := p.calls.Load() - before; n != 0 {
+		t.Errorf("%d provider calls with the keys cached, want 0", n)
+	}
+
+	// Provider unreachable: the cached tenant keeps working; another, not
+	// cached, gets KEY_UNAVAILABLE (503), and a new tenant cannot be made.
+	p.down.Store(true)
+	defer p.down.Store(false)
+	if _, err := keys.Open(ctx, ct1, adOf(r1, a.UUID())); err != nil {
+		t.Errorf("cached tenant with the provider down: %v", err)
+	}
+	d := seedTenant(t, b.url, "env-d")
+	if _, err := keys.Seal(ctx, []byte("x"), adOf(r1, d.UUID())); !errors.Is(err, fieldcrypt.ErrKeyUnavailable) {
+		t.Errorf("uncached tenant with the provider down = %v, want KEY_UNAVAILABLE", err)
+	}
+}
