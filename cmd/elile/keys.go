@@ -15,11 +15,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/postgres"
 )
 
-const keysUsage = "usage: elile keys generate | status [--json] | rotate [--batch N] [--json] | blind-index-key"
+const keysUsage = "usage: elile keys generate | status [--json] | rotate [--batch N] [--json] | rotate-dek --tenant ID|platform | blind-index-key"
 
 func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -29,6 +31,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "JSON output")
 	batch := fs.Int("batch", 500, "rows per transaction (rotate)")
+	tenantFlag := fs.String("tenant", "", "rotate-dek: the tenant whose data key to rotate, or platform")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err}
 	}
@@ -39,7 +42,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	case "generate":
 		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(fieldcrypt.GenerateKey()))
 		return nil
-	case "status", "rotate", "blind-index-key":
+	case "status", "rotate", "rotate-dek", "blind-index-key":
 	default:
 		return usageError{fmt.Errorf("unknown keys command %q; %s", args[0], keysUsage)}
 	}
@@ -62,6 +65,20 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	defer closeDB()
 	if args[0] == "status" {
 		return keysStatus(ctx, db, *asJSON, stdout)
+	}
+	if args[0] == "rotate-dek" {
+		t := uuid.Nil
+		if *tenantFlag != "platform" {
+			if t, err = uuid.Parse(*tenantFlag); err != nil {
+				return usageError{errors.New("--tenant must be a tenant id or platform")}
+			}
+		}
+		id, err := db.RotateDataKey(ctx, t)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "new data key %d; run elile keys rotate to re-encrypt the values under the old one\n", id)
+		return nil
 	}
 	return keysRotate(ctx, db, *batch, *asJSON || !isTerminal(stdout), stdout)
 }

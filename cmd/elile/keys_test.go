@@ -121,6 +121,12 @@ func TestKeys_RotateEndToEnd(t *testing.T) {
 	if !strings.Contains(text, "entities") || !strings.Contains(text, "safe to remove") || !strings.Contains(text, "KEK VERSION") {
 		t.Errorf("status text:\n%s", text)
 	}
+	if out := cli(only2, "rotate-dek", "--tenant", tid.String()); !strings.Contains(out, "new data key") {
+		t.Errorf("rotate-dek:\n%s", out)
+	}
+	if out := cli(only2, "rotate"); !strings.Contains(out, `"rotated":1`) {
+		t.Errorf("rotation after a new data key:\n%s", out)
+	}
 	if out := cli(only2, "rotate"); !strings.Contains(out, `"rotated":0`) {
 		t.Errorf("second rotation:\n%s", out)
 	}
