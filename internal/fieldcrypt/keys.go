@@ -510,6 +510,20 @@ func blindIndex(key []byte, kind, normalized string) []byte {
 	return mac.Sum(nil)
 }
 
+// Check asks the provider to unwrap the platform's blind key (not from
+// the cache): whether a tenant whose keys are not in memory could be
+// served now. It returns how many keys are in memory either way.
+func (k *Keys) Check(ctx context.Context) (cached int, err error) {
+	cached = k.c.Cache.Len()
+	tk, err := k.tenantKeys(ctx, uuid.Nil)
+	if err != nil {
+		return cached, err
+	}
+	key, err := k.c.Provider.Unwrap(ctx, tk.Blind.KEK, tk.Blind.Wrapped, wrapAD(uuid.Nil, PurposeBlind))
+	clear(key)
+	return cached, err
+}
+
 // LocalMaster derives the local provider's master key from the environment
 // keyring's blind-index root (stable across rotations of the encryption
 // keys). For development and tests only.

@@ -2,12 +2,14 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/kv"
 )
 
@@ -51,7 +53,7 @@ type healthOutput struct{ Body healthBody }
 
 type readyBody struct {
 	Status     string               `json:"status" enum:"healthy,degraded,unhealthy"`
-	Components map[string]Component `json:"components" doc:"database, redis and migrations"`
+	Components map[string]Component `json:"components" doc:"database, redis, migrations and kms"`
 }
 
 type readyOutput struct {
@@ -69,6 +71,7 @@ type componentOutput struct {
 const checkTimeout = 2 * time.Second
 
 type checker struct {
+	keys         *fieldcrypt.Keys
 	db           Database
 	kv           KV
 	latestSchema int64
@@ -124,6 +127,26 @@ func (c checker) redis(ctx context.Context) Component {
 	return comp
 }
 
+// kms checks the key provider: unreachable is degraded while data keys in
+// memory keep serving their tenants, unhealthy when none is.
+func (c checker) kms(ctx context.Context) Component {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	start := c.now()
+	if c.keys == nil {
+		return Component{Status: statusUnhealthy, Detail: "no keys configured"}
+	}
+	cached, err := c.keys.Check(ctx)
+	comp := Component{Status: statusHealthy, LatencyMS: ms(c.now().Sub(start)), Detail: c.keys.Provider().Name()}
+	switch {
+	case err != nil && cached > 0:
+		comp.Status, comp.Detail = statusDegraded, fmt.Sprintf("%s unreachable: %d data keys in memory keep serving their tenants, others get 503", c.keys.Provider().Name(), cached)
+	case err != nil:
+		comp.Status, comp.Detail = statusUnhealthy, c.keys.Provider().Name()+" unreachable and no data key in memory"
+	}
+	return comp
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func registerHealth(api huma.API, c checker, version string, started time.Time) {
@@ -141,6 +164,7 @@ func registerHealth(api huma.API, c checker, version string, started time.Time) 
 		Summary: "Readiness",
 		Description: "200 when the instance can serve: database reachable and migrations current. " +
 			"Redis down or not configured gives 200 degraded (an in-process fallback serves). " +
+			"Key provider unreachable gives 200 degraded while data keys in memory serve, 503 when none is. " +
 			"Database down or migrations behind gives 503 unhealthy.",
 		Responses: map[string]*huma.Response{"503": {Description: "Not ready"}},
 	}, func(ctx context.Context, _ *struct{}) (*readyOutput, error) {
@@ -148,7 +172,7 @@ func registerHealth(api huma.API, c checker, version string, started time.Time) 
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for name, check := range map[string]func(context.Context) Component{
-			"database": c.database, "migrations": c.migrations, "redis": c.redis,
+			"database": c.database, "migrations": c.migrations, "redis": c.redis, "kms": c.kms,
 		} {
 			wg.Go(func() {
 				comp := check(ctx)

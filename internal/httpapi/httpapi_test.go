@@ -212,7 +212,7 @@ func TestReady_Healthy(t *testing.T) {
 	if rec.Code != 200 || body.Status != "healthy" {
 		t.Fatalf("ready = %d %+v, want 200 healthy", rec.Code, body)
 	}
-	for _, name := range []string{"database", "redis", "migrations"} {
+	for _, name := range []string{"database", "redis", "migrations", "kms"} {
 		c, ok := body.Components[name]
 		if !ok || c.Status != "healthy" || c.LatencyMS < 0 {
 			t.Errorf("component %s = %+v (present %v), want healthy", name, c, ok)

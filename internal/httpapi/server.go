@@ -71,7 +71,7 @@ func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(d.Version))
 	tenants := &tenantCache{store: d.Tenants, now: d.Now, items: map[tenantIDKey]cachedTenant{}}
-	registerHealth(api, checker{db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
+	registerHealth(api, checker{keys: d.Keys, db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
 	table := routes(api, d, tenants)
 	mux.Handle("GET /metrics", m.handler())
 	docs := docsHandler()
