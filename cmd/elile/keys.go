@@ -21,7 +21,7 @@ import (
 	"github.com/elile/elile/internal/postgres"
 )
 
-const keysUsage = "usage: elile keys generate | status [--json] | rotate [--batch N] [--json] | rotate-dek --tenant ID|platform | blind-index-key"
+const keysUsage = "usage: elile keys generate | status [--json] | rotate [--batch N] [--json] | rotate-dek --tenant ID|platform | rotate-kek [--older-than 720h] [--json] | blind-index-key"
 
 func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -32,6 +32,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	asJSON := fs.Bool("json", false, "JSON output")
 	batch := fs.Int("batch", 500, "rows per transaction (rotate)")
 	tenantFlag := fs.String("tenant", "", "rotate-dek: the tenant whose data key to rotate, or platform")
+	olderThan := fs.Duration("older-than", 30*24*time.Hour, "rotate-kek: rotate the KEKs at least this old (0: all)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err}
 	}
@@ -42,7 +43,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	case "generate":
 		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(fieldcrypt.GenerateKey()))
 		return nil
-	case "status", "rotate", "rotate-dek", "blind-index-key":
+	case "status", "rotate", "rotate-dek", "rotate-kek", "blind-index-key":
 	default:
 		return usageError{fmt.Errorf("unknown keys command %q; %s", args[0], keysUsage)}
 	}
@@ -65,6 +66,9 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	defer closeDB()
 	if args[0] == "status" {
 		return keysStatus(ctx, db, *asJSON, stdout)
+	}
+	if args[0] == "rotate-kek" {
+		return keysRotateKEK(ctx, db, *olderThan, *asJSON || !isTerminal(stdout), stdout)
 	}
 	if args[0] == "rotate-dek" {
 		t := uuid.Nil
@@ -248,6 +252,32 @@ func keysRotate(ctx context.Context, db *postgres.DB, batch int, jsonLines bool,
 	if len(res.Failures) > 0 {
 		return failedCheck{fmt.Sprintf("%d values could not be re-encrypted", len(res.Failures))}
 	}
+	return nil
+}
+
+// keysRotateKEK gives every tenant whose KEK is older than olderThan a new
+// KEK version and re-wraps its data keys (postgres.RotateKEKs).
+func keysRotateKEK(ctx context.Context, db *postgres.DB, olderThan time.Duration, jsonLines bool, stdout io.Writer) error {
+	enc := json.NewEncoder(stdout)
+	res, err := db.RotateKEKs(ctx, olderThan, func(p postgres.KEKRotationProgress) {
+		if jsonLines {
+			_ = enc.Encode(map[string]any{"event": "progress", "tenant_id": p.Tenant, "done": p.Done, "total": p.Total})
+			return
+		}
+		fmt.Fprintf(stdout, "\r%d/%d tenants   ", p.Done, p.Total)
+	})
+	if !jsonLines {
+		fmt.Fprintln(stdout)
+	}
+	if err != nil {
+		return fmt.Errorf("KEK rotation stopped (run it again to continue): %w", err)
+	}
+	if jsonLines {
+		return enc.Encode(map[string]any{"event": "done", "rotated": res.Rotated, "finished": res.Finished,
+			"rewrapped": res.Rewraps, "seconds": res.Elapsed.Seconds()})
+	}
+	fmt.Fprintf(stdout, "%d tenants given a new KEK version, %d interrupted re-wraps finished, %d data keys re-wrapped in %s\n",
+		res.Rotated, res.Finished, res.Rewraps, res.Elapsed.Round(time.Millisecond))
 	return nil
 }
 

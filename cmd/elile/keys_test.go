@@ -127,6 +127,12 @@ func TestKeys_RotateEndToEnd(t *testing.T) {
 	if out := cli(only2, "rotate"); !strings.Contains(out, `"rotated":1`) {
 		t.Errorf("rotation after a new data key:\n%s", out)
 	}
+	if out := cli(only2, "rotate-kek", "--older-than", "0s"); !strings.Contains(out, `"event":"done"`) || strings.Contains(out, `"rotated":0`) {
+		t.Errorf("rotate-kek:\n%s", out)
+	}
+	if out := cli(only2, "rotate-kek"); !strings.Contains(out, `"rotated":0,`) {
+		t.Errorf("rotate-kek again (the KEKs are new):\n%s", out)
+	}
 	if out := cli(only2, "rotate"); !strings.Contains(out, `"rotated":0`) {
 		t.Errorf("second rotation:\n%s", out)
 	}

@@ -20,6 +20,7 @@ type TenantOut struct {
 	Active    bool           `json:"active"`
 	Config    map[string]any `json:"config"`
 	LegalHold bool           `json:"legal_hold" doc:"A legal hold blocks the tenant's erasure"`
+	BYOK      bool           `json:"byok" doc:"The tenant's data keys are wrapped by a key it brought (byok_key)"`
 	Erasing   *time.Time     `json:"erasure_started_at,omitempty" doc:"Set while the tenant is being erased"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
@@ -31,7 +32,7 @@ func tenantOut(t tenant.Tenant) TenantOut {
 		cfg = map[string]any{}
 	}
 	out := TenantOut{TenantID: t.ID.String(), Name: t.Name, Slug: t.Slug, Locale: t.Locale, Active: t.Active,
-		Config: cfg, LegalHold: t.LegalHold, CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC()}
+		Config: cfg, LegalHold: t.LegalHold, BYOK: t.BYOK, CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC()}
 	if !t.Erasing.IsZero() {
 		e := t.Erasing.UTC()
 		out.Erasing = &e
@@ -102,6 +103,7 @@ type updateTenantInput struct {
 		Active    *bool          `json:"active,omitempty" doc:"false deactivates the tenant: its credentials get 403 within a second"`
 		Config    map[string]any `json:"config,omitempty" doc:"Replaces the whole config"`
 		LegalHold *bool          `json:"legal_hold,omitempty" doc:"true blocks the tenant's erasure until set false again"`
+		BYOK      *string        `json:"byok_key,omitempty" maxLength:"2048" doc:"Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from now on, re-wrapped online. Empty: back to a key elile makes. The tenant can then erase its data by destroying its key."`
 	}
 }
 
@@ -112,7 +114,7 @@ func handleTenantUpdate(svc *tenancy.Service, cache *tenantCache) handlerFunc[up
 			return nil, tenant.ErrNotFound
 		}
 		b := in.Body
-		t, err := svc.Update(ctx, id, tenant.Patch{Name: b.Name, Locale: b.Locale, Active: b.Active, Config: b.Config, LegalHold: b.LegalHold})
+		t, err := svc.Update(ctx, id, tenant.Patch{Name: b.Name, Locale: b.Locale, Active: b.Active, Config: b.Config, LegalHold: b.LegalHold, KEKRef: b.BYOK})
 		if err != nil {
 			return nil, err
 		}

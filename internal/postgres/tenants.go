@@ -16,14 +16,15 @@ import (
 	"github.com/elile/elile/internal/tenant"
 )
 
-const tenantCols = "tenant_id, name, slug, locale, active, config, legal_hold, erasure_started_at, created_at, updated_at"
+const tenantCols = `tenant_id, name, slug, locale, active, config, legal_hold, erasure_started_at, created_at, updated_at,
+	coalesce((SELECT byok FROM tenant_keks k WHERE k.tenant_id = tenants.tenant_id AND k.destroyed_at IS NULL ORDER BY k.version DESC LIMIT 1), false)`
 
 func scanTenant(row pgx.Row) (tenant.Tenant, error) {
 	var t tenant.Tenant
 	var id uuid.UUID
 	var cfg []byte
 	var erasing *time.Time
-	if err := row.Scan(&id, &t.Name, &t.Slug, &t.Locale, &t.Active, &cfg, &t.LegalHold, &erasing, &t.CreatedAt, &t.UpdatedAt); err != nil {
+	if err := row.Scan(&id, &t.Name, &t.Slug, &t.Locale, &t.Active, &cfg, &t.LegalHold, &erasing, &t.CreatedAt, &t.UpdatedAt, &t.BYOK); err != nil {
 		return tenant.Tenant{}, err
 	}
 	if erasing != nil {

@@ -46,6 +46,10 @@ type Store interface {
 	DeleteTenantRows(ctx context.Context, t tenant.ID, limit int) (int64, error)
 	// Erased reports whether t's keys were destroyed (its erasure ran).
 	Erased(ctx context.Context, t tenant.ID) (bool, error)
+	// SetTenantKEK gives t a new KEK version — ref, a key it brings, or a
+	// key made for it when ref is "" — and re-wraps its data keys under it
+	// (ErrKEKNotUsable when ref cannot be found or used).
+	SetTenantKEK(ctx context.Context, t tenant.ID, ref string) error
 }
 
 // Tx is the work a tenancy unit of work can do.
@@ -216,8 +220,8 @@ func (s *Service) List(ctx context.Context, after uuid.UUID, limit int) ([]tenan
 // Update applies p to a tenant and records config.changed (a warning when
 // it deactivates the tenant). Errors: apperr.Invalid, tenant.ErrNotFound.
 func (s *Service) Update(ctx context.Context, id tenant.ID, p tenant.Patch) (tenant.Tenant, error) {
-	if p.Name == nil && p.Locale == nil && p.Active == nil && p.Config == nil && p.LegalHold == nil {
-		return tenant.Tenant{}, apperr.Fields(apperr.Field{Path: "", Message: "give at least one of name, locale, active, config, legal_hold"})
+	if p.Name == nil && p.Locale == nil && p.Active == nil && p.Config == nil && p.LegalHold == nil && p.KEKRef == nil {
+		return tenant.Tenant{}, apperr.Fields(apperr.Field{Path: "", Message: "give at least one of name, locale, active, config, legal_hold, byok_key"})
 	}
 	if p.Active != nil && *p.Active {
 		if cur, err := s.store.Tenant(ctx, id); err == nil && !cur.Erasing.IsZero() {
@@ -229,7 +233,7 @@ func (s *Service) Update(ctx context.Context, id tenant.ID, p tenant.Patch) (ten
 	}
 	var changed []string
 	for name, set := range map[string]bool{"name": p.Name != nil, "locale": p.Locale != nil, "active": p.Active != nil, "config": p.Config != nil,
-		"legal_hold": p.LegalHold != nil} {
+		"legal_hold": p.LegalHold != nil, "byok_key": p.KEKRef != nil} {
 		if set {
 			changed = append(changed, name)
 		}
@@ -241,6 +245,18 @@ func (s *Service) Update(ctx context.Context, id tenant.ID, p tenant.Patch) (ten
 	}
 	if p.LegalHold != nil {
 		data["legal_hold"] = *p.LegalHold
+	}
+	if p.KEKRef != nil {
+		// The key is the tenant's from here on: its data keys are re-wrapped
+		// under it before anything else changes (online; data is not
+		// re-encrypted). A key that cannot be used changes nothing.
+		if err := s.store.SetTenantKEK(ctx, id, *p.KEKRef); err != nil {
+			if errors.Is(err, ErrKEKNotUsable) {
+				return tenant.Tenant{}, apperr.Fields(apperr.Field{Path: "body.byok_key", Message: err.Error()})
+			}
+			return tenant.Tenant{}, err
+		}
+		data["byok_key"] = *p.KEKRef
 	}
 	ev := audit.New(ctx, audit.ConfigChanged, id).With("tenant", id.String(), uuid.Nil, data)
 	if p.Active != nil && !*p.Active {
@@ -336,6 +352,9 @@ func (s *Service) RevokeKey(ctx context.Context, t tenant.ID, id uuid.UUID) erro
 var (
 	ErrLegalHold = apperr.New(apperr.Conflict, "LEGAL_HOLD", "the tenant is under a legal hold: lift it (PATCH legal_hold=false) before erasing")
 	ErrErasing   = apperr.New(apperr.Conflict, "TENANT_ERASING", "the tenant is being erased and cannot be reactivated")
+	// ErrKEKNotUsable: a key a tenant brings that the provider cannot find
+	// or use.
+	ErrKEKNotUsable = apperr.New(apperr.Invalid, "KEK_NOT_USABLE", "the key-encryption key cannot be found or used by the key provider")
 )
 
 // Erasure reports a tenant's erasure.

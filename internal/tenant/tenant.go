@@ -45,6 +45,7 @@ type Tenant struct {
 	Active    bool
 	Config    map[string]any
 	LegalHold bool      // blocks erasure
+	BYOK      bool      // its data keys are wrapped by a key it brought
 	Erasing   time.Time // when its erasure started (zero: not being erased)
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -57,6 +58,9 @@ type Patch struct {
 	Active    *bool
 	Config    map[string]any
 	LegalHold *bool
+	// KEKRef, when set, is a key the tenant brings (BYOK: a PKCS#11 key
+	// label, a KMS key id, ARN or alias); "" returns to a key elile makes.
+	KEKRef *string
 }
 
 // Errors of tenant operations.
