@@ -554,7 +554,7 @@ func TestWriter_GroupCommitFlushAndFlood(t *testing.T) {
 		var id uuid.UUID
 		var data []byte
 		_ = rows.Scan(&id, &data)
-		pt, err := b.db.DataKeys().Open(ctx, data, postgres.EncryptedColumns()[6].AD(id, uuid.Nil))
+		pt, err := b.db.DataKeys().Open(ctx, data, column("audit_events", "event_data").AD(id, uuid.Nil))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 //nolint:gochecknoglobals // immutable descriptions of the encrypted columns
 var (
 	identifiersColumn = EncryptedColumn{Table: "entities", Column: "identifiers", ID: "entity_id", Tenant: "tenant_id"}
+	metadataColumn    = EncryptedColumn{Table: "entities", Column: "sealed_metadata", ID: "entity_id", Tenant: "tenant_id"}
 )
 
 // EntityStore keeps entities and their relations (entity.Store).
@@ -122,29 +123,45 @@ func (t *entityTx) Insert(ctx context.Context, e *entity.Entity) error {
 	if err != nil {
 		return err
 	}
-	meta, _ := json.Marshal(nonNilStrMap(e.Metadata))
+	var meta []byte
+	if len(e.Metadata) > 0 {
+		b, err := json.Marshal(e.Metadata)
+		if err != nil {
+			return err
+		}
+		if meta, err = t.db.keys.Seal(ctx, b, metadataColumn.AD(e.ID, e.Tenant.UUID())); err != nil {
+			return err
+		}
+	}
 	var ext *string
 	if e.ExternalID != "" {
 		ext = &e.ExternalID
 	}
-	t.QueueRow(`INSERT INTO entities (entity_id, tenant_id, entity_type, external_id, metadata, identifiers)
+	t.QueueRow(`INSERT INTO entities (entity_id, tenant_id, entity_type, external_id, sealed_metadata, identifiers)
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`,
 		[]any{e.ID, nullUUID(e.Tenant.UUID()), e.Type, ext, meta, sealed},
 		func(row pgx.Row) error { return row.Scan(&e.CreatedAt, &e.UpdatedAt) })
 	return t.queueBlind(ctx, e)
 }
 
-const entityCols = "entity_id, tenant_id, entity_type, coalesce(external_id, ''), metadata, identifiers, created_at, updated_at"
+const entityCols = "entity_id, tenant_id, entity_type, coalesce(external_id, ''), metadata, sealed_metadata, identifiers, created_at, updated_at"
 
 func (db *DB) scanEntity(ctx context.Context, row pgx.Row) (entity.Entity, error) {
 	var e entity.Entity
 	var tid *uuid.UUID
-	var meta, sealed []byte
-	if err := row.Scan(&e.ID, &tid, &e.Type, &e.ExternalID, &meta, &sealed, &e.CreatedAt, &e.UpdatedAt); err != nil {
+	var meta, sealedMeta, sealed []byte
+	if err := row.Scan(&e.ID, &tid, &e.Type, &e.ExternalID, &meta, &sealedMeta, &sealed, &e.CreatedAt, &e.UpdatedAt); err != nil {
 		return e, err
 	}
 	if tid != nil {
 		e.Tenant = tenant.ID(*tid)
+	}
+	if len(sealedMeta) > 0 {
+		plain, err := db.keys.Open(ctx, sealedMeta, metadataColumn.AD(e.ID, e.Tenant.UUID()))
+		if err != nil {
+			return e, fmt.Errorf("decrypt metadata of entity %s: %w", e.ID, err)
+		}
+		meta = plain
 	}
 	if err := json.Unmarshal(meta, &e.Metadata); err != nil {
 		return e, err
@@ -190,7 +207,7 @@ func (s *EntityStore) Entities(ctx context.Context, sc tenant.Scope, f entity.Fi
 			WHERE (tenant_id = $1 OR tenant_id IS NULL) AND ($2 = '' OR entity_type = $2) AND ($3 = '' OR external_id = $3)
 			  AND ($4::uuid IS NULL OR entity_id < $4) ORDER BY entity_id DESC LIMIT $5`
 		args := []any{nullUUID(sc.Tenant().UUID()), f.Type, f.ExternalID, nullUUID(after), limit + 1}
-		n, m, err := fit(ctx, tx, `SELECT coalesce(octet_length(identifiers), 0) + octet_length(metadata::text) `+where, limit, args...)
+		n, m, err := fit(ctx, tx, `SELECT coalesce(octet_length(identifiers), 0) + coalesce(octet_length(sealed_metadata), 0) + octet_length(metadata::text) `+where, limit, args...)
 		if err != nil || n == 0 {
 			return err
 		}
@@ -305,9 +322,3 @@ func (t *entityTx) InsertRelation(_ context.Context, r *entity.Relation) error {
 	return nil
 }
 
-func nonNilStrMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
-}

@@ -56,7 +56,7 @@ func erasureEndToEnd(t *testing.T, p kms.Provider) {
 			t.Fatal(err)
 		}
 		e, err := ents.Create(ctx, tenant.Of(c.Tenant.ID), entity.NewEntity{Type: "individual",
-			Identifiers: map[string]string{"ssn": ssn, "full_name": name}})
+			Identifiers: map[string]string{"ssn": ssn, "full_name": name}, Metadata: map[string]string{"manager": name + "'s manager"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func erasureEndToEnd(t *testing.T, p kms.Provider) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, plain := range []string{"123456789", "Erin Erased", "987654321", "Kim Kept"} {
+	for _, plain := range []string{"123456789", "Erin Erased", "987654321", "Kim Kept", "manager"} {
 		if bytes.Contains(raw, []byte(plain)) {
 			t.Errorf("the dump holds %q in clear", plain)
 		}

@@ -28,6 +28,7 @@ type EncryptedColumn struct {
 func EncryptedColumns() []EncryptedColumn {
 	return []EncryptedColumn{
 		{"entities", "identifiers", "entity_id", "tenant_id", true},
+		{"entities", "sealed_metadata", "entity_id", "tenant_id", true},
 		{"entity_profiles", "findings", "profile_id", "tenant_id", true},
 		{"entity_profiles", "connections", "profile_id", "tenant_id", true},
 		{"entity_profiles", "delta", "profile_id", "tenant_id", true},
@@ -138,7 +139,27 @@ func (db *DB) RotateKeys(ctx context.Context, batch int, progress func(RotationP
 	if err != nil {
 		return res, fmt.Errorf("count values to rotate: %w", err)
 	}
-	var done int64
+	plain, err := db.countPlainMetadata(ctx)
+	if err != nil {
+		return res, fmt.Errorf("count metadata to seal: %w", err)
+	}
+	total += plain
+	var sealedMeta int64
+	for {
+		n, err := db.sealMetadataBatch(ctx, batch)
+		if err != nil {
+			return res, fmt.Errorf("seal entities.metadata: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		sealedMeta += int64(n)
+		res.Rotated += int64(n)
+		if progress != nil {
+			progress(RotationProgress{Table: "entities", Column: "metadata", Done: sealedMeta, Total: max(total, sealedMeta), Elapsed: time.Since(start)})
+		}
+	}
+	done := sealedMeta
 	for _, c := range cols {
 		after := uuid.Nil
 		for {
@@ -173,6 +194,55 @@ func (db *DB) StaleValues(ctx context.Context) (int64, error) {
 		}
 	}
 	return db.countStale(ctx, cols)
+}
+
+// countPlainMetadata counts entities whose metadata is still in clear
+// (written before it was sealed).
+func (db *DB) countPlainMetadata(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		return tx.QueryRow(ctx, `SELECT count(*) FROM entities WHERE metadata <> '{}'::jsonb`).Scan(&n)
+	})
+	return n, err
+}
+
+// sealMetadataBatch moves up to limit entities' clear metadata into
+// sealed_metadata under their tenant's data key (compare-and-set on the
+// old value), in one transaction; 0 when none is left.
+func (db *DB) sealMetadataBatch(ctx context.Context, limit int) (int, error) {
+	var n int
+	err := db.InPlatformTx(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT entity_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), metadata::text
+			FROM entities WHERE metadata <> '{}'::jsonb ORDER BY entity_id LIMIT $1`, limit)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			id, tenant uuid.UUID
+			meta       string
+		}
+		batch, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			err := r.Scan(&x.id, &x.tenant, &x.meta)
+			return x, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, x := range batch {
+			ct, err := db.keys.Seal(ctx, []byte(x.meta), metadataColumn.AD(x.id, x.tenant))
+			if err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `UPDATE entities SET sealed_metadata = $2, metadata = '{}' WHERE entity_id = $1 AND metadata::text = $3`, x.id, ct, x.meta)
+			if err != nil {
+				return err
+			}
+			n += int(tag.RowsAffected())
+		}
+		return nil
+	})
+	return n, err
 }
 
 func (db *DB) countStale(ctx context.Context, cols []EncryptedColumn) (int64, error) {

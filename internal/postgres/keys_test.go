@@ -62,8 +62,8 @@ func seedEncrypted(t *testing.T, url string, ring *fieldcrypt.Keyring, tid tenan
 	for i := range n {
 		e := newUUID()
 		pt := fmt.Sprintf(`{"ssn":"1234567%02d"}`, i)
-		pgtest.Exec(t, url, "INSERT INTO entities (entity_id, tenant_id, entity_type, identifiers) VALUES ($1, $2, 'individual', $3)",
-			e, ten, seal(column("entities", "identifiers"), e, ten, pt))
+		pgtest.Exec(t, url, "INSERT INTO entities (entity_id, tenant_id, entity_type, identifiers, metadata) VALUES ($1, $2, 'individual', $3, $4)",
+			e, ten, seal(column("entities", "identifiers"), e, ten, pt), fmt.Sprintf(`{"employee_no": "E-%02d"}`, i))
 		out = append(out, sealedRow{column("entities", "identifiers"), e, ten, pt})
 
 		p := newUUID()
@@ -136,13 +136,14 @@ func TestRotateKeys_MovesEnvironmentDataToTenantKeys(t *testing.T) {
 		t.Fatalf("usage before rotation = %v", u)
 	}
 
-	// Interrupted after the first batch.
+	// Interrupted after the first batch (two entities' clear metadata
+	// sealed).
 	cctx, cancel := context.WithCancel(ctx)
 	var calls int
 	_, err := b.db.RotateKeys(cctx, 2, func(p postgres.RotationProgress) {
 		calls++
-		if p.Total != 30 || p.Done < 1 {
-			t.Errorf("progress = %+v, want total 30", p)
+		if p.Total != 35 || p.Done != 2 || p.Column != "metadata" {
+			t.Errorf("progress = %+v, want 2 of 35 (metadata first)", p)
 		}
 		cancel()
 	})
@@ -153,23 +154,34 @@ func TestRotateKeys_MovesEnvironmentDataToTenantKeys(t *testing.T) {
 	if err != nil || dek < fieldcrypt.DEKBase {
 		t.Fatalf("tenant data key = %d, %v", dek, err)
 	}
-	at := func(v uint32) string { return fmt.Sprintf("entities.identifiers@%d", v) }
-	if u := usage(t, b.db); u[at(dek)] != 2 || u[at(1)] != 3 {
-		t.Fatalf("usage after one batch = %v, want 2 of 5 identifiers moved to key %d", u, dek)
+	if u := usage(t, b.db); u[fmt.Sprintf("entities.sealed_metadata@%d", dek)] != 2 || u["entities.identifiers@1"] != 5 {
+		t.Fatalf("usage after one batch = %v, want 2 metadata sealed under key %d", u, dek)
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM entities WHERE metadata <> '{}'::jsonb"); n != 3 {
+		t.Fatalf("%d entities with metadata in clear after one batch, want 3", n)
 	}
 
 	// Resumed: finishes the rest.
 	var last postgres.RotationProgress
 	res, err := b.db.RotateKeys(ctx, 2, func(p postgres.RotationProgress) { last = p })
-	if err != nil || res.Rotated != 28 || len(res.Failures) != 0 {
-		t.Fatalf("resumed rotation = %+v, %v; want the 28 values left", res, err)
+	if err != nil || res.Rotated != 33 || len(res.Failures) != 0 {
+		t.Fatalf("resumed rotation = %+v, %v; want the 33 values left", res, err)
 	}
-	if last.Done != 28 || last.Total != 28 {
+	if last.Done != 33 || last.Total != 33 {
 		t.Errorf("final progress = %+v", last)
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM entities WHERE metadata <> '{}'::jsonb"); n != 0 {
+		t.Errorf("%d entities with metadata in clear after rotation", n)
 	}
 	u := usage(t, b.db)
 	for _, c := range postgres.EncryptedColumns() {
 		want := dek
+		if c.Column == "sealed_metadata" {
+			if u[fmt.Sprintf("entities.sealed_metadata@%d", dek)] != 5 {
+				t.Errorf("metadata not all sealed under key %d: %v", dek, u)
+			}
+			continue
+		}
 		if !c.Rotatable {
 			want = 1
 		}
@@ -194,6 +206,12 @@ func TestRotateKeys_MovesEnvironmentDataToTenantKeys(t *testing.T) {
 		if err != nil || string(pt) != r.plaintext {
 			t.Errorf("%s.%s %s after rotation: %q, %v; want %q", r.col.Table, r.col.Column, r.id, pt, err, r.plaintext)
 		}
+	}
+	var metaCT []byte
+	readInto(t, b.url, "SELECT sealed_metadata FROM entities WHERE entity_id = $1", []any{rows[0].id}, &metaCT)
+	if pt, err := db2.DataKeys().Open(ctx, metaCT, fieldcrypt.AD{Table: "entities", Column: "sealed_metadata", Row: rows[0].id, Tenant: a.UUID()}); err != nil ||
+		string(pt) != `{"employee_no": "E-00"}` {
+		t.Errorf("sealed metadata: %q, %v", pt, err)
 	}
 	bi, err := db2.DataKeys().BlindIndex(ctx, a.UUID(), "ssn", "123456700")
 	if err != nil || !bytes.Equal(bi, legacy.BlindIndex(a.UUID(), "ssn", "123456700")) {
@@ -225,7 +243,7 @@ func TestRotateKeys_ReportsTamperedValues(t *testing.T) {
 	if len(res.Failures) != 1 || res.Failures[0].ID != rows[6].id || !errors.Is(res.Failures[0].Err, fieldcrypt.ErrAuthentication) {
 		t.Fatalf("failures = %+v, want the copied value", res.Failures)
 	}
-	if res.Rotated != 11 {
-		t.Errorf("rotated %d, want the other 11", res.Rotated)
+	if res.Rotated != 13 {
+		t.Errorf("rotated %d, want the other 11 and the 2 entities' metadata", res.Rotated)
 	}
 }

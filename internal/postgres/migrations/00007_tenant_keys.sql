@@ -25,6 +25,12 @@
 ALTER TABLE tenants ADD COLUMN legal_hold boolean NOT NULL DEFAULT false,
                     ADD COLUMN erasure_started_at timestamptz;
 
+-- Customer metadata may hold personal data: sealed under the tenant's data
+-- key like identifiers. metadata (jsonb) stays for values written before;
+-- elile keys rotate moves them here.
+ALTER TABLE entities ADD COLUMN sealed_metadata bytea;
+GRANT UPDATE (metadata, sealed_metadata) ON entities TO elile_platform;
+
 CREATE TABLE tenant_keks (
   tenant_id    uuid NOT NULL,
   version      integer NOT NULL CHECK (version >= 1),
@@ -79,6 +85,7 @@ GRANT USAGE ON SEQUENCE tenant_keys_id_seq TO elile_platform;
 GRANT EXECUTE ON FUNCTION elile_active_key(uuid) TO elile_platform;
 
 -- +goose Down
+ALTER TABLE entities DROP COLUMN sealed_metadata;
 ALTER TABLE tenants DROP COLUMN legal_hold, DROP COLUMN erasure_started_at;
 DROP FUNCTION elile_active_key(uuid);
 DROP TABLE tenant_keys;
