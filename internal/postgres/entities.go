@@ -321,4 +321,3 @@ func (t *entityTx) InsertRelation(_ context.Context, r *entity.Relation) error {
 		func(row pgx.Row) error { return row.Scan(&r.CreatedAt) })
 	return nil
 }
-
