@@ -251,9 +251,12 @@ func (w *Writer) commit(batch []pending) {
 // its safe form. Any other failure (the connection) is retried once.
 func (w *Writer) insert(ctx context.Context, evs []Event) error {
 	err := w.store.InsertAuditBatch(ctx, evs)
+	var keyless EventErrors
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &keyless):
+		return err // written: the events without their data are the answer
 	case apperr.KindOf(err) == apperr.Invalid:
 		if len(evs) == 1 {
 			w.rejected.Inc()

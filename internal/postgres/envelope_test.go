@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/kms"
 	"github.com/elile/elile/internal/kms/kmstest"
@@ -242,5 +243,49 @@ func BenchmarkKeys_Warm(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// One tenant's missing key never fails another tenant's audit events: in
+// one group-commit batch, the event whose tenant key cannot be had is
+// written without its data and only its request fails (KEY_UNAVAILABLE);
+// the other tenant's event is written whole.
+func TestWriter_OneTenantsKeyNeverFailsABatch(t *testing.T) {
+	t.Parallel()
+	local, err := kms.NewLocal(bytes.Repeat([]byte{6}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &watched{Provider: local}
+	b := setup(t, postgres.Options{KMS: p})
+	ctx := context.Background()
+	a, c := seedTenant(t, b.url, "writer-keys-a"), seedTenant(t, b.url, "writer-keys-c")
+	if _, err := b.db.DataKeys().Seal(ctx, []byte("warm"), fieldcrypt.AD{Tenant: a.UUID()}); err != nil {
+		t.Fatal(err)
+	}
+	p.down.Store(true) // c has no keys yet and cannot get them now
+
+	w := audit.NewWriter(b.db, quietLog(), 100, 100)
+	wctx, stop := context.WithCancel(ctx)
+	go w.Run(wctx)
+	defer func() { stop(); w.Wait() }()
+	evA, evC := event(a, audit.DataAccessed), event(c, audit.DataAccessed)
+	errs := make(chan error, 2)
+	go func() { errs <- w.Write(ctx, evA) }()
+	go func() { errs <- w.Write(ctx, evC) }()
+	var failed []error
+	for range 2 {
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) != 1 || !errors.Is(failed[0], fieldcrypt.ErrKeyUnavailable) {
+		t.Fatalf("write errors = %v, want one KEY_UNAVAILABLE", failed)
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE audit_id = $1 AND event_data IS NOT NULL", evA.ID); n != 1 {
+		t.Error("tenant a's event was not written whole")
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE audit_id = $1 AND event_data IS NULL", evC.ID); n != 1 {
+		t.Error("tenant c's event was not written without its data")
 	}
 }
