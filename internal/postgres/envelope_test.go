@@ -16,6 +16,8 @@ import (
 	"github.com/elile/elile/internal/kms/kmstest"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/postgres/pgtest"
+	"github.com/elile/elile/internal/tenancy"
+	"github.com/elile/elile/internal/tenant"
 )
 
 // watched is a provider that counts its calls and can be made unreachable.
@@ -287,5 +289,55 @@ func TestWriter_OneTenantsKeyNeverFailsABatch(t *testing.T) {
 	}
 	if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE audit_id = $1 AND event_data IS NULL", evC.ID); n != 1 {
 		t.Error("tenant c's event was not written without its data")
+	}
+}
+
+// destroys counts DestroyKEK calls.
+type destroys struct {
+	*watched
+	destroyed []kms.KEK
+}
+
+func (d *destroys) DestroyKEK(ctx context.Context, k kms.KEK) error {
+	d.destroyed = append(d.destroyed, k)
+	return d.watched.DestroyKEK(ctx, k)
+}
+
+// Creating a tenant is atomic, provider included: when its unit of work
+// fails (a taken slug, found at commit) the KEK made for it is destroyed
+// and no row of it stays; with the provider down, nothing is made at all.
+func TestTenantCreate_AtomicWithItsKeys(t *testing.T) {
+	t.Parallel()
+	local, err := kms.NewLocal(bytes.Repeat([]byte{8}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &destroys{watched: &watched{Provider: local}}
+	b := setup(t, postgres.Options{KMS: p})
+	ctx := context.Background()
+	svc := tenancy.NewService(b.db.Tenancy(), nil)
+	if _, err := svc.Create(ctx, tenancy.NewTenant{Name: "First", Slug: "atomic"}); err != nil {
+		t.Fatal(err)
+	}
+	second := tenant.NewID()
+	if _, err := svc.Create(ctx, tenancy.NewTenant{ID: second, Name: "Second", Slug: "atomic"}); !errors.Is(err, tenant.ErrSlugTaken) {
+		t.Fatalf("second tenant with the slug = %v", err)
+	}
+	if len(p.destroyed) != 1 || p.destroyed[0].Label != "elile/tenant/"+second.String() {
+		t.Fatalf("KEKs destroyed after the failed creation = %+v, want the second tenant's", p.destroyed)
+	}
+	for _, q := range []string{"SELECT count(*) FROM tenant_keks WHERE tenant_id = $1", "SELECT count(*) FROM tenant_keys WHERE tenant_id = $1",
+		"SELECT count(*) FROM tenants WHERE tenant_id = $1"} {
+		if n := countRows(t, b.url, q, second.UUID()); n != 0 {
+			t.Errorf("%s = %d after the failed creation", q, n)
+		}
+	}
+	p.down.Store(true)
+	third := tenant.NewID()
+	if _, err := svc.Create(ctx, tenancy.NewTenant{ID: third, Name: "Third", Slug: "atomic-3"}); !errors.Is(err, fieldcrypt.ErrKeyUnavailable) {
+		t.Fatalf("creation with the provider down = %v, want KEY_UNAVAILABLE", err)
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM tenants WHERE tenant_id = $1", third.UUID()); n != 0 {
+		t.Error("a tenant was stored without its keys")
 	}
 }
