@@ -21,6 +21,15 @@ import (
 	"github.com/elile/elile/internal/tenant"
 )
 
+// openDBFromEnv loads the configuration and opens the pool (openDB).
+func openDBFromEnv(ctx context.Context, getenv func(string) string, stderr io.Writer) (*postgres.DB, func(), error) {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return openDB(ctx, cfg, stderr)
+}
+
 // openDB opens the pool for an admin command and waits for the database.
 func openDB(ctx context.Context, cfg config.Config, stderr io.Writer) (*postgres.DB, func(), error) {
 	log, err := newLogger(cfg, stderr)
@@ -86,11 +95,7 @@ func cmdTenant(ctx context.Context, args []string, getenv func(string) string, s
 	if *name == "" || len(*name) > 200 {
 		return usageError{errors.New("--name is required (1 to 200 characters)")}
 	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
-	db, closeDB, err := openDB(ctx, cfg, stderr)
+	db, closeDB, err := openDBFromEnv(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -148,11 +153,7 @@ func cmdAPIKey(ctx context.Context, args []string, getenv func(string) string, s
 	if *name == "" {
 		*name = "cli key"
 	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
-	db, closeDB, err := openDB(ctx, cfg, stderr)
+	db, closeDB, err := openDBFromEnv(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -232,11 +233,7 @@ func cmdTenantErase(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil || *confirm == "" {
 		return usageError{errors.New(tenantUsage)}
 	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
-	db, closeDB, err := openDB(ctx, cfg, stderr)
+	db, closeDB, err := openDBFromEnv(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}

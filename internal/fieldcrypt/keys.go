@@ -382,7 +382,13 @@ func (k *Keys) key(ctx context.Context, d DEK) ([]byte, error) {
 	return b, nil
 }
 
-func newAEAD(key []byte) (cipher.AEAD, error) {
+// aead is AES-256-GCM under d, built from the cached key bytes each time
+// (so that only the cache holds them, and zeroes them when they leave it).
+func (k *Keys) aead(ctx context.Context, d DEK) (cipher.AEAD, error) {
+	key, err := k.key(ctx, d)
+	if err != nil {
+		return nil, err
+	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
@@ -401,11 +407,7 @@ func (k *Keys) Seal(ctx context.Context, plaintext []byte, ad AD) ([]byte, error
 }
 
 func (k *Keys) sealWith(ctx context.Context, d DEK, plaintext []byte, ad AD) ([]byte, error) {
-	key, err := k.key(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := newAEAD(key)
+	aead, err := k.aead(ctx, d)
 	if err != nil {
 		return nil, err
 	}
@@ -440,11 +442,7 @@ func (k *Keys) Open(ctx context.Context, ciphertext []byte, ad AD) ([]byte, erro
 	if d.Tenant != ad.Tenant || d.Purpose != PurposeData {
 		return nil, ErrAuthentication // another tenant's key: never tried
 	}
-	key, err := k.key(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := newAEAD(key)
+	aead, err := k.aead(ctx, d)
 	if err != nil {
 		return nil, err
 	}

@@ -42,10 +42,7 @@ func TestErasure_EndToEnd(t *testing.T) {
 func erasureEndToEnd(t *testing.T, p kms.Provider) {
 	ctx := context.Background()
 	b := setup(t, postgres.Options{KMS: p})
-	w := audit.NewWriter(b.db, quietLog(), 1000, 100)
-	wctx, stop := context.WithCancel(ctx)
-	go w.Run(wctx)
-	defer func() { stop(); w.Wait() }()
+	w := runWriter(t, b.db)
 	tenants := tenancy.NewService(b.db.Tenancy(), nil)
 	ents := entity.NewService(b.db.Entities(), w, nil)
 
@@ -152,4 +149,14 @@ func erasureEndToEnd(t *testing.T, p kms.Provider) {
 	if pt, err := identifiers(keptEntity, kept); err != nil || !bytes.Contains(pt, []byte("987654321")) {
 		t.Errorf("the other tenant's identifiers from the copy: %q, %v", pt, err)
 	}
+}
+
+// runWriter runs an audit writer over db until the test ends.
+func runWriter(t *testing.T, db *postgres.DB) *audit.Writer {
+	t.Helper()
+	w := audit.NewWriter(db, quietLog(), 1000, 100)
+	ctx, stop := context.WithCancel(context.Background())
+	go w.Run(ctx)
+	t.Cleanup(func() { stop(); w.Wait() })
+	return w
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/apperr"
-	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/kms/kmstest"
@@ -27,10 +26,7 @@ func TestKEKRotation_AndBYOK(t *testing.T) {
 	ctx := context.Background()
 	p := kmstest.AWS(t)
 	b := setup(t, postgres.Options{KMS: p})
-	w := audit.NewWriter(b.db, quietLog(), 1000, 100)
-	wctx, stop := context.WithCancel(ctx)
-	go w.Run(wctx)
-	defer func() { stop(); w.Wait() }()
+	w := runWriter(t, b.db)
 	tenants := tenancy.NewService(b.db.Tenancy(), nil)
 	c, err := tenants.Create(ctx, tenancy.NewTenant{Name: "Rotating", Slug: "rotating"})
 	if err != nil {
