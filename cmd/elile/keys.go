@@ -21,7 +21,7 @@ import (
 	"github.com/elile/elile/internal/postgres"
 )
 
-const keysUsage = "usage: elile keys generate | status [--json] | rotate [--batch N] [--json] | rotate-dek --tenant ID|platform | rotate-kek [--older-than 720h] [--json] | blind-index-key"
+const keysUsage = "usage: elile keys generate | status [--json] | rotate [--batch N] [--json] | rotate-dek --tenant ID|platform | rotate-kek [--older-than 720h] [--json] | reindex --tenant ID|platform | blind-index-key"
 
 func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -31,7 +31,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "JSON output")
 	batch := fs.Int("batch", 500, "rows per transaction (rotate)")
-	tenantFlag := fs.String("tenant", "", "rotate-dek: the tenant whose data key to rotate, or platform")
+	tenantFlag := fs.String("tenant", "", "rotate-dek, reindex: the tenant, or platform")
 	olderThan := fs.Duration("older-than", 30*24*time.Hour, "rotate-kek: rotate the KEKs at least this old (0: all)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err}
@@ -43,7 +43,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	case "generate":
 		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(fieldcrypt.GenerateKey()))
 		return nil
-	case "status", "rotate", "rotate-dek", "rotate-kek", "blind-index-key":
+	case "status", "rotate", "rotate-dek", "rotate-kek", "reindex", "blind-index-key":
 	default:
 		return usageError{fmt.Errorf("unknown keys command %q; %s", args[0], keysUsage)}
 	}
@@ -70,13 +70,32 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	if args[0] == "rotate-kek" {
 		return keysRotateKEK(ctx, db, *olderThan, *asJSON || !isTerminal(stdout), stdout)
 	}
-	if args[0] == "rotate-dek" {
-		t := uuid.Nil
+	t := uuid.Nil
+	if args[0] == "rotate-dek" || args[0] == "reindex" {
 		if *tenantFlag != "platform" {
 			if t, err = uuid.Parse(*tenantFlag); err != nil {
 				return usageError{errors.New("--tenant must be a tenant id or platform")}
 			}
 		}
+	}
+	if args[0] == "reindex" {
+		res, err := db.Reindex(ctx, t, *batch, func(d time.Duration) error {
+			fmt.Fprintf(stdout, "new blind key in place; waiting %s for every server to index under both keys\n", d.Round(time.Second))
+			select {
+			case <-time.After(d):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}, nil)
+		if err != nil {
+			return fmt.Errorf("re-index stopped (run it again to continue): %w", err)
+		}
+		fmt.Fprintf(stdout, "blind key %d: %d entities indexed, %d old indexes deleted, old key retired, in %s\n",
+			res.NewKey, res.Indexed, res.Dropped, res.Elapsed.Round(time.Millisecond))
+		return nil
+	}
+	if args[0] == "rotate-dek" {
 		id, err := db.RotateDataKey(ctx, t)
 		if err != nil {
 			return err

@@ -32,7 +32,7 @@ type Purpose string
 // Purposes of tenant keys.
 const (
 	PurposeData  Purpose = "data"  // seals values; the newest is active
-	PurposeBlind Purpose = "blind" // blind indexes; one per tenant, never rotated
+	PurposeBlind Purpose = "blind" // blind indexes; one per tenant (two during a re-index), never rotated with the data key
 )
 
 // KEKRecord is a tenant's key-encryption key as stored: which provider key
@@ -71,6 +71,9 @@ type TenantKeys struct {
 	KEK   KEKRecord
 	Data  DEK
 	Blind DEK
+	// OldBlind is the blind key a re-index is replacing: while it is set,
+	// every unique identifier is indexed, and looked up, under both.
+	OldBlind *DEK
 }
 
 // DEKStore keeps wrapped tenant keys (postgres implements it).
@@ -155,6 +158,9 @@ func NewKeys(c KeysConfig) *Keys {
 	}
 	return &Keys{c: c, tenants: map[uuid.UUID]tenantEntry{}, ids: map[uint32]DEK{}}
 }
+
+// MetaTTL is how long a server trusts the key rows it read.
+func (k *Keys) MetaTTL() time.Duration { return k.c.MetaTTL }
 
 // Provider is the key provider.
 func (k *Keys) Provider() kms.Provider { return k.c.Provider }
@@ -260,6 +266,12 @@ func (k *Keys) Adopt(tk TenantKeys) {
 	k.ids[tk.Blind.ID] = tk.Blind
 }
 
+// Blind is one blind index of a value and the key that made it.
+type Blind struct {
+	Key   uint32
+	Index []byte
+}
+
 // Forget drops what is in memory about tenant (after its erasure or a
 // rotation), so the next use reads the store again.
 func (k *Keys) Forget(tenant uuid.UUID) {
@@ -276,6 +288,9 @@ func (k *Keys) Forget(tenant uuid.UUID) {
 	if ok {
 		k.c.Cache.Forget(te.keys.Data.wrapped().Name)
 		k.c.Cache.Forget(te.keys.Blind.wrapped().Name)
+		if te.keys.OldBlind != nil {
+			k.c.Cache.Forget(te.keys.OldBlind.wrapped().Name)
+		}
 	}
 }
 
@@ -487,15 +502,40 @@ func (k *Keys) Active(ctx context.Context, tenant uuid.UUID) (uint32, error) {
 // inputs in one tenant give equal indexes; the same value in two tenants,
 // or under two kinds, gives unrelated ones.
 func (k *Keys) BlindIndex(ctx context.Context, tenant uuid.UUID, kind, normalized string) ([]byte, error) {
+	bs, err := k.BlindIndexes(ctx, tenant, kind, normalized)
+	if err != nil {
+		return nil, err
+	}
+	return bs[0].Index, nil
+}
+
+// BlindIndexes returns the value's blind index under each of the tenant's
+// blind keys, the newest first: one, or two while a re-index runs.
+// Uniqueness is kept by storing and looking up all of them.
+func (k *Keys) BlindIndexes(ctx context.Context, tenant uuid.UUID, kind, normalized string) ([]Blind, error) {
 	tk, err := k.tenantKeys(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
-	key, err := k.key(ctx, tk.Blind)
-	if err != nil {
-		return nil, err
+	ds := []DEK{tk.Blind}
+	if tk.OldBlind != nil {
+		ds = append(ds, *tk.OldBlind)
 	}
-	return blindIndex(key, kind, normalized), nil
+	out := make([]Blind, 0, len(ds))
+	for _, d := range ds {
+		key, err := k.key(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Blind{Key: d.ID, Index: blindIndex(key, kind, normalized)})
+	}
+	return out, nil
+}
+
+// NewBlindKey makes a fresh random blind-index key under rec, for a
+// re-index (the caller stores it).
+func (k *Keys) NewBlindKey(ctx context.Context, rec KEKRecord) (DEK, error) {
+	return k.wrapNew(ctx, rec, PurposeBlind, nil)
 }
 
 func blindIndex(key []byte, kind, normalized string) []byte {

@@ -65,27 +65,30 @@ func (db *DB) sealIdentifiers(ctx context.Context, e entity.Entity) ([]byte, err
 	return db.keys.Seal(ctx, b, identifiersColumn.AD(e.ID, e.Tenant.UUID()))
 }
 
-// blindRows are the blind-index rows of e's unique identifiers.
-func (db *DB) blindRows(ctx context.Context, e entity.Entity) (kinds []string, indexes [][]byte, err error) {
+// blindRows are the blind-index rows of e's unique identifiers: one per
+// identifier and blind key of its tenant (two keys during a re-index).
+func (db *DB) blindRows(ctx context.Context, e entity.Entity) (kinds []string, indexes [][]byte, keys []int64, err error) {
 	for _, k := range slices.Sorted(maps.Keys(e.Identifiers)) {
 		if identifier.Unique(k) {
-			bi, err := db.keys.BlindIndex(ctx, e.Tenant.UUID(), k, e.Identifiers[k])
+			bs, err := db.keys.BlindIndexes(ctx, e.Tenant.UUID(), k, e.Identifiers[k])
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
-			kinds, indexes = append(kinds, k), append(indexes, bi)
+			for _, b := range bs {
+				kinds, indexes, keys = append(kinds, k), append(indexes, b.Index), append(keys, int64(b.Key))
+			}
 		}
 	}
-	return kinds, indexes, nil
+	return kinds, indexes, keys, nil
 }
 
-const insertBlindSQL = `INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index)
-	SELECT id, $2, $3, kind, bi FROM unnest($1::uuid[], $4::text[], $5::bytea[]) AS x(id, kind, bi)`
+const insertBlindSQL = `INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index, blind_key)
+	SELECT id, $2, $3, kind, bi, bk FROM unnest($1::uuid[], $4::text[], $5::bytea[], $6::int[]) AS x(id, kind, bi, bk)`
 
 // queueBlind queues the blind-index rows of e's unique identifiers.
 func (t *entityTx) queueBlind(ctx context.Context, e *entity.Entity) error {
 	t.saved = e
-	kinds, idx, err := t.db.blindRows(ctx, *e)
+	kinds, idx, keys, err := t.db.blindRows(ctx, *e)
 	if err != nil || len(kinds) == 0 {
 		return err
 	}
@@ -93,14 +96,14 @@ func (t *entityTx) queueBlind(ctx context.Context, e *entity.Entity) error {
 	for i := range ids {
 		ids[i] = uuid.Must(uuid.NewV7())
 	}
-	t.Queue(insertBlindSQL, ids, e.ID, nullUUID(e.Tenant.UUID()), kinds, idx)
+	t.Queue(insertBlindSQL, ids, e.ID, nullUUID(e.Tenant.UUID()), kinds, idx, keys)
 	return nil
 }
 
 // duplicateOf finds which entity of e's tenant already holds one of e's
 // unique identifiers.
 func (db *DB) duplicateOf(ctx context.Context, sc tenant.Scope, e entity.Entity) error {
-	kinds, idx, err := db.blindRows(ctx, e)
+	kinds, idx, _, err := db.blindRows(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -229,19 +232,27 @@ func (s *EntityStore) Entities(ctx context.Context, sc tenant.Scope, f entity.Fi
 func (s *EntityStore) FindByIdentifier(ctx context.Context, sc tenant.Scope, kind, value string) ([]entity.Entity, error) {
 	db := s.db
 	var out []entity.Entity
-	own, err := db.keys.BlindIndex(ctx, sc.Tenant().UUID(), kind, value)
+	indexes := func(t uuid.UUID) ([][]byte, error) {
+		bs, err := db.keys.BlindIndexes(ctx, t, kind, value)
+		out := make([][]byte, 0, len(bs))
+		for _, b := range bs {
+			out = append(out, b.Index)
+		}
+		return out, err
+	}
+	own, err := indexes(sc.Tenant().UUID())
 	if err != nil {
 		return nil, err
 	}
-	shared, err := db.keys.BlindIndex(ctx, uuid.Nil, kind, value)
+	shared, err := indexes(uuid.Nil)
 	if err != nil {
 		return nil, err
 	}
 	err = db.InScope(ctx, sc, func(tx *Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+entityCols+` FROM entities WHERE entity_id IN (
-				SELECT entity_id FROM entity_identifiers WHERE tenant_id = $1 AND kind = $2 AND blind_index = $3
+				SELECT entity_id FROM entity_identifiers WHERE tenant_id = $1 AND kind = $2 AND blind_index = ANY($3)
 				UNION ALL
-				SELECT entity_id FROM entity_identifiers WHERE tenant_id IS NULL AND kind = $2 AND blind_index = $4)
+				SELECT entity_id FROM entity_identifiers WHERE tenant_id IS NULL AND kind = $2 AND blind_index = ANY($4))
 			ORDER BY entity_id DESC`, nullUUID(sc.Tenant().UUID()), kind, own, shared)
 		if err != nil {
 			return err

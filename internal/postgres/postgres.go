@@ -64,6 +64,9 @@ type Options struct {
 	KMSCache *kms.Cache
 	// PlatformKEK, when set, wraps the platform's own data keys.
 	PlatformKEK *kms.KEK
+	// KeyMetaTTL is how long key rows read from the database are trusted
+	// (0: a minute).
+	KeyMetaTTL time.Duration
 }
 
 // DB is the pool the server runs its queries through, as AppRole.
@@ -113,7 +116,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 			o.KMSCache = kms.NewCache(o.KMS, 15*time.Minute, 10000, nil)
 		}
 		db.keys = fieldcrypt.NewKeys(fieldcrypt.KeysConfig{Provider: o.KMS, Cache: o.KMSCache, Store: keyStore{db},
-			Legacy: o.Keyring, PlatformKEK: o.PlatformKEK})
+			Legacy: o.Keyring, PlatformKEK: o.PlatformKEK, MetaTTL: o.KeyMetaTTL})
 	}
 	return db, nil
 }

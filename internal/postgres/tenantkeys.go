@@ -50,14 +50,15 @@ func (s keyStore) TenantKeys(ctx context.Context, t uuid.UUID) (fieldcrypt.Tenan
 	defer conn.Release()
 	rows, err := conn.Query(ctx, `SELECT `+dekCols+` FROM tenant_keys k
 		JOIN tenant_keks e ON e.tenant_id = k.tenant_id AND e.version = k.kek_version
-		WHERE k.tenant_id = $1 AND (k.purpose = 'blind' OR k.key_id =
-			(SELECT max(key_id) FROM tenant_keys WHERE tenant_id = $1 AND purpose = 'data'))`, t)
+		WHERE k.tenant_id = $1 AND ((k.purpose = 'blind' AND k.retired_at IS NULL) OR k.key_id =
+			(SELECT max(key_id) FROM tenant_keys WHERE tenant_id = $1 AND purpose = 'data'))
+		ORDER BY k.key_id DESC`, t)
 	if err != nil {
 		return fieldcrypt.TenantKeys{}, translate(err)
 	}
 	defer rows.Close()
 	var tk fieldcrypt.TenantKeys
-	n := 0
+	n, blinds := 0, 0
 	for rows.Next() {
 		d, rec, destroyed, err := scanDEK(rows)
 		if err != nil {
@@ -67,10 +68,15 @@ func (s keyStore) TenantKeys(ctx context.Context, t uuid.UUID) (fieldcrypt.Tenan
 			return fieldcrypt.TenantKeys{}, fieldcrypt.ErrKeyDestroyed
 		}
 		n++
-		if d.Purpose == fieldcrypt.PurposeData {
+		switch {
+		case d.Purpose == fieldcrypt.PurposeData:
 			tk.Data, tk.KEK = d, rec
-		} else {
+		case blinds == 0: // newest first
 			tk.Blind = d
+			blinds++
+		default:
+			tk.OldBlind = &d
+			blinds++
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -86,8 +92,8 @@ func (s keyStore) TenantKeys(ctx context.Context, t uuid.UUID) (fieldcrypt.Tenan
 		}
 		return fieldcrypt.TenantKeys{}, fieldcrypt.ErrNoTenantKeys
 	}
-	if n != 2 {
-		return fieldcrypt.TenantKeys{}, fmt.Errorf("tenant %s: %d keys stored, want a data and a blind key", t, n)
+	if tk.Data.ID == 0 || blinds == 0 || blinds > 2 {
+		return fieldcrypt.TenantKeys{}, fmt.Errorf("tenant %s: %d keys stored (%d blind), want a data key and one or two blind keys", t, n, blinds)
 	}
 	return tk, nil
 }

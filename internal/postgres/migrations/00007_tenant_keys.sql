@@ -52,13 +52,18 @@ CREATE TABLE tenant_keys (
   kek_version integer NOT NULL,
   wrapped     bytea NOT NULL CHECK (octet_length(wrapped) BETWEEN 32 AND 4096),
   created_at  timestamptz NOT NULL DEFAULT now(),
+  retired_at  timestamptz, -- a blind key replaced by a re-index
   FOREIGN KEY (tenant_id, kek_version) REFERENCES tenant_keks ON UPDATE RESTRICT ON DELETE RESTRICT
 );
 ALTER SEQUENCE tenant_keys_id_seq OWNED BY tenant_keys.key_id;
 CREATE INDEX tenant_keys_tenant ON tenant_keys (tenant_id, purpose, key_id DESC);
--- One blind-index key per tenant, so lookups never depend on which DEK is
--- active; two servers provisioning the same tenant at once cannot both win.
-CREATE UNIQUE INDEX tenant_keys_one_blind ON tenant_keys (tenant_id) WHERE purpose = 'blind';
+-- A tenant has one blind-index key, so lookups never depend on which data
+-- key is active — two during an explicit re-index (elile keys reindex),
+-- when every unique identifier is indexed under both. Which key made a
+-- blind index: entity_identifiers.blind_key (NULL: the tenant's first).
+ALTER TABLE entity_identifiers ADD COLUMN blind_key integer;
+ALTER TABLE entity_identifiers DROP CONSTRAINT entity_identifiers_entity_id_kind_key;
+CREATE UNIQUE INDEX entity_identifiers_entity_kind_key ON entity_identifiers (entity_id, kind, coalesce(blind_key, 0));
 
 -- The header bytes (key id) of a ciphertext sealed under the tenant's
 -- active data key: rotation selects the values whose header differs.
@@ -80,12 +85,17 @@ CREATE POLICY platform_access ON tenant_keks TO elile_platform USING (true) WITH
 CREATE POLICY platform_access ON tenant_keys TO elile_platform USING (true) WITH CHECK (true);
 GRANT SELECT ON tenant_keks, tenant_keys TO elile_app, elile_audit_writer;
 GRANT SELECT, INSERT, UPDATE ON tenant_keks TO elile_platform;
-GRANT SELECT, INSERT, UPDATE (kek_version, wrapped) ON tenant_keys TO elile_platform;
+GRANT SELECT, INSERT, UPDATE (kek_version, wrapped, retired_at) ON tenant_keys TO elile_platform;
 GRANT USAGE ON SEQUENCE tenant_keys_id_seq TO elile_platform;
 GRANT EXECUTE ON FUNCTION elile_active_key(uuid) TO elile_platform;
 
 -- +goose Down
 ALTER TABLE entities DROP COLUMN sealed_metadata;
+DROP INDEX entity_identifiers_entity_kind_key;
+DELETE FROM entity_identifiers a USING entity_identifiers b
+  WHERE a.entity_id = b.entity_id AND a.kind = b.kind AND coalesce(a.blind_key, 0) < coalesce(b.blind_key, 0);
+ALTER TABLE entity_identifiers ADD CONSTRAINT entity_identifiers_entity_id_kind_key UNIQUE (entity_id, kind);
+ALTER TABLE entity_identifiers DROP COLUMN blind_key;
 ALTER TABLE tenants DROP COLUMN legal_hold, DROP COLUMN erasure_started_at;
 DROP FUNCTION elile_active_key(uuid);
 DROP TABLE tenant_keys;
