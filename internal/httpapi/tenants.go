@@ -48,12 +48,14 @@ type createTenantInput struct {
 		Slug   string         `json:"slug,omitempty" pattern:"^[a-z0-9-]{3,63}$" doc:"3–63 of a-z, 0-9 and -; derived from the name when absent"`
 		Locale string         `json:"locale,omitempty" default:"US" minLength:"2" maxLength:"35" pattern:"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"`
 		Config map[string]any `json:"config,omitempty" doc:"Tenant settings (no personal data); at most 64 KiB as JSON"`
+		BYOK   string         `json:"byok_key,omitempty" maxLength:"2048" doc:"Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from the start. Empty: a key elile makes."`
 	}
 }
 
 func handleTenantCreate(svc *tenancy.Service) handlerFunc[createTenantInput, tenantOutput] {
 	return func(ctx context.Context, in *createTenantInput) (*tenantOutput, error) {
-		c, err := svc.Create(ctx, tenancy.NewTenant{Name: in.Body.Name, Slug: in.Body.Slug, Locale: in.Body.Locale, Config: in.Body.Config})
+		c, err := svc.Create(ctx, tenancy.NewTenant{Name: in.Body.Name, Slug: in.Body.Slug, Locale: in.Body.Locale, Config: in.Body.Config,
+			KEKRef: in.Body.BYOK})
 		if err != nil {
 			return nil, err
 		}

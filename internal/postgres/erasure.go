@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -40,24 +41,37 @@ func (t *tenancyTx) DeleteTenant(ctx context.Context, id tenant.ID) error {
 // them destroyed (tenancy.Store). In that order: if marking fails, running
 // it again finds the KEKs gone (ErrKEKNotFound) and marks them.
 func (s *TenancyStore) DestroyTenantKeys(ctx context.Context, id tenant.ID) (bool, error) {
-	db := s.db
+	destroyed, err := s.db.destroyKEKs(ctx, id.UUID(), math.MaxInt32)
+	s.db.keys.Forget(id.UUID())
+	return destroyed, err
+}
+
+// destroyKEKs destroys t's KEK versions below `below` in the provider, then
+// marks them destroyed — those the provider destroyed (or no longer has):
+// a key the tenant brought is marked only, and one the provider cannot
+// destroy (local) is not marked. It reports whether the provider destroyed
+// every one of them.
+func (db *DB) destroyKEKs(ctx context.Context, t uuid.UUID, below int) (bool, error) {
+	id := tenant.ID(t)
 	if db.keys == nil {
 		return false, errors.New("postgres: no keys configured")
 	}
 	type kek struct {
+		version   int
 		k         kms.KEK
 		byok      bool
 		destroyed bool
 	}
 	var keks []kek
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT provider, key_id, label, byok, destroyed_at IS NOT NULL FROM tenant_keks WHERE tenant_id = $1`, id.UUID())
+		rows, err := tx.Query(ctx, `SELECT version, provider, key_id, label, byok, destroyed_at IS NOT NULL FROM tenant_keks
+			WHERE tenant_id = $1 AND version < $2`, id.UUID(), below)
 		if err != nil {
 			return err
 		}
 		keks, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (kek, error) {
 			var k kek
-			err := r.Scan(&k.k.Provider, &k.k.ID, &k.k.Label, &k.byok, &k.destroyed)
+			err := r.Scan(&k.version, &k.k.Provider, &k.k.ID, &k.k.Label, &k.byok, &k.destroyed)
 			return k, err
 		})
 		return err
@@ -67,9 +81,11 @@ func (s *TenancyStore) DestroyTenantKeys(ctx context.Context, id tenant.ID) (boo
 	}
 	p := db.keys.Provider()
 	byProvider := len(keks) > 0
+	var gone []int
 	for _, k := range keks {
 		if k.byok {
 			byProvider = false // the tenant's own key: the tenant destroys it
+			gone = append(gone, k.version)
 			continue
 		}
 		if k.destroyed {
@@ -78,17 +94,21 @@ func (s *TenancyStore) DestroyTenantKeys(ctx context.Context, id tenant.ID) (boo
 		err := p.DestroyKEK(ctx, k.k)
 		switch {
 		case err == nil, errors.Is(err, kms.ErrKEKNotFound):
+			gone = append(gone, k.version)
 		case errors.Is(err, kms.ErrCannotDestroy):
 			byProvider = false
+			if below == math.MaxInt32 {
+				gone = append(gone, k.version) // erasure: the rows go, the record says so
+			}
 		default:
 			return false, fmt.Errorf("destroy KEK %s of tenant %s: %w", k.k.ID, id, err)
 		}
 	}
 	err = db.InPlatformTx(ctx, func(tx *Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE tenant_keks SET destroyed_at = now() WHERE tenant_id = $1 AND destroyed_at IS NULL`, id.UUID())
+		_, err := tx.Exec(ctx, `UPDATE tenant_keks SET destroyed_at = now() WHERE tenant_id = $1 AND version = ANY($2) AND destroyed_at IS NULL`,
+			id.UUID(), gone)
 		return err
 	})
-	db.keys.Forget(id.UUID())
 	return byProvider, err
 }
 
@@ -127,7 +147,8 @@ func (s *TenancyStore) DeleteTenantRows(ctx context.Context, id tenant.ID, limit
 // Erased reports whether the tenant's keys were destroyed (tenancy.Store).
 func (s *TenancyStore) Erased(ctx context.Context, id tenant.ID) (bool, error) {
 	var erased bool
-	err := s.db.readRow(ctx, tenant.Platform(), `SELECT EXISTS (SELECT FROM tenant_keks WHERE tenant_id = $1 AND destroyed_at IS NOT NULL)`,
+	err := s.db.readRow(ctx, tenant.Platform(), `SELECT EXISTS (SELECT FROM tenant_keks WHERE tenant_id = $1)
+			AND NOT EXISTS (SELECT FROM tenant_keks WHERE tenant_id = $1 AND destroyed_at IS NULL)`,
 		[]any{id.UUID()}, func(row pgx.Row) error { return row.Scan(&erased) })
 	return erased, err
 }

@@ -69,6 +69,15 @@ func (db *DB) newKEKVersion(ctx context.Context, t uuid.UUID, ref string) (int, 
 	if err != nil {
 		return rec.Version, moved, fmt.Errorf("re-wrap the data keys under KEK version %d (run again to finish): %w", rec.Version, err)
 	}
+	if rec.BYOK {
+		// The tenant's key alone guards its data from now on, backups
+		// included: the KEKs elile made before are destroyed, so a backup
+		// from before the switch, whose data keys are wrapped only by them,
+		// is unreadable — the control the tenant asked for.
+		if _, err := db.destroyKEKs(ctx, t, rec.Version); err != nil {
+			return rec.Version, moved, fmt.Errorf("destroy the tenant's earlier KEKs: %w", err)
+		}
+	}
 	return rec.Version, moved, nil
 }
 

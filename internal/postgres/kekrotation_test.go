@@ -9,6 +9,7 @@ import (
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/fieldcrypt"
+	"github.com/elile/elile/internal/kms"
 	"github.com/elile/elile/internal/kms/kmstest"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/postgres/pgtest"
@@ -115,11 +116,42 @@ func TestKEKRotation_AndBYOK(t *testing.T) {
 	if _, err := tenants.Update(ctx, id, tenant.Patch{KEKRef: &bad}); len(apperr.FieldsOf(err)) != 1 {
 		t.Fatalf("BYOK with a missing key = %v, want a 422 on byok_key", err)
 	}
+	elileMade, err := b.db.KEKVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := tenants.Update(ctx, id, tenant.Patch{KEKRef: &own.ID})
 	if err != nil || !got.BYOK {
 		t.Fatalf("BYOK = %+v, %v", got, err)
 	}
 	readBack(fresh())
+	// The KEKs elile made for the tenant are destroyed: only the tenant's
+	// own key guards its data now, in backups from before too.
+	for _, v := range elileMade {
+		if v.Tenant != id.UUID() {
+			continue
+		}
+		if state, err := p.State(ctx, kms.KEK{Provider: "awskms", ID: v.KeyID}); err != nil || state != "PendingDeletion" {
+			t.Errorf("elile's KEK version %d after the switch to the tenant's key: %q, %v", v.Version, state, err)
+		}
+	}
+
+	// A tenant can bring its key at creation, and a missing key refuses
+	// the creation (422 on byok_key) and leaves nothing.
+	theirs, err := p.CreateKEK(ctx, "customer-managed-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tenants.Create(ctx, tenancy.NewTenant{Name: "Bad", Slug: "byok-bad", KEKRef: bad}); len(apperr.FieldsOf(err)) != 1 {
+		t.Fatalf("creation with a missing key = %v", err)
+	}
+	c2, err := tenants.Create(ctx, tenancy.NewTenant{Name: "Own key", Slug: "byok-own", KEKRef: theirs.ID})
+	if err != nil || !c2.Tenant.BYOK {
+		t.Fatalf("creation with the tenant's key = %+v, %v", c2.Tenant, err)
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM tenant_keks WHERE tenant_id = $1 AND byok AND key_id = $2", c2.Tenant.ID.UUID(), theirs.ID); n != 1 {
+		t.Error("the tenant's own key is not its KEK")
+	}
 
 	// Erasure destroys the KEKs elile made; the tenant's own key is the
 	// tenant's to destroy, and the erasure says so.

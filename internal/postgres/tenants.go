@@ -12,6 +12,7 @@ import (
 
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/kms"
 	"github.com/elile/elile/internal/tenancy"
 	"github.com/elile/elile/internal/tenant"
 )
@@ -174,14 +175,26 @@ func (s *TenancyStore) Keys(ctx context.Context, t tenant.ID, after uuid.UUID, l
 // data key and a blind-index key wrapped by it); its timestamps are
 // filled in when it is sent. If the unit of work fails, the KEK is
 // destroyed again.
-func (t *tenancyTx) InsertTenant(ctx context.Context, tn *tenant.Tenant) error {
+func (t *tenancyTx) InsertTenant(ctx context.Context, tn *tenant.Tenant, kekRef string) error {
 	cfg, err := json.Marshal(nonNilMap(tn.Config))
 	if err != nil {
 		return err
 	}
-	if err := t.provisionTenant(ctx, tn.ID.UUID(), nil); err != nil {
+	var byok *kms.KEK
+	if kekRef != "" {
+		if t.db.keys == nil {
+			return errors.New("postgres: no keys configured")
+		}
+		k, err := t.db.keys.Provider().FindKEK(ctx, kekRef)
+		if err != nil {
+			return tenancy.ErrKEKNotUsable.Withf("the key %q cannot be used: %v", kekRef, err).Wrap(err)
+		}
+		byok = &k
+	}
+	if err := t.provisionTenant(ctx, tn.ID.UUID(), byok); err != nil {
 		return err
 	}
+	tn.BYOK = byok != nil
 	t.QueueRow(`INSERT INTO tenants (tenant_id, name, slug, locale, active, config)
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`, []any{tn.ID.UUID(), tn.Name, tn.Slug, tn.Locale, tn.Active, cfg},
 		func(row pgx.Row) error { return row.Scan(&tn.CreatedAt, &tn.UpdatedAt) })

@@ -54,9 +54,11 @@ type Store interface {
 
 // Tx is the work a tenancy unit of work can do.
 type Tx interface {
-	// InsertTenant stores t (timestamps filled in when it is sent); a
-	// taken slug fails the unit of work with tenant.ErrSlugTaken.
-	InsertTenant(ctx context.Context, t *tenant.Tenant) error
+	// InsertTenant stores t with its keys — wrapped by kekRef, a key the
+	// tenant brings, when not empty (ErrKEKNotUsable if the provider cannot
+	// use it) — timestamps filled in when it is sent; a taken slug fails the
+	// unit of work with tenant.ErrSlugTaken.
+	InsertTenant(ctx context.Context, t *tenant.Tenant, kekRef string) error
 	// UpdateTenant applies p: tenant.ErrNotFound if there is no such tenant.
 	UpdateTenant(ctx context.Context, id tenant.ID, p tenant.Patch) (tenant.Tenant, error)
 	// InsertKey stores k with the hash of its secret (never the secret).
@@ -124,6 +126,9 @@ type NewTenant struct {
 	// same transaction.
 	AdminKey bool
 	Via      string // recorded in the audit events ("cli"), empty for the API
+	// KEKRef is a key the tenant brings (BYOK) to wrap its data keys from
+	// the start; empty: a key elile makes.
+	KEKRef string
 }
 
 // Created is what Create made; Secret is the admin key's, shown once.
@@ -173,7 +178,10 @@ func (s *Service) Create(ctx context.Context, in NewTenant) (Created, error) {
 	}
 	out := Created{Tenant: t}
 	err := s.store.InScope(ctx, tenant.Platform(), func(tx Tx) error {
-		if err := tx.InsertTenant(ctx, &out.Tenant); err != nil {
+		if err := tx.InsertTenant(ctx, &out.Tenant, in.KEKRef); err != nil {
+			if errors.Is(err, ErrKEKNotUsable) {
+				return apperr.Fields(apperr.Field{Path: "body.byok_key", Message: err.Error()})
+			}
 			return err
 		}
 		if err := tx.AppendAudit(ctx, audit.New(ctx, audit.TenantCreated, t.ID).With("tenant", t.ID.String(), uuid.Nil, data)); err != nil {
