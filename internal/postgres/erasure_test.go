@@ -88,6 +88,23 @@ func erasureEndToEnd(t *testing.T, p kms.Provider) {
 	if err != nil || !e.KeysDestroyed || !e.Done || e.RowsDeleted == 0 {
 		t.Fatalf("erase = %+v, %v", e, err)
 	}
+	// KMS: every KEK of the tenant disabled at once and scheduled for
+	// deletion after the shortest window (the emulator's, like AWS's, is 7
+	// days; within it AWS could still restore the key).
+	if aws, ok := p.(*kms.AWS); ok {
+		vs, err := b.db.KEKVersions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			if v.Tenant != gone.UUID() {
+				continue
+			}
+			if state, err := aws.State(ctx, kms.KEK{Provider: "awskms", ID: v.KeyID}); err != nil || state != "PendingDeletion" || v.DestroyedAt == nil {
+				t.Errorf("KEK version %d after erasure: %q (destroyed_at %v), %v", v.Version, state, v.DestroyedAt, err)
+			}
+		}
+	}
 	if again, err := tenants.Erase(ctx, gone, "erase-me", "test"); err != nil || !again.Done {
 		t.Fatalf("erasing again = %+v, %v; want done", again, err)
 	}
@@ -159,4 +176,51 @@ func runWriter(t *testing.T, db *postgres.DB) *audit.Writer {
 	go w.Run(ctx)
 	t.Cleanup(func() { stop(); w.Wait() })
 	return w
+}
+
+// An erasure interrupted after its keys were destroyed (the server
+// stopped, the request's time ran out) is finished by the sweeper:
+// FinishErasures deletes the rows left and the tenant, and records it.
+func TestErasure_SweeperFinishesAnInterruptedErasure(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, postgres.Options{Keyring: testRing(t, 1, 1)})
+	w := runWriter(t, b.db)
+	tenants := tenancy.NewService(b.db.Tenancy(), nil)
+	c, err := tenants.Create(ctx, tenancy.NewTenant{Name: "Interrupted", Slug: "interrupted", AdminKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.Tenant.ID
+	ents := entity.NewService(b.db.Entities(), w, nil)
+	for i := range 3 {
+		if _, err := ents.Create(ctx, tenant.Of(id), entity.NewEntity{Type: "individual",
+			Identifiers: map[string]string{"email": string(rune('a'+i)) + "@example.com"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first steps of an erasure, then nothing: the process died.
+	pgtest.Exec(t, b.url, "UPDATE tenants SET active = false, erasure_started_at = now() WHERE tenant_id = $1", id.UUID())
+	if _, err := b.db.Tenancy().DestroyTenantKeys(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := b.db.Tenancy().PendingErasures(ctx)
+	if err != nil || len(pending) != 1 || pending[0] != id {
+		t.Fatalf("pending erasures = %v, %v", pending, err)
+	}
+	if err := tenants.FinishErasures(ctx, b.db.Tenancy().PendingErasures); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"SELECT count(*) FROM entities WHERE tenant_id = $1", "SELECT count(*) FROM api_keys WHERE tenant_id = $1",
+		"SELECT count(*) FROM tenants WHERE tenant_id = $1"} {
+		if n := countRows(t, b.url, q, id.UUID()); n != 0 {
+			t.Errorf("%s = %d after the sweep", q, n)
+		}
+	}
+	if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE event_type = 'tenant.erased' AND resource_id = $1", id.String()); n != 1 {
+		t.Errorf("%d tenant.erased events, want the sweeper's one (stage done)", n)
+	}
+	if pending, _ := b.db.Tenancy().PendingErasures(ctx); len(pending) != 0 {
+		t.Errorf("still pending: %v", pending)
+	}
 }
