@@ -2,12 +2,20 @@ package kms_test
 
 import (
 	"bytes"
+	"strings"
+
 	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/elile/elile/internal/kms"
 	"github.com/elile/elile/internal/kms/kmstest"
@@ -176,6 +184,35 @@ func TestAWSKMS_Emulator(t *testing.T) {
 	}
 	if state, err := p.State(ctx, k); err != nil || state != "PendingDeletion" {
 		t.Errorf("state after DestroyKEK = %q, %v; want PendingDeletion", state, err)
+	}
+
+	// FindKEK: a usable key by id, and refusals that say why — a missing
+	// key, a destroyed one, a key of the wrong type.
+	good, err := p.CreateKEK(ctx, "tenant/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.FindKEK(ctx, good.ID); err != nil || got.ID != good.ID {
+		t.Errorf("FindKEK of a usable key = %+v, %v", got, err)
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("eu-west-2"),
+		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := awskms.NewFromConfig(cfg, func(o *awskms.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	rsa, err := client.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeEncryptDecrypt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ref, want := range map[string]string{
+		"alias/none":                        "",
+		k.ID:                                "PendingDeletion",
+		aws.ToString(rsa.KeyMetadata.KeyId): "SYMMETRIC_DEFAULT",
+	} {
+		if _, err := p.FindKEK(ctx, ref); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("FindKEK(%s) = %v, want a refusal naming %q", ref, err, want)
+		}
 	}
 }
 
