@@ -212,7 +212,8 @@ func TestRun_Serve(t *testing.T) {
 	for _, family := range []string{"elile_audit_sealing_lag_seconds", "elile_audit_sealer_leading", "elile_audit_seal_rounds_total",
 		"elile_audit_sealed_events_total", "elile_audit_forged_seals_seen_total", "elile_audit_writer_events_total",
 		"elile_audit_writer_failures_total", "elile_audit_writer_rejected_events_total", "elile_audit_writer_queue_depth",
-		"elile_audit_writer_batch_size", "elile_audit_error_events_summarised_total", "elile_http_requests_total"} {
+		"elile_audit_writer_batch_size", "elile_audit_error_events_summarised_total", "elile_http_requests_total",
+		"elile_kms_unwraps_total"} {
 		if !strings.Contains(metrics, "\n"+family) {
 			t.Errorf("/metrics lacks %s", family)
 		}

@@ -45,10 +45,15 @@ func NewCache(p Provider, ttl time.Duration, maxKeys int, now func() time.Time) 
 	if now == nil {
 		now = time.Now
 	}
-	return &Cache{p: p, ttl: ttl, max: max(maxKeys, 1), now: now, items: map[string]cached{},
+	c := &Cache{p: p, ttl: ttl, max: max(maxKeys, 1), now: now, items: map[string]cached{},
 		unwraps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "elile_kms_unwraps_total", Help: "Data keys unwrapped by the key provider, by provider and outcome (ok, error).",
 		}, []string{"provider", "outcome"})}
+	// Both series exist from the start, so an alert on errors has a series
+	// to compare with before the first one.
+	c.unwraps.WithLabelValues(p.Name(), "ok")
+	c.unwraps.WithLabelValues(p.Name(), "error")
+	return c
 }
 
 // Collectors are the cache's metrics.
