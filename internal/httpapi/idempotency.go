@@ -179,6 +179,13 @@ func idempotency(store IdempotencyStore, keys *fieldcrypt.Keys, budget int64, lo
 				}
 				var rec idemRecord
 				plain, oerr := keys.Open(r.Context(), raw, ad)
+				if v, _ := fieldcrypt.KeyVersion(raw); oerr != nil && v < fieldcrypt.DEKBase {
+					// Written before envelope encryption (at most a day ago),
+					// when records were bound to no tenant.
+					legacy := ad
+					legacy.Tenant = uuid.Nil
+					plain, oerr = keys.Open(r.Context(), raw, legacy)
+				}
 				if oerr == nil {
 					rec, oerr = decodeIdemRecord(plain)
 				}
