@@ -218,6 +218,7 @@ func TestRun_Serve(t *testing.T) {
 			t.Errorf("/metrics lacks %s", family)
 		}
 	}
+	checkDeployedMetrics(t, metrics)
 	if !strings.Contains(metrics, `elile_http_request_duration_seconds_count{method="GET",route="GET /health/ready",status_class="2xx"}`) {
 		t.Error("/metrics: request latency has no status class")
 	}
