@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
@@ -24,6 +26,7 @@ import (
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/sourcecache"
+	"github.com/elile/elile/internal/telemetry"
 	"github.com/elile/elile/internal/tenancy"
 )
 
@@ -47,11 +50,22 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 // serve wires the server together and runs it until ctx ends.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error { //nolint:funlen // the wiring, in one place
 	started := time.Now()
+	tracing, err := telemetry.New(ctx, telemetry.Config{Endpoint: strings.TrimRight(cfg.OTLPEndpoint, "/"), Service: "elile", Version: buildVersion()})
+	if err != nil {
+		return configError{err}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tracing.Shutdown(sctx)
+	}()
+	tracer := tracing.Tracer("elile")
 	o, closeKMS, err := storeOptions(ctx, cfg, int32(cfg.DatabasePoolSize+cfg.DatabaseMaxOverflow)) //nolint:gosec // both bounded by validation
 	if err != nil {
 		return err
 	}
 	defer closeKMS()
+	o.Tracer = tracer
 	if err := prepareSchema(ctx, cfg, log); err != nil {
 		return err
 	}
@@ -73,7 +87,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopBG(); bg.Wait() }()
 
-	store, closeKV, err := openKV(bgCtx, cfg, log)
+	store, closeKV, err := openKV(bgCtx, cfg, log, tracer)
 	if err != nil {
 		return err
 	}
@@ -122,7 +136,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	})
 
 	handler := httpapi.NewServer(httpapi.Deps{
-		Log: log, DB: db, KV: store, Keys: db.DataKeys(),
+		Log: log, DB: db, KV: store, Keys: db.DataKeys(), Tracer: tracer,
 		Audit: writer, Audits: audit.NewService(db, writer, signer.Public(), audit.NewGate(2, 8)),
 		Auth: auth.NewAuthenticator(db, []byte(cfg.APISecretKey.Reveal()), nil).WithJWTPolicy(auth.JWTPolicy{
 			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, MaxLifetime: cfg.JWTMaxLifetime, AllowPlatformAdmin: cfg.JWTAllowPlatformAdmin}),
@@ -215,7 +229,7 @@ func prepareSchema(ctx context.Context, cfg config.Config, log *slog.Logger) err
 
 // openKV returns the key-value store: Redis with an in-process fallback, or
 // in-process only when REDIS_URL is empty.
-func openKV(ctx context.Context, cfg config.Config, log *slog.Logger) (*kv.Failover, func(), error) {
+func openKV(ctx context.Context, cfg config.Config, log *slog.Logger, tracer trace.Tracer) (*kv.Failover, func(), error) {
 	mem := kv.NewMemory(nil)
 	if cfg.RedisURL == "" {
 		log.WarnContext(ctx, "REDIS_URL not set: rate limits, idempotency and caches are per instance")
@@ -224,6 +238,9 @@ func openKV(ctx context.Context, cfg config.Config, log *slog.Logger) (*kv.Failo
 	r, err := kv.NewRedis(cfg.RedisURL.Reveal(), "elile:")
 	if err != nil {
 		return nil, nil, configError{fmt.Errorf("REDIS_URL: %w", err)}
+	}
+	if tracer != nil {
+		r.Trace(tracer)
 	}
 	f := kv.NewFailover(r, mem, log, time.Second)
 	pctx, cancel := context.WithTimeout(ctx, time.Second)

@@ -105,6 +105,7 @@ type Config struct {
 	AWSKMSKeyID           string        `env:"AWS_KMS_KEY_ID" desc:"awskms: id, ARN or alias of an existing symmetric KMS key that wraps the platform's own data keys. Empty: elile creates one. Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID…, a role)." rule:"a KMS key id, ARN or alias, or empty"`
 	AWSKMSEndpoint        string        `env:"AWS_KMS_ENDPOINT" desc:"awskms: endpoint override (a VPC endpoint, or a local emulator in tests). Empty: AWS's own." rule:"http(s) URL, or empty"`
 	AWSRegion             string        `env:"AWS_REGION" desc:"awskms: the AWS region." rule:"an AWS region" required:"KMS_PROVIDER=awskms"`
+	OTLPEndpoint          string        `env:"OTEL_EXPORTER_OTLP_ENDPOINT" desc:"OpenTelemetry: base URL of an OTLP/HTTP collector (spans go to <url>/v1/traces). Empty: no tracing, at no cost. Spans carry route, status, correlation id and tenant id, never personal data." rule:"http(s) URL, or empty"`
 	KMSCacheTTL           time.Duration `env:"KMS_CACHE_TTL" envDefault:"15m" desc:"How long an unwrapped data key stays in memory (then it is zeroed and unwrapped again). Also how long another server may keep using a key after a tenant's erasure." rule:"1s..24h"`
 	KMSCacheSize          int           `env:"KMS_CACHE_SIZE" envDefault:"10000" desc:"Most unwrapped data keys kept in memory at once (two per active tenant)." rule:"10..1000000"`
 	APISecretKey          Secret        `env:"API_SECRET_KEY" desc:"Secret for HS256 JWTs (at least 32 bytes). Development generates one into DEV_KEYS_FILE. Required elsewhere." rule:"at least 32 bytes" required:"staging, production"`
@@ -310,6 +311,11 @@ func (c Config) validate() error {
 		}
 	default:
 		bad("KMS_PROVIDER", "%q is not one of local, pkcs11, awskms", c.KMSProvider)
+	}
+	if c.OTLPEndpoint != "" {
+		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("OTEL_EXPORTER_OTLP_ENDPOINT", "must be an http(s) URL")
+		}
 	}
 	if c.KMSCacheTTL < time.Second || c.KMSCacheTTL > 24*time.Hour {
 		bad("KMS_CACHE_TTL", "%s is outside 1s..24h", c.KMSCacheTTL)

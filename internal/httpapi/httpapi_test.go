@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
@@ -75,6 +76,7 @@ type setupOpts struct {
 	idemBudget int64         // idempotency bytes per credential (0: default)
 	lookups    kv.Rate       // per-address credential look-ups (zero: default)
 	trusted    []netip.Prefix
+	tracer     trace.Tracer // spans of requests, statements and Redis commands
 }
 
 var testJWTSecret = []byte("test-secret-test-secret-test-secret!!") //nolint:gochecknoglobals // test fixture
@@ -113,7 +115,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	}
 	t.Cleanup(func() { proxy.Close() })
 	proxied := strings.Replace(url, "127.0.0.1:5432", proxy.Addr(), 1)
-	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied, Keyring: ring, MaxConns: o.maxConns, AcquireTimeout: o.acquire})
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied, Keyring: ring, MaxConns: o.maxConns, AcquireTimeout: o.acquire, Tracer: o.tracer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +153,9 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close() })
+		if o.tracer != nil {
+			r.Trace(o.tracer)
+		}
 		store = kv.NewFailover(r, kv.NewMemory(nil), log, time.Second)
 	}
 	if err := store.Ping(context.Background()); err != nil && !o.noRedis && o.redisAddr == "" {
@@ -167,6 +172,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	d := Deps{Log: log, KV: store, Audit: writer, Rate: o.rate, CORSOrigins: o.origins, RequestTimeout: o.deadline, IdempotencyBudget: o.idemBudget, AuthLookups: o.lookups, TrustedProxies: o.trusted, Collectors: []prometheus.Collector{postgres.NewPoolCollector(db)},
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
 	d = overDB(d, db, signer.Public())
+	d.Tracer = o.tracer
 	h := NewServer(d)
 	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer, redisProxy: redisProxy}
 }

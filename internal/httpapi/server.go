@@ -14,6 +14,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/entity"
@@ -35,6 +36,7 @@ type Deps struct {
 	Profiles *entity.ProfileService
 	Cache    *sourcecache.Service
 	Keys     *fieldcrypt.Keys // seals idempotency records
+	Tracer   trace.Tracer     // nil: tracing off
 	Audit    AuditLog
 	Audits   *audit.Service // the audit log's read side
 	Rate     kv.Rate        // per credential
@@ -101,6 +103,7 @@ func NewServer(d Deps) http.Handler {
 	h = knownMethods(h)
 	h = accessLog(d.Log, d.Now, m, d.Audit)(h)
 	h = withRequestContext(d.Now, d.TrustedProxies...)(h)
+	h = traced(d.Tracer)(h)
 	return h
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/fieldcrypt"
@@ -67,6 +68,9 @@ type Options struct {
 	// KeyMetaTTL is how long key rows read from the database are trusted
 	// (0: a minute).
 	KeyMetaTTL time.Duration
+	// Tracer, when set, makes a span for each statement and pipeline of a
+	// traced request.
+	Tracer trace.Tracer
 }
 
 // DB is the pool the server runs its queries through, as AppRole.
@@ -94,6 +98,9 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "elile"
+	if o.Tracer != nil {
+		cfg.ConnConfig.Tracer = pgTracer{t: o.Tracer}
+	}
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SET ROLE "+AppRole)
 		return err
