@@ -133,6 +133,19 @@ func apiConfig(version string) huma.Config {
 	cfg.CreateHooks = nil        // (the hook that adds them)
 	cfg.OpenAPIPath = "/openapi" // serves /openapi.json and /openapi.yaml
 	cfg.RejectUnknownQueryParameters = true
+	cfg.Info.Contact = &huma.Contact{Name: "elile", URL: "https://github.com/elile/elile"}
+	cfg.Info.License = &huma.License{Name: "Proprietary"}
+	// Relative: the document describes the server that serves it.
+	cfg.Servers = []*huma.Server{{URL: "/", Description: "The elile server that serves this document"}}
+	cfg.Tags = []*huma.Tag{
+		{Name: "Operations", Description: "Liveness and readiness probes (public)."},
+		{Name: "Tenants", Description: "Customer organisations, their erasure and their keys (platform admins)."},
+		{Name: "API keys", Description: "Credentials of a tenant or of the platform."},
+		{Name: "Entities", Description: "People, organisations and addresses being screened, and their relations."},
+		{Name: "Profiles", Description: "Versioned risk profiles of an entity."},
+		{Name: "Cached data sources", Description: "Provider results kept for reuse, with freshness windows."},
+		{Name: "Audit log", Description: "The sealed, append-only record of every access, its verification and export."},
+	}
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An API key (elk_...) or an HS256 JWT with sub, tenant_id, scope and exp."},
 	}
