@@ -5,7 +5,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Coverage is counted over every package, whichever test exercises it.
 COVERPKG := ./...
 
-.PHONY: run build test lint services vet fmt cover clean docs-assets docs
+.PHONY: api-diff run build test lint services vet fmt cover clean docs-assets docs
 
 DOCS_JS := internal/httpapi/docsassets/redoc.standalone.js
 
@@ -32,6 +32,10 @@ $(DOCS_JS): web/docs/package.json web/docs/package-lock.json
 test: services docs-assets
 	$(GO) test -race -count=1 -coverpkg=$(COVERPKG) -coverprofile=coverage.out ./...
 	@$(GO) tool cover -func=coverage.out | tail -n1
+
+## api-diff: fail on a breaking change to the API against docs/openapi.baseline.json (oasdiff, pinned in tools/go.mod)
+api-diff:
+	$(GO) tool -modfile=tools/go.mod oasdiff breaking docs/openapi.baseline.json docs/openapi.json --fail-on ERR --err-ignore docs/api-breaking-acknowledged.txt
 
 ## lint: golangci-lint (built from tools/go.mod) with the layering rules of .golangci.yml
 lint:
