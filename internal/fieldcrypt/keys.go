@@ -388,7 +388,7 @@ func (k *Keys) dek(ctx context.Context, id uint32) (DEK, error) {
 	return v.(DEK), nil //nolint:forcetypeassert // the function returns only DEK
 }
 
-// key returns d's unwrapped bytes (the cache's: do not keep them).
+// key returns a copy of d's unwrapped bytes: clear it after use.
 func (k *Keys) key(ctx context.Context, d DEK) ([]byte, error) {
 	b, err := k.c.Cache.DEK(ctx, d.wrapped())
 	if err != nil {
@@ -404,6 +404,7 @@ func (k *Keys) aead(ctx context.Context, d DEK) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(key)
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
@@ -528,6 +529,7 @@ func (k *Keys) BlindIndexes(ctx context.Context, tenant uuid.UUID, kind, normali
 			return nil, err
 		}
 		out = append(out, Blind{Key: d.ID, Index: blindIndex(key, kind, normalized)})
+		clear(key)
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package kms
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -21,8 +22,9 @@ type Wrapped struct {
 // most max of them, so a request whose DEK is cached never reaches the
 // provider. Every unwrap is counted (elile_kms_unwraps_total). Concurrent
 // requests for a DEK that is not cached share one unwrap. A DEK is zeroed
-// when it leaves the cache: a caller builds what it needs (a cipher) from
-// the bytes DEK returns and does not keep them.
+// when it leaves the cache; DEK hands out a copy, which the caller builds
+// what it needs from (a cipher) and then clears — so that zeroing an entry
+// can never change a key another goroutine is using.
 type Cache struct {
 	p   Provider
 	ttl time.Duration
@@ -59,16 +61,21 @@ func NewCache(p Provider, ttl time.Duration, maxKeys int, now func() time.Time) 
 // Collectors are the cache's metrics.
 func (c *Cache) Collectors() []prometheus.Collector { return []prometheus.Collector{c.unwraps} }
 
-// DEK returns the unwrapped key w names: from memory while it is fresh,
-// else from the provider (one unwrap for every caller waiting on it). A
-// provider failure is returned and not remembered.
+// DEK returns a copy of the unwrapped key w names (the caller clears it
+// after use): from memory while it is fresh, else from the provider (one
+// unwrap for every caller waiting on it). A provider failure is returned
+// and not remembered.
 func (c *Cache) DEK(ctx context.Context, w Wrapped) ([]byte, error) {
 	now := c.now()
 	c.mu.Lock()
 	it, ok := c.items[w.Name]
-	c.mu.Unlock()
+	var hit []byte
 	if ok && now.Sub(it.fetched) < c.ttl {
-		return it.dek, nil
+		hit = bytes.Clone(it.dek) // under the lock: put and Forget zero entries under it
+	}
+	c.mu.Unlock()
+	if hit != nil {
+		return hit, nil
 	}
 	ch := c.flights.DoChan(w.Name, func() (any, error) {
 		dek, err := c.p.Unwrap(context.WithoutCancel(ctx), w.KEK, w.Blob, w.AD)
@@ -77,7 +84,7 @@ func (c *Cache) DEK(ctx context.Context, w Wrapped) ([]byte, error) {
 			return nil, err
 		}
 		c.unwraps.WithLabelValues(c.p.Name(), "ok").Inc()
-		c.put(w.Name, cached{dek: dek, fetched: now})
+		c.put(w.Name, cached{dek: bytes.Clone(dek), fetched: now})
 		return dek, nil
 	})
 	select {
@@ -85,7 +92,7 @@ func (c *Cache) DEK(ctx context.Context, w Wrapped) ([]byte, error) {
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		return r.Val.([]byte), nil //nolint:forcetypeassert // the function above returns only []byte
+		return bytes.Clone(r.Val.([]byte)), nil //nolint:forcetypeassert // the function above returns only []byte
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

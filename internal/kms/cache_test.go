@@ -92,7 +92,8 @@ func TestCache(t *testing.T) {
 	if _, err := c.DEK(ctx, b); err != nil {
 		t.Errorf("after the provider came back: %v", err)
 	}
-	// Bounded: a third key evicts the oldest, whose bytes are zeroed.
+	// Bounded: a third key evicts the oldest (whose bytes the cache zeroes:
+	// TestCache_ZeroesWhatLeaves); the copy a caller holds stays intact.
 	held, _ := c.DEK(ctx, a)
 	clk.add(time.Second)
 	if _, err := c.DEK(ctx, cc); err != nil {
@@ -101,8 +102,8 @@ func TestCache(t *testing.T) {
 	if c.Len() != 2 {
 		t.Errorf("%d keys in memory, want at most 2", c.Len())
 	}
-	if !bytes.Equal(held, make([]byte, kms.DEKSize)) {
-		t.Errorf("the evicted key's bytes are %x, want zeroed", held)
+	if !bytes.Equal(held, deka) {
+		t.Errorf("the copy a caller held changed when its key was evicted: %x", held)
 	}
 	// Every unwrap counted, by outcome: a twice, b once failed and once
 	// not, c once.
@@ -156,4 +157,46 @@ func TestCache_OneUnwrapForConcurrentMisses(t *testing.T) {
 	if n := p.unwraps.Load(); n != 1 {
 		t.Errorf("%d unwraps for 20 concurrent misses, want 1", n)
 	}
+}
+
+// A key handed out stays intact while the cache zeroes its own copy
+// (Forget, eviction) at the same time: a caller building a cipher from
+// bytes being zeroed would seal with a wrong key and lose the value.
+func TestCache_HandsOutCopiesNeverZeroedUnderTheCaller(t *testing.T) {
+	t.Parallel()
+	local, _ := kms.NewLocal(bytes.Repeat([]byte{2}, 32))
+	c := kms.NewCache(local, time.Hour, 10, nil)
+	w, dek := wrapped(t, local, "tenant/k")
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c.Forget(w.Name)
+			}
+		}
+	})
+	for range 4 {
+		wg.Go(func() {
+			for range 2000 {
+				got, err := c.DEK(ctx, w)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(time.Microsecond) // a caller still using the bytes
+				if !bytes.Equal(got, dek) {
+					t.Error("a key handed out was changed under its caller")
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
 }
