@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/elile/elile/internal/httpapi"
 )
 
 // TestAPIDiff_GateCatchesABreakingChange runs the breaking-change gate
@@ -54,5 +56,45 @@ func TestAPIDiff_GateCatchesABreakingChange(t *testing.T) {
 	}
 	if out, err := diff(broken, ack); err != nil {
 		t.Errorf("an acknowledged removal failed the gate: %v\n%s", err, out)
+	}
+}
+
+// TestClients_UpToDate fails when the generated Go client (make clients)
+// lags behind the served document: the 3.0 downgrade it is generated from,
+// and the code oapi-codegen (pinned in tools/go.mod) makes from it.
+func TestClients_UpToDate(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..", "..")
+	doc, err := httpapi.OpenAPI30()
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadFile(filepath.Join(root, "clients", "openapi-3.0.json"))
+	if err != nil || string(committed) != string(doc) {
+		t.Fatalf("clients/openapi-3.0.json is out of date with the API: run make clients")
+	}
+	// The committed settings, writing elsewhere.
+	dir := t.TempDir()
+	out := filepath.Join(dir, "client.gen.go")
+	settings, err := os.ReadFile(filepath.Join(root, "clients", "go", "oapi-codegen.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "oapi-codegen.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(settings), "output: clients/go/elile/client.gen.go", "output: "+out, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "oapi-codegen", "-config", cfg, "clients/openapi-3.0.json")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("oapi-codegen: %v\n%s", err, b)
+	}
+	fresh, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if current, err := os.ReadFile(filepath.Join(root, "clients", "go", "elile", "client.gen.go")); err != nil || string(current) != string(fresh) {
+		t.Error("clients/go/elile/client.gen.go is out of date: run make clients")
 	}
 }

@@ -19,13 +19,17 @@ func cmdDocs(args []string, stdout io.Writer) error {
 	case "config":
 		fmt.Fprint(stdout, config.Markdown())
 		return nil
-	case "openapi":
-		b, err := httpapi.OpenAPI()
+	case "openapi", "openapi-3.0":
+		openapi := httpapi.OpenAPI
+		if args[0] == "openapi-3.0" {
+			openapi = httpapi.OpenAPI30 // for generators that read 3.0 only
+		}
+		b, err := openapi()
 		if err != nil {
 			return err
 		}
 		_, err = stdout.Write(b)
 		return err
 	}
-	return usageError{errors.New("usage: elile docs config|openapi")}
+	return usageError{errors.New("usage: elile docs config|openapi|openapi-3.0")}
 }
