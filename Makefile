@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Coverage of our code: the generated client is exercised, not measured.
 COVERPKG := $(shell $(GO) list ./... | grep -v /clients/ | paste -sd, -)
 
-.PHONY: clients api-diff run build test lint services vet fmt cover clean docs-assets docs
+.PHONY: clients ts-client api-diff run build test lint services vet fmt cover clean docs-assets docs
 
 DOCS_JS := internal/httpapi/docsassets/redoc.standalone.js
 
@@ -34,10 +34,14 @@ test: services docs-assets
 	$(GO) test -race -count=1 -coverpkg=$(COVERPKG) -coverprofile=coverage.out ./...
 	@$(GO) tool cover -func=coverage.out | tail -n1
 
-## clients: regenerate the Go client (clients/go/elile) from the OpenAPI document
-clients: build
+## clients: regenerate the Go client (clients/go/elile) and the TypeScript types (clients/ts) from the OpenAPI document
+clients: build ts-client
 	./bin/elile docs openapi-3.0 > clients/openapi-3.0.json
 	$(GO) tool -modfile=tools/go.mod oapi-codegen -config clients/go/oapi-codegen.yaml clients/openapi-3.0.json
+
+## ts-client: install the TypeScript client's tools (npm, locked), regenerate its types and compile it
+ts-client:
+	cd clients/ts && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent generate && npm run --silent build
 
 ## api-diff: fail on a breaking change to the API against docs/openapi.baseline.json (oasdiff, pinned in tools/go.mod)
 api-diff:
