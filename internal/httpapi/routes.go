@@ -207,3 +207,44 @@ func pageOf[D, T any](items []D, more bool, id func(D) uuid.UUID, out func(D) T)
 	}
 	return p
 }
+
+// declareRateLimitHeaders documents the RateLimit-* headers on the /v1
+// responses that carry them: every 2xx and 4xx answered once the
+// credential is known (authenticate sets them before anything else runs).
+// A 401 answers before any credential is known and carries none.
+func declareRateLimitHeaders(o *huma.OpenAPI) {
+	count := func(doc string) *huma.Param {
+		return &huma.Param{Description: doc, Schema: &huma.Schema{Type: "integer", Format: "int64", Minimum: ptr(0.0), Maximum: ptr(1e7)}}
+	}
+	retryAfter := &huma.Param{Description: "Seconds to wait before trying again.",
+		Schema: &huma.Schema{Type: "integer", Format: "int64", Minimum: ptr(1.0), Maximum: ptr(86400.0)}}
+	headers := map[string]*huma.Param{
+		"RateLimit-Limit":     count("Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE)."),
+		"RateLimit-Remaining": count("Requests left now (the burst, refilled at the per-minute pace)."),
+		"RateLimit-Reset":     count("Seconds until the allowance is full again."),
+	}
+	for path, item := range o.Paths {
+		if !strings.HasPrefix(path, "/v1/") {
+			continue
+		}
+		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
+			if op == nil {
+				continue
+			}
+			for code, resp := range op.Responses {
+				if code == "401" || code == "" || (code[0] != '2' && code[0] != '4') {
+					continue
+				}
+				if resp.Headers == nil {
+					resp.Headers = map[string]*huma.Param{}
+				}
+				for name, h := range headers {
+					resp.Headers[name] = h
+				}
+				if code == "429" {
+					resp.Headers["Retry-After"] = retryAfter
+				}
+			}
+		}
+	}
+}

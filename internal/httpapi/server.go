@@ -75,6 +75,7 @@ func NewServer(d Deps) http.Handler {
 	tenants := &tenantCache{store: d.Tenants, now: d.Now, items: map[tenantIDKey]cachedTenant{}}
 	registerHealth(api, checker{keys: d.Keys, db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
 	table := routes(api, d, tenants)
+	declareRateLimitHeaders(api.OpenAPI())
 	mux.Handle("GET /metrics", m.handler())
 	docs := docsHandler()
 	mux.Handle("GET /docs", docs)

@@ -1082,6 +1082,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1091,6 +1097,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1109,6 +1121,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1118,6 +1136,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1127,6 +1151,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1136,6 +1166,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1183,6 +1221,12 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1192,6 +1236,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1210,6 +1260,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1219,6 +1275,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1228,6 +1290,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1237,6 +1305,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1246,6 +1320,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1255,6 +1335,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1264,6 +1350,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1307,6 +1401,12 @@ export interface operations {
             /** @description No Content */
             204: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1314,6 +1414,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1332,6 +1438,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1341,6 +1453,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1350,6 +1468,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1359,6 +1483,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1417,6 +1549,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1426,6 +1564,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1444,6 +1588,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1453,6 +1603,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1462,6 +1618,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1471,6 +1633,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1512,6 +1682,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1521,6 +1697,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1539,6 +1721,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1548,6 +1736,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1557,6 +1751,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1566,6 +1766,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1610,6 +1818,12 @@ export interface operations {
             /** @description Events, one JSON object per line */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1619,6 +1833,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1637,6 +1857,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1646,6 +1872,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1655,6 +1887,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1696,6 +1936,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1705,6 +1951,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1723,6 +1975,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1732,6 +1990,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1741,6 +2005,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1750,6 +2020,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1797,6 +2075,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1806,6 +2090,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1824,6 +2114,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1833,6 +2129,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1842,6 +2144,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1851,6 +2159,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1860,6 +2174,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1869,6 +2189,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1878,6 +2204,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1921,6 +2255,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1930,6 +2270,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1948,6 +2294,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1957,6 +2309,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1966,6 +2324,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1975,6 +2339,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2023,6 +2395,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2032,6 +2410,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2050,6 +2434,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2059,6 +2449,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2068,6 +2464,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2077,6 +2479,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2124,6 +2534,12 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2133,6 +2549,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2151,6 +2573,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2160,6 +2588,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2169,6 +2603,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2178,6 +2618,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2187,6 +2633,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2196,6 +2648,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2205,6 +2663,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2252,6 +2718,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2261,6 +2733,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2279,6 +2757,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2288,6 +2772,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2297,6 +2787,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2306,6 +2802,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2315,6 +2817,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2324,6 +2832,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2333,6 +2847,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2379,6 +2901,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2388,6 +2916,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2406,6 +2940,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2415,6 +2955,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2424,6 +2970,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2433,6 +2985,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2476,6 +3036,12 @@ export interface operations {
             /** @description No Content */
             204: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2483,6 +3049,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2501,6 +3073,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2510,6 +3088,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2519,6 +3103,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2528,6 +3118,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2575,6 +3173,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2584,6 +3188,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2602,6 +3212,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2611,6 +3227,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2620,6 +3242,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2629,6 +3257,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2638,6 +3272,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2647,6 +3287,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2656,6 +3302,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2708,6 +3362,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2717,6 +3377,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2735,6 +3401,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2744,6 +3416,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2753,6 +3431,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2762,6 +3446,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2811,6 +3503,12 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2820,6 +3518,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2838,6 +3542,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2847,6 +3557,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2856,6 +3572,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2865,6 +3587,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2874,6 +3602,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2883,6 +3617,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2892,6 +3632,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2939,6 +3687,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2948,6 +3702,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2966,6 +3726,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2975,6 +3741,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2984,6 +3756,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2993,6 +3771,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3041,6 +3827,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3050,6 +3842,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3068,6 +3866,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3077,6 +3881,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3086,6 +3896,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3095,6 +3911,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3144,6 +3968,12 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3153,6 +3983,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3171,6 +4007,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3180,6 +4022,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3189,6 +4037,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3198,6 +4052,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3207,6 +4067,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3216,6 +4082,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3225,6 +4097,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3268,6 +4148,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3277,6 +4163,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3295,6 +4187,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3304,6 +4202,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3313,6 +4217,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3322,6 +4232,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3366,6 +4284,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3375,6 +4299,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3393,6 +4323,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3402,6 +4338,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3411,6 +4353,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3420,6 +4368,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3468,6 +4424,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3477,6 +4439,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3495,6 +4463,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3504,6 +4478,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3513,6 +4493,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3522,6 +4508,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3571,6 +4565,12 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3580,6 +4580,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3598,6 +4604,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3607,6 +4619,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3616,6 +4634,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3625,6 +4649,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3634,6 +4664,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3643,6 +4679,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3652,6 +4694,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3697,6 +4747,12 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3706,6 +4762,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3724,6 +4786,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3733,6 +4801,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3742,6 +4816,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3751,6 +4831,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3760,6 +4846,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3769,6 +4861,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3778,6 +4876,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3819,6 +4925,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3828,6 +4940,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3846,6 +4964,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3855,6 +4979,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3864,6 +4994,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3873,6 +5009,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3916,6 +5060,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3934,6 +5084,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3943,6 +5099,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3952,6 +5114,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3961,6 +5129,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4006,6 +5182,12 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4015,6 +5197,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4033,6 +5221,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4042,6 +5236,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4051,6 +5251,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4060,6 +5266,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4069,6 +5281,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4078,6 +5296,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4087,6 +5311,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4127,6 +5359,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4145,6 +5383,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4154,6 +5398,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4163,6 +5413,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4172,6 +5428,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4216,6 +5480,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4234,6 +5504,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4243,6 +5519,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4252,6 +5534,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4261,6 +5549,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4305,6 +5601,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4314,6 +5616,12 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4332,6 +5640,12 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4341,6 +5655,12 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4350,6 +5670,12 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4359,6 +5685,12 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4368,6 +5700,12 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4377,6 +5715,12 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4386,6 +5730,14 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
