@@ -186,7 +186,7 @@ func (k *Keys) newTenantKeys(ctx context.Context, tenant uuid.UUID, byok *kms.KE
 	if byok != nil {
 		rec.KEK, rec.BYOK = *byok, true
 	} else {
-		kek, err := k.c.Provider.CreateKEK(ctx, kekLabel(tenant))
+		kek, err := k.c.Provider.CreateKEK(ctx, KEKLabel(tenant))
 		if err != nil {
 			return TenantKeys{}, undo, providerError(err)
 		}
@@ -206,7 +206,9 @@ func (k *Keys) newTenantKeys(ctx context.Context, tenant uuid.UUID, byok *kms.KE
 	return tk, undo, nil
 }
 
-func kekLabel(tenant uuid.UUID) string {
+// KEKLabel is the label of the KEKs elile makes for tenant (uuid.Nil: the
+// platform) in the provider.
+func KEKLabel(tenant uuid.UUID) string {
 	if tenant == uuid.Nil {
 		return "elile/platform"
 	}

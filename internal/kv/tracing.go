@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"errors"
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
@@ -29,7 +30,7 @@ func (h redisHook) span(ctx context.Context, name string, attrs ...attribute.Key
 }
 
 func finish(span trace.Span, err error) {
-	if err != nil && err != redis.Nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		span.SetStatus(codes.Error, "command failed")
 	}
 	span.End()

@@ -41,18 +41,17 @@ func (t *tenancyTx) DeleteTenant(ctx context.Context, id tenant.ID) error {
 // them destroyed (tenancy.Store). In that order: if marking fails, running
 // it again finds the KEKs gone (ErrKEKNotFound) and marks them.
 func (s *TenancyStore) DestroyTenantKeys(ctx context.Context, id tenant.ID) (bool, error) {
-	destroyed, err := s.db.destroyKEKs(ctx, id.UUID(), math.MaxInt32)
+	destroyed, err := s.db.destroyKEKs(ctx, id.UUID(), math.MaxInt32, true)
 	s.db.keys.Forget(id.UUID())
 	return destroyed, err
 }
 
 // destroyKEKs destroys t's KEK versions below `below` in the provider, then
 // marks them destroyed — those the provider destroyed (or no longer has):
-// a key the tenant brought is marked only, and one the provider cannot
-// destroy (local) is not marked. It reports whether the provider destroyed
-// every one of them.
-func (db *DB) destroyKEKs(ctx context.Context, t uuid.UUID, below int) (bool, error) {
-	id := tenant.ID(t)
+// a key the tenant brought is marked only; one the provider cannot destroy
+// (local) is marked only when erasing, when the rows go too. It reports
+// whether the provider destroyed every one of them.
+func (db *DB) destroyKEKs(ctx context.Context, t uuid.UUID, below int, erasing bool) (bool, error) {
 	if db.keys == nil {
 		return false, errors.New("postgres: no keys configured")
 	}
@@ -65,7 +64,7 @@ func (db *DB) destroyKEKs(ctx context.Context, t uuid.UUID, below int) (bool, er
 	var keks []kek
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		rows, err := tx.Query(ctx, `SELECT version, provider, key_id, label, byok, destroyed_at IS NOT NULL FROM tenant_keks
-			WHERE tenant_id = $1 AND version < $2`, id.UUID(), below)
+			WHERE tenant_id = $1 AND version < $2`, t, below)
 		if err != nil {
 			return err
 		}
@@ -97,16 +96,16 @@ func (db *DB) destroyKEKs(ctx context.Context, t uuid.UUID, below int) (bool, er
 			gone = append(gone, k.version)
 		case errors.Is(err, kms.ErrCannotDestroy):
 			byProvider = false
-			if below == math.MaxInt32 {
-				gone = append(gone, k.version) // erasure: the rows go, the record says so
+			if erasing {
+				gone = append(gone, k.version) // the rows go: the record says the tenant's keys are gone
 			}
 		default:
-			return false, fmt.Errorf("destroy KEK %s of tenant %s: %w", k.k.ID, id, err)
+			return false, fmt.Errorf("destroy KEK %s of tenant %s: %w", k.k.ID, t, err)
 		}
 	}
 	err = db.InPlatformTx(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE tenant_keks SET destroyed_at = now() WHERE tenant_id = $1 AND version = ANY($2) AND destroyed_at IS NULL`,
-			id.UUID(), gone)
+			t, gone)
 		return err
 	})
 	return byProvider, err

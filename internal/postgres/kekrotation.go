@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/fieldcrypt"
+	"github.com/elile/elile/internal/kms"
 	"github.com/elile/elile/internal/tenancy"
 	"github.com/elile/elile/internal/tenant"
 )
@@ -26,6 +27,16 @@ func (db *DB) NewKEKVersion(ctx context.Context, t uuid.UUID, ref string) (int, 
 	return v, err
 }
 
+// tenantKEK resolves a key a tenant brings (BYOK) in the provider:
+// tenancy.ErrKEKNotUsable when it cannot be found or used.
+func (db *DB) tenantKEK(ctx context.Context, ref string) (kms.KEK, error) {
+	k, err := db.keys.Provider().FindKEK(ctx, ref)
+	if err != nil {
+		return kms.KEK{}, tenancy.ErrKEKNotUsable.Withf("the key %q cannot be used: %v", ref, err).Wrap(err)
+	}
+	return k, nil
+}
+
 func (db *DB) newKEKVersion(ctx context.Context, t uuid.UUID, ref string) (int, int, error) {
 	keys := db.keys
 	if keys == nil {
@@ -38,13 +49,13 @@ func (db *DB) newKEKVersion(ctx context.Context, t uuid.UUID, ref string) (int, 
 	rec := fieldcrypt.KEKRecord{Tenant: t}
 	undo := func() {}
 	if ref != "" {
-		k, err := p.FindKEK(ctx, ref)
+		k, err := db.tenantKEK(ctx, ref)
 		if err != nil {
-			return 0, 0, tenancy.ErrKEKNotUsable.Withf("the key %q cannot be used: %v", ref, err).Wrap(err)
+			return 0, 0, err
 		}
 		rec.KEK, rec.BYOK = k, true
 	} else {
-		k, err := p.CreateKEK(ctx, kekLabelOf(t))
+		k, err := p.CreateKEK(ctx, fieldcrypt.KEKLabel(t))
 		if err != nil {
 			return 0, 0, fieldcrypt.ErrKeyUnavailable.Wrap(err)
 		}
@@ -74,18 +85,11 @@ func (db *DB) newKEKVersion(ctx context.Context, t uuid.UUID, ref string) (int, 
 		// included: the KEKs elile made before are destroyed, so a backup
 		// from before the switch, whose data keys are wrapped only by them,
 		// is unreadable — the control the tenant asked for.
-		if _, err := db.destroyKEKs(ctx, t, rec.Version); err != nil {
+		if _, err := db.destroyKEKs(ctx, t, rec.Version, false); err != nil {
 			return rec.Version, moved, fmt.Errorf("destroy the tenant's earlier KEKs: %w", err)
 		}
 	}
 	return rec.Version, moved, nil
-}
-
-func kekLabelOf(t uuid.UUID) string {
-	if t == uuid.Nil {
-		return "elile/platform"
-	}
-	return "elile/tenant/" + t.String()
 }
 
 // rewrapTenant re-wraps every data key of t not under its newest KEK

@@ -121,17 +121,20 @@ func (s keyStore) DEK(ctx context.Context, id uint32) (fieldcrypt.DEK, error) {
 // SaveTenantKeys implements fieldcrypt.DEKStore.
 func (s keyStore) SaveTenantKeys(ctx context.Context, tk fieldcrypt.TenantKeys) (fieldcrypt.TenantKeys, error) {
 	err := s.db.runCold(ctx, PlatformRole, "", tenant.ID{}, func(tx *Tx) error {
-		var v int
+		// The KEK row, and the ids of the two keys it wraps.
+		var a, b int64
 		err := tx.QueryRow(ctx, `INSERT INTO tenant_keks (tenant_id, version, provider, key_id, label, byok)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING version`,
-			tk.KEK.Tenant, tk.KEK.Version, tk.KEK.KEK.Provider, tk.KEK.KEK.ID, tk.KEK.KEK.Label, tk.KEK.BYOK).Scan(&v)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
+			RETURNING nextval('tenant_keys_id_seq'), nextval('tenant_keys_id_seq')`,
+			tk.KEK.Tenant, tk.KEK.Version, tk.KEK.KEK.Provider, tk.KEK.KEK.ID, tk.KEK.KEK.Label, tk.KEK.BYOK).Scan(&a, &b)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldcrypt.ErrTenantKeysExist
 		}
 		if err != nil {
 			return err
 		}
-		queueTenantKeys(tx, &tk, false)
+		tk.Data.ID, tk.Blind.ID = uint32(a), uint32(b) //nolint:gosec // key ids are positive int4
+		queueTenantKeys(tx, tk, false)
 		return nil
 	})
 	var pgErr *pgconn.PgError
@@ -141,26 +144,16 @@ func (s keyStore) SaveTenantKeys(ctx context.Context, tk fieldcrypt.TenantKeys) 
 	return tk, err
 }
 
-// queueTenantKeys queues the rows of tk (the KEK row too when withKEK),
-// filling in the keys' ids when the unit of work is sent.
-func queueTenantKeys(tx *Tx, tk *fieldcrypt.TenantKeys, withKEK bool) {
+// queueTenantKeys queues the rows of tk, whose key ids are reserved
+// already (the KEK row too when withKEK).
+func queueTenantKeys(tx *Tx, tk fieldcrypt.TenantKeys, withKEK bool) {
 	if withKEK {
 		tx.Queue(`INSERT INTO tenant_keks (tenant_id, version, provider, key_id, label, byok) VALUES ($1, $2, $3, $4, $5, $6)`,
 			tk.KEK.Tenant, tk.KEK.Version, tk.KEK.KEK.Provider, tk.KEK.KEK.ID, tk.KEK.KEK.Label, tk.KEK.BYOK)
 	}
-	for _, d := range []*fieldcrypt.DEK{&tk.Data, &tk.Blind} {
-		if d.ID != 0 {
-			tx.Queue(`INSERT INTO tenant_keys (key_id, tenant_id, purpose, kek_version, wrapped) VALUES ($1, $2, $3, $4, $5)`,
-				int64(d.ID), d.Tenant, string(d.Purpose), d.KEKVersion, d.Wrapped)
-			continue
-		}
-		tx.QueueRow(`INSERT INTO tenant_keys (tenant_id, purpose, kek_version, wrapped) VALUES ($1, $2, $3, $4) RETURNING key_id`,
-			[]any{d.Tenant, string(d.Purpose), d.KEKVersion, d.Wrapped}, func(row pgx.Row) error {
-				var id int64
-				err := row.Scan(&id)
-				d.ID = uint32(id) //nolint:gosec // key ids are positive int4
-				return err
-			})
+	for _, d := range []fieldcrypt.DEK{tk.Data, tk.Blind} {
+		tx.Queue(`INSERT INTO tenant_keys (key_id, tenant_id, purpose, kek_version, wrapped) VALUES ($1, $2, $3, $4, $5)`,
+			int64(d.ID), d.Tenant, string(d.Purpose), d.KEKVersion, d.Wrapped)
 	}
 }
 
@@ -188,7 +181,7 @@ func (tx *Tx) provisionTenant(ctx context.Context, t uuid.UUID, byok *kms.KEK) e
 	tk.Data.ID, tk.Blind.ID = uint32(a), uint32(b) //nolint:gosec // key ids are positive int4
 	keys.Adopt(tk)
 	tx.onAbort(func(context.Context) { keys.Forget(t) })
-	queueTenantKeys(tx, &tk, true)
+	queueTenantKeys(tx, tk, true)
 	return nil
 }
 

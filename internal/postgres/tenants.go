@@ -185,9 +185,9 @@ func (t *tenancyTx) InsertTenant(ctx context.Context, tn *tenant.Tenant, kekRef 
 		if t.db.keys == nil {
 			return errors.New("postgres: no keys configured")
 		}
-		k, err := t.db.keys.Provider().FindKEK(ctx, kekRef)
+		k, err := t.db.tenantKEK(ctx, kekRef)
 		if err != nil {
-			return tenancy.ErrKEKNotUsable.Withf("the key %q cannot be used: %v", kekRef, err).Wrap(err)
+			return err
 		}
 		byok = &k
 	}
