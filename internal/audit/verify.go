@@ -37,6 +37,9 @@ type Finding struct {
 	Detail  string    `json:"detail"`
 }
 
+// MaxFindings bounds the problems one verification reports.
+const MaxFindings = 100
+
 // Report is the outcome of verifying a chain.
 type Report struct {
 	Status        string      `json:"status"` // intact or tampered
@@ -64,7 +67,7 @@ func Verify(ctx context.Context, r ChainReader, t uuid.UUID, pub ed25519.PublicK
 	first := true
 	var cpFound bool
 	add := func(f Finding) {
-		if len(rep.Problems) < 100 {
+		if len(rep.Problems) < MaxFindings {
 			rep.Problems = append(rep.Problems, f)
 		}
 	}

@@ -40,6 +40,10 @@ func TenantScopes() []string {
 		ScopeCacheRead, ScopeCacheWrite, ScopeAuditRead, ScopeKeysManage}
 }
 
+// GrantableScopes lists the scopes a tenant's key may be given through
+// the API: every tenant scope and tenant:admin.
+func GrantableScopes() []string { return append(TenantScopes(), ScopeTenantAdmin) }
+
 // AllScopes lists every scope, for validation and documentation.
 func AllScopes() []string { return append(TenantScopes(), ScopeTenantAdmin, ScopePlatformAdmin) }
 

@@ -8,7 +8,9 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -106,22 +108,34 @@ func NormalizeIdentifiers(ids map[string]string, now time.Time) (map[string]stri
 	return out, errs
 }
 
+// Limits of the non-personal labels (metadata), in characters.
+const (
+	MaxLabels     = 50
+	MaxLabelKey   = 64
+	MaxLabelValue = 256
+)
+
 // ValidateMetadata checks the non-personal labels: at most 50 keys of 1 to
-// 64 characters, values of at most 256.
+// 64 characters, values of at most 256, neither with control characters.
 func ValidateMetadata(m map[string]string) []apperr.Field {
 	var errs []apperr.Field
-	if len(m) > 50 {
-		errs = append(errs, apperr.Field{Path: "metadata", Message: "at most 50 keys"})
+	if len(m) > MaxLabels {
+		errs = append(errs, apperr.Field{Path: "metadata", Message: fmt.Sprintf("at most %d keys", MaxLabels)})
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if len(k) == 0 || len(k) > 64 {
-			errs = append(errs, apperr.Field{Path: "metadata." + k, Message: "keys are 1 to 64 characters"})
+		if n := utf8.RuneCountInString(k); n == 0 || n > MaxLabelKey || hasControl(k) {
+			errs = append(errs, apperr.Field{Path: "metadata." + k, Message: fmt.Sprintf("keys are 1 to %d characters, without control characters", MaxLabelKey)})
 		}
-		if len(m[k]) > 256 {
-			errs = append(errs, apperr.Field{Path: "metadata." + k, Message: "values are at most 256 characters"})
+		if utf8.RuneCountInString(m[k]) > MaxLabelValue || hasControl(m[k]) {
+			errs = append(errs, apperr.Field{Path: "metadata." + k, Message: fmt.Sprintf("values are at most %d characters, without control characters", MaxLabelValue)})
 		}
 	}
 	return errs
+}
+
+// hasControl reports whether s holds a C0 control character or DEL.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // Filter narrows a list of entities; zero fields do not filter.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
+	"github.com/elile/elile/internal/compactjson"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -65,10 +66,23 @@ type NewProfile struct {
 	EvolutionSignals []any
 }
 
+// Byte budgets of a profile's free-form values, as compact JSON: with
+// every other field at its limit, a profile at these fits the API's 1 MiB
+// request body.
+const (
+	MaxFindingsBytes    = 512 << 10
+	MaxConnectionsBytes = 256 << 10
+	MaxListBytes        = 64 << 10 // data_sources_used, stale_data_used, evolution_signals
+	MaxScoreBytes       = 8 << 10
+)
+
 // ValidateScore checks a risk score: overall is required, and every
 // numeric score is a number from 0 to 1.
 func ValidateScore(score map[string]any) []apperr.Field {
 	var errs []apperr.Field
+	if n := compactjson.Size(score); n > MaxScoreBytes {
+		errs = append(errs, apperr.Field{Path: "risk_score", Message: fmt.Sprintf("at most %d bytes as compact JSON, not %d", MaxScoreBytes, n)})
+	}
 	overall, ok := score["overall"].(float64)
 	if !ok || overall < 0 || overall > 1 || math.IsNaN(overall) {
 		errs = append(errs, apperr.Field{Path: "risk_score.overall", Message: "required: a number from 0 to 1"})
@@ -84,14 +98,21 @@ func ValidateScore(score map[string]any) []apperr.Field {
 	return errs
 }
 
-func toRaw(path string, in []any) ([]json.RawMessage, []apperr.Field) {
+// toRaw encodes a list of JSON values, which together (as a compact JSON
+// array) take at most budget bytes.
+func toRaw(path string, in []any, budget int) ([]json.RawMessage, []apperr.Field) {
 	out := make([]json.RawMessage, len(in))
+	size := 2 + max(len(in)-1, 0) // [ , ]
 	for i, v := range in {
-		b, err := json.Marshal(v)
+		b, err := compactjson.Marshal(v)
 		if err != nil {
 			return nil, []apperr.Field{{Path: fmt.Sprintf("%s[%d]", path, i), Message: "not JSON"}}
 		}
 		out[i] = b
+		size += len(b)
+	}
+	if size > budget {
+		return nil, []apperr.Field{{Path: path, Message: fmt.Sprintf("at most %d bytes as compact JSON, not %d", budget, size)}}
 	}
 	return out, nil
 }
@@ -105,14 +126,15 @@ func (s *ProfileService) Create(ctx context.Context, sc tenant.Scope, entityID u
 	p := Profile{ID: uuid.Must(uuid.NewV7()), EntityID: entityID, Tenant: sc.Tenant(), TriggerType: in.TriggerType,
 		TriggerID: in.TriggerID, RiskScore: in.RiskScore}
 	for _, x := range []struct {
-		path string
-		in   []any
-		out  *[]json.RawMessage
-	}{{"findings", in.Findings, &p.Findings}, {"connections", in.Connections, &p.Connections},
-		{"data_sources_used", in.DataSourcesUsed, &p.DataSourcesUsed}, {"stale_data_used", in.StaleDataUsed, &p.StaleDataUsed},
-		{"evolution_signals", in.EvolutionSignals, &p.EvolutionSignals}} {
+		path   string
+		in     []any
+		budget int
+		out    *[]json.RawMessage
+	}{{"findings", in.Findings, MaxFindingsBytes, &p.Findings}, {"connections", in.Connections, MaxConnectionsBytes, &p.Connections},
+		{"data_sources_used", in.DataSourcesUsed, MaxListBytes, &p.DataSourcesUsed}, {"stale_data_used", in.StaleDataUsed, MaxListBytes, &p.StaleDataUsed},
+		{"evolution_signals", in.EvolutionSignals, MaxListBytes, &p.EvolutionSignals}} {
 		var bad []apperr.Field
-		*x.out, bad = toRaw(x.path, x.in)
+		*x.out, bad = toRaw(x.path, x.in, x.budget)
 		errs = append(errs, bad...)
 	}
 	if err := apperr.Fields(errs...); err != nil {

@@ -25,19 +25,32 @@ type AuditLog interface {
 // AuditEventOut is an audit event in responses, event_data decrypted.
 type AuditEventOut struct {
 	AuditID       string         `json:"audit_id" format:"uuid"`
-	EventType     string         `json:"event_type"`
-	Severity      string         `json:"severity"`
+	EventType     eventType      `json:"event_type"`
+	Severity      string         `json:"severity" enum:"debug,info,warning,error,critical"`
 	TenantID      *string        `json:"tenant_id" format:"uuid"`
 	UserID        *string        `json:"user_id" format:"uuid"`
-	ActorType     string         `json:"actor_type"`
+	ActorType     string         `json:"actor_type" enum:"human,service,system"`
 	CorrelationID string         `json:"correlation_id" format:"uuid"`
 	EntityID      *string        `json:"entity_id" format:"uuid"`
-	ResourceType  *string        `json:"resource_type"`
-	ResourceID    *string        `json:"resource_id"`
+	ResourceType  *string        `json:"resource_type" maxLength:"100" pattern:"^[a-z][a-z0-9_]*$"`
+	ResourceID    *string        `json:"resource_id" maxLength:"255" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
 	EventData     map[string]any `json:"event_data"`
-	IPAddress     *string        `json:"ip_address"`
-	UserAgent     *string        `json:"user_agent"`
+	IPAddress     *string        `json:"ip_address" format:"ip"`
+	UserAgent     *string        `json:"user_agent" maxLength:"512" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"As sent, cut to 512 bytes, control characters replaced"`
 	CreatedAt     time.Time      `json:"created_at"`
+}
+
+// eventType is an audit event type; its schema lists them all.
+type eventType string
+
+// Schema lists the event types from the audit package.
+func (eventType) Schema(huma.Registry) *huma.Schema {
+	types := audit.Types()
+	enum := make([]any, len(types))
+	for i, t := range types {
+		enum[i] = t
+	}
+	return &huma.Schema{Type: huma.TypeString, Enum: enum, Description: "An audit event type, e.g. data.accessed"}
 }
 
 func optUUID(u uuid.UUID) *string {
@@ -60,26 +73,26 @@ func auditOut(r audit.Record) AuditEventOut {
 	if data == nil {
 		data = map[string]any{}
 	}
-	return AuditEventOut{AuditID: r.ID.String(), EventType: r.Type, Severity: r.Severity, TenantID: optUUID(r.Tenant),
+	return AuditEventOut{AuditID: r.ID.String(), EventType: eventType(r.Type), Severity: r.Severity, TenantID: optUUID(r.Tenant),
 		UserID: optUUID(r.UserID), ActorType: r.Actor, CorrelationID: r.CorrelationID.String(), EntityID: optUUID(r.EntityID),
 		ResourceType: optString(r.ResourceType), ResourceID: optString(r.ResourceID), EventData: data,
 		IPAddress: optString(r.IP), UserAgent: optString(r.UserAgent), CreatedAt: r.At}
 }
 
 type AuditFilterParams struct {
-	EventType     string    `query:"event_type" maxLength:"64" doc:"e.g. data.accessed"`
+	EventType     eventType `query:"event_type"`
 	Severity      string    `query:"severity" enum:"debug,info,warning,error,critical"`
 	EntityID      string    `query:"entity_id" format:"uuid"`
 	CorrelationID string    `query:"correlation_id" format:"uuid"`
 	UserID        string    `query:"user_id" format:"uuid"`
-	ResourceType  string    `query:"resource_type" maxLength:"100"`
-	ResourceID    string    `query:"resource_id" maxLength:"255"`
+	ResourceType  string    `query:"resource_type" maxLength:"100" pattern:"^[a-z][a-z0-9_]*$"`
+	ResourceID    string    `query:"resource_id" maxLength:"255" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
 	Since         time.Time `query:"since" doc:"RFC 3339; events at or after"`
 	Until         time.Time `query:"until" doc:"RFC 3339; events before"`
 }
 
 func (p AuditFilterParams) filter() audit.Filter {
-	f := audit.Filter{Type: p.EventType, Severity: p.Severity, ResourceType: p.ResourceType, ResourceID: p.ResourceID,
+	f := audit.Filter{Type: string(p.EventType), Severity: p.Severity, ResourceType: p.ResourceType, ResourceID: p.ResourceID,
 		Since: p.Since, Until: p.Until}
 	f.EntityID, _ = uuid.Parse(p.EntityID)
 	f.CorrelationID, _ = uuid.Parse(p.CorrelationID)
@@ -159,7 +172,60 @@ func handleAuditGet(svc *audit.Service) handlerFunc[auditIDInput, auditOneOutput
 	}
 }
 
-type verifyOutput struct{ Body audit.Report }
+// Report is the outcome of verifying a tenant's audit log.
+type Report struct {
+	Status        string      `json:"status" enum:"intact,tampered"`
+	EventsChecked int64       `json:"events_checked" minimum:"0" maximum:"9007199254740991"`
+	SealsChecked  int         `json:"seals_checked" minimum:"0" maximum:"9007199254740991"`
+	LastSealedAt  *time.Time  `json:"last_sealed_at"`
+	Head          *Checkpoint `json:"head,omitempty" doc:"The newest seal, signed: keep it outside elile and verify against it later"`
+	Problems      []Finding   `json:"problems" nullable:"false" maxItems:"100" doc:"The first 100 problems found"`
+}
+
+// Finding is one problem verification found.
+type Finding struct {
+	Seq     int64  `json:"seal_seq,omitempty" minimum:"0" maximum:"9007199254740991"`
+	AuditID string `json:"audit_id,omitempty" format:"uuid"`
+	Kind    string `json:"kind" enum:"modified,deleted,inserted,reordered,bad_signature,broken_link,checkpoint"`
+	Detail  string `json:"detail" maxLength:"500"`
+}
+
+// Checkpoint is a signed statement of a tenant's log: its seal count,
+// event count and head hash at a time.
+type Checkpoint struct {
+	TenantID        string    `json:"tenant_id" format:"uuid"`
+	Seq             int64     `json:"seal_seq" minimum:"1" maximum:"9007199254740991"`
+	HorizonTo       uint64    `json:"horizon" minimum:"0" maximum:"9007199254740991"`
+	CumulativeCount int64     `json:"event_count" minimum:"0" maximum:"9007199254740991"`
+	SealHash        string    `json:"seal_hash" maxLength:"64" pattern:"^[0-9a-f]{64}$"`
+	At              time.Time `json:"sealed_at"`
+	KeyID           string    `json:"key_id" maxLength:"100" pattern:"^[a-z0-9]+:[0-9a-f]+$"`
+	Signature       string    `json:"signature" maxLength:"200" pattern:"^[A-Za-z0-9+/]+={0,2}$" doc:"Base64 Ed25519 signature"`
+	PublicKey       string    `json:"public_key,omitempty" maxLength:"100" pattern:"^[A-Za-z0-9+/]+={0,2}$" doc:"Base64; informative: verify against a key you trust (absent in a verification report's head)"`
+}
+
+func checkpointOut(c audit.Checkpoint) Checkpoint {
+	return Checkpoint{TenantID: c.Tenant, Seq: c.Seq, HorizonTo: c.HorizonTo, CumulativeCount: c.CumulativeCount, SealHash: c.SealHash,
+		At: c.At, KeyID: c.KeyID, Signature: c.Signature, PublicKey: c.PublicKey}
+}
+
+func reportOut(r audit.Report) Report {
+	o := Report{Status: r.Status, EventsChecked: r.EventsChecked, SealsChecked: r.SealsChecked, LastSealedAt: r.LastSealedAt,
+		Problems: make([]Finding, len(r.Problems))}
+	if r.Head != nil {
+		h := checkpointOut(*r.Head)
+		o.Head = &h
+	}
+	for i, f := range r.Problems {
+		o.Problems[i] = Finding{Seq: f.Seq, Kind: f.Kind, Detail: f.Detail}
+		if f.AuditID != uuid.Nil {
+			o.Problems[i].AuditID = f.AuditID.String()
+		}
+	}
+	return o
+}
+
+type verifyOutput struct{ Body Report }
 
 type emptyInput struct{}
 
@@ -169,7 +235,7 @@ func handleAuditVerify(svc *audit.Service) handlerFunc[emptyInput, verifyOutput]
 		if err != nil {
 			return nil, err
 		}
-		return &verifyOutput{Body: rep}, nil
+		return &verifyOutput{Body: reportOut(rep)}, nil
 	}
 }
 
@@ -177,14 +243,14 @@ func handleAuditVerify(svc *audit.Service) handlerFunc[emptyInput, verifyOutput]
 // returned it and the client kept outside elile.
 type checkpointBody struct {
 	TenantID        string    `json:"tenant_id" format:"uuid" doc:"The tenant whose chain it covers: the caller's"`
-	Seq             int64     `json:"seal_seq" minimum:"1"`
-	HorizonTo       uint64    `json:"horizon"`
-	CumulativeCount int64     `json:"event_count" minimum:"0"`
-	SealHash        string    `json:"seal_hash" pattern:"^[0-9a-f]{64}$"`
+	Seq             int64     `json:"seal_seq" minimum:"1" maximum:"9007199254740991"`
+	HorizonTo       uint64    `json:"horizon" minimum:"0" maximum:"9007199254740991"`
+	CumulativeCount int64     `json:"event_count" minimum:"0" maximum:"9007199254740991"`
+	SealHash        string    `json:"seal_hash" maxLength:"64" pattern:"^[0-9a-f]{64}$"`
 	At              time.Time `json:"sealed_at"`
-	KeyID           string    `json:"key_id" maxLength:"100"`
-	Signature       string    `json:"signature" maxLength:"200" doc:"Base64 Ed25519 signature"`
-	PublicKey       string    `json:"public_key,omitempty" maxLength:"100" doc:"Informative; verification uses the server's key"`
+	KeyID           string    `json:"key_id" maxLength:"100" pattern:"^[a-z0-9]+:[0-9a-f]+$"`
+	Signature       string    `json:"signature" maxLength:"200" pattern:"^[A-Za-z0-9+/]+={0,2}$" doc:"Base64 Ed25519 signature"`
+	PublicKey       string    `json:"public_key,omitempty" maxLength:"100" pattern:"^[A-Za-z0-9+/]*={0,2}$" doc:"Informative; verification uses the server's key"`
 }
 
 type verifyCheckpointInput struct{ Body checkpointBody }
@@ -201,11 +267,11 @@ func handleAuditVerifyCheckpoint(svc *audit.Service) handlerFunc[verifyCheckpoin
 		if err != nil {
 			return nil, err
 		}
-		return &verifyOutput{Body: rep}, nil
+		return &verifyOutput{Body: reportOut(rep)}, nil
 	}
 }
 
-type checkpointOutput struct{ Body audit.Checkpoint }
+type checkpointOutput struct{ Body Checkpoint }
 
 func handleAuditCheckpoint(svc *audit.Service) handlerFunc[emptyInput, checkpointOutput] {
 	return func(ctx context.Context, _ *emptyInput) (*checkpointOutput, error) {
@@ -213,7 +279,7 @@ func handleAuditCheckpoint(svc *audit.Service) handlerFunc[emptyInput, checkpoin
 		if err != nil {
 			return nil, err
 		}
-		return &checkpointOutput{Body: c}, nil
+		return &checkpointOutput{Body: checkpointOut(c)}, nil
 	}
 }
 
@@ -227,7 +293,8 @@ func registerAuditExport(api huma.API, svc *audit.Service, log *slog.Logger, tab
 		Parameters: []*huma.Param{{Name: "X-Tenant-ID", In: "header", Schema: &huma.Schema{Type: "string", Format: "uuid"},
 			Description: "The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant."}},
 		Responses: map[string]*huma.Response{"200": {Description: "Events, one JSON object per line",
-			Content: map[string]*huma.MediaType{"application/x-ndjson": {Schema: &huma.Schema{Type: "string"}}}}},
+			Content: map[string]*huma.MediaType{"application/x-ndjson": {Schema: &huma.Schema{Ref: "#/components/schemas/AuditEventOut",
+				Description: "The schema of each line: one audit event"}}}}},
 	}
 	type exportInput struct {
 		Since time.Time `query:"since"`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
 	"github.com/elile/elile/internal/auth"
@@ -15,13 +16,13 @@ import (
 type CacheOut struct {
 	CacheID         string          `json:"cache_id" format:"uuid"`
 	EntityID        string          `json:"entity_id" format:"uuid"`
-	ProviderID      string          `json:"provider_id"`
-	CheckType       string          `json:"check_type"`
+	ProviderID      string          `json:"provider_id" maxLength:"100" pattern:"^[a-z0-9_.-]{1,100}$"`
+	CheckType       string          `json:"check_type" maxLength:"100" pattern:"^[a-z0-9_.-]{1,100}$"`
 	DataOrigin      string          `json:"data_origin" enum:"paid_external,customer_provided"`
 	NormalizedData  json.RawMessage `json:"normalized_data"`
-	RawResponse     []byte          `json:"raw_response,omitempty" doc:"Base64; only with include_raw=true and pii:read"`
-	CostIncurred    string          `json:"cost_incurred" doc:"Decimal string"`
-	CostCurrency    string          `json:"cost_currency"`
+	RawResponse     []byte          `json:"raw_response,omitempty" maxLength:"700000" pattern:"^[A-Za-z0-9+/]*={0,2}$" doc:"Base64; only with include_raw=true and pii:read"`
+	CostIncurred    string          `json:"cost_incurred" maxLength:"15" pattern:"^[0-9]{1,12}\\.[0-9]{2}$" doc:"Decimal string with two decimals"`
+	CostCurrency    string          `json:"cost_currency" maxLength:"3" pattern:"^[A-Z]{3}$"`
 	AcquiredAt      time.Time       `json:"acquired_at"`
 	FreshUntil      time.Time       `json:"fresh_until"`
 	StaleUntil      *time.Time      `json:"stale_until" doc:"null: never expires"`
@@ -44,13 +45,13 @@ func cacheOut(e sourcecache.Entry, now time.Time) CacheOut {
 type createCacheInput struct {
 	EntityID string `path:"entity_id" format:"uuid"`
 	Body     struct {
-		ProviderID     string         `json:"provider_id" pattern:"^[a-z0-9_.-]{1,100}$"`
-		CheckType      string         `json:"check_type" pattern:"^[a-z0-9_.-]{1,100}$" doc:"Known types have default freshness windows; others must give fresh_until and stale_until"`
+		ProviderID     string         `json:"provider_id" minLength:"1" maxLength:"100" pattern:"^[a-z0-9_.-]{1,100}$"`
+		CheckType      string         `json:"check_type" minLength:"1" maxLength:"100" pattern:"^[a-z0-9_.-]{1,100}$" doc:"Known types have default freshness windows; others must give fresh_until and stale_until"`
 		DataOrigin     string         `json:"data_origin" enum:"paid_external,customer_provided"`
-		RawResponse    []byte         `json:"raw_response" doc:"The provider's response, base64" maxLength:"700000"`
+		RawResponse    []byte         `json:"raw_response" doc:"The provider's response, base64 (at most 525,000 bytes)" maxLength:"700000" pattern:"^[A-Za-z0-9+/]*={0,2}$"`
 		NormalizedData map[string]any `json:"normalized_data"`
-		CostIncurred   any            `json:"cost_incurred" doc:"Decimal string with at most 2 decimals (a JSON number is accepted too), >= 0"`
-		CostCurrency   string         `json:"cost_currency,omitempty" default:"USD" pattern:"^[A-Z]{3}$"`
+		CostIncurred   cost           `json:"cost_incurred"`
+		CostCurrency   string         `json:"cost_currency,omitempty" default:"USD" minLength:"3" maxLength:"3" pattern:"^[A-Z]{3}$"`
 		AcquiredAt     *time.Time     `json:"acquired_at,omitempty" doc:"Default: now"`
 		FreshUntil     *time.Time     `json:"fresh_until,omitempty"`
 		StaleUntil     *time.Time     `json:"stale_until,omitempty"`
@@ -58,6 +59,33 @@ type createCacheInput struct {
 }
 
 type cacheOutput struct{ Body CacheOut }
+
+// cost is cost_incurred as sent: a decimal string or a JSON number.
+type cost struct{ raw json.RawMessage }
+
+// UnmarshalJSON keeps the value as sent, for the service to parse.
+func (c *cost) UnmarshalJSON(b []byte) error {
+	c.raw = append(c.raw[:0], b...)
+	return nil
+}
+
+// value is the string or number sent (nil when it is neither).
+func (c cost) value() any {
+	var v any
+	if json.Unmarshal(c.raw, &v) != nil {
+		return nil
+	}
+	return v
+}
+
+// Schema is either form: the service checks the decimals of a number.
+func (cost) Schema(huma.Registry) *huma.Schema {
+	return &huma.Schema{Description: "A decimal string with at most 2 decimals (a JSON number is accepted too), from 0 to 999999999999.99",
+		AnyOf: []*huma.Schema{
+			{Type: huma.TypeString, MaxLength: ptr(15), Pattern: `^[0-9]{1,12}(\.[0-9]{1,2})?$`},
+			{Type: huma.TypeNumber, Minimum: ptr(0.0), Maximum: ptr(999999999999.99)},
+		}}
+}
 
 func handleCacheCreate(svc *sourcecache.Service, now func() time.Time) handlerFunc[createCacheInput, cacheOutput] {
 	return func(ctx context.Context, in *createCacheInput) (*cacheOutput, error) {
@@ -67,7 +95,7 @@ func handleCacheCreate(svc *sourcecache.Service, now func() time.Time) handlerFu
 		}
 		b := in.Body
 		e, err := svc.Add(ctx, scopeOf(ctx), eid, sourcecache.NewEntry{ProviderID: b.ProviderID, CheckType: b.CheckType,
-			Origin: b.DataOrigin, RawResponse: b.RawResponse, NormalizedData: b.NormalizedData, Cost: b.CostIncurred,
+			Origin: b.DataOrigin, RawResponse: b.RawResponse, NormalizedData: b.NormalizedData, Cost: b.CostIncurred.value(),
 			Currency: b.CostCurrency, AcquiredAt: b.AcquiredAt, FreshUntil: b.FreshUntil, StaleUntil: b.StaleUntil})
 		if err != nil {
 			return nil, err
@@ -78,8 +106,8 @@ func handleCacheCreate(svc *sourcecache.Service, now func() time.Time) handlerFu
 
 type listCacheInput struct {
 	EntityID   string `path:"entity_id" format:"uuid"`
-	CheckType  string `query:"check_type" maxLength:"100"`
-	ProviderID string `query:"provider_id" maxLength:"100"`
+	CheckType  string `query:"check_type" maxLength:"100" pattern:"^[a-z0-9_.-]{1,100}$"`
+	ProviderID string `query:"provider_id" maxLength:"100" pattern:"^[a-z0-9_.-]{1,100}$"`
 	IncludeRaw bool   `query:"include_raw" doc:"Include raw_response; needs pii:read"`
 	ListParams
 }

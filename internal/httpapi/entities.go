@@ -16,9 +16,9 @@ type EntityOut struct {
 	EntityID             string            `json:"entity_id" format:"uuid"`
 	EntityType           string            `json:"entity_type" enum:"individual,organization,address"`
 	TenantID             *string           `json:"tenant_id" format:"uuid" doc:"null for a platform-shared entity"`
-	ExternalID           *string           `json:"external_id"`
-	Metadata             map[string]string `json:"metadata"`
-	CanonicalIdentifiers map[string]string `json:"canonical_identifiers" doc:"Masked unless revealed"`
+	ExternalID           *string           `json:"external_id" maxLength:"255"`
+	Metadata             labels            `json:"metadata"`
+	CanonicalIdentifiers maskedIdentifiers `json:"canonical_identifiers"`
 	CreatedAt            time.Time         `json:"created_at"`
 	UpdatedAt            time.Time         `json:"updated_at"`
 }
@@ -42,10 +42,10 @@ func entityOut(e entity.Entity, reveal bool) EntityOut {
 }
 
 type entityBody struct {
-	EntityType           string            `json:"entity_type" enum:"individual,organization,address"`
-	CanonicalIdentifiers map[string]string `json:"canonical_identifiers" doc:"kind -> value; kinds lower_snake_case, values at most 1024 characters"`
-	ExternalID           string            `json:"external_id,omitempty" minLength:"1" maxLength:"255" doc:"Your own reference, unique per tenant"`
-	Metadata             map[string]string `json:"metadata,omitempty" doc:"At most 50 non-personal labels"`
+	EntityType           string      `json:"entity_type" enum:"individual,organization,address"`
+	CanonicalIdentifiers identifiers `json:"canonical_identifiers"`
+	ExternalID           string      `json:"external_id,omitempty" minLength:"1" maxLength:"255" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"Your own reference, unique per tenant"`
+	Metadata             labels      `json:"metadata,omitempty"`
 }
 
 type createEntityInput struct{ Body entityBody }
@@ -112,7 +112,7 @@ func handleEntityGet(svc *entity.Service) handlerFunc[getEntityInput, entityOutp
 
 type listEntitiesInput struct {
 	EntityType string `query:"entity_type" enum:"individual,organization,address"`
-	ExternalID string `query:"external_id" maxLength:"255"`
+	ExternalID string `query:"external_id" maxLength:"255" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
 	ListParams
 }
 
@@ -136,13 +136,13 @@ func handleEntityList(svc *entity.Service) handlerFunc[listEntitiesInput, entity
 type searchInput struct {
 	Body struct {
 		Kind  string `json:"kind" enum:"ssn,ein,passport,national_id,email" doc:"A unique identifier kind"`
-		Value string `json:"value" minLength:"1" maxLength:"1024"`
+		Value string `json:"value" minLength:"2" maxLength:"254" doc:"The identifier: 2 characters (a national id) to 254 (an e-mail address)" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
 	}
 }
 
 type entitySearchOutput struct {
 	Body struct {
-		Data []EntityOut `json:"data"`
+		Data []EntityOut `json:"data" nullable:"false" maxItems:"2" doc:"The tenant's entity with this identifier and a platform-shared one, when they exist"`
 	}
 }
 
@@ -164,7 +164,7 @@ func handleEntitySearch(svc *entity.Service) handlerFunc[searchInput, entitySear
 type patchEntityInput struct {
 	EntityID string `path:"entity_id" format:"uuid"`
 	Body     struct {
-		CanonicalIdentifiers map[string]any `json:"canonical_identifiers" doc:"kind -> new value, or null to remove"`
+		CanonicalIdentifiers identifierPatch `json:"canonical_identifiers"`
 	}
 }
 
@@ -201,8 +201,8 @@ type RelationOut struct {
 	TenantID              *string   `json:"tenant_id" format:"uuid"`
 	FromEntityID          string    `json:"from_entity_id" format:"uuid"`
 	ToEntityID            string    `json:"to_entity_id" format:"uuid"`
-	RelationType          string    `json:"relation_type"`
-	ConfidenceScore       float64   `json:"confidence_score"`
+	RelationType          string    `json:"relation_type" maxLength:"63" pattern:"^[a-z][a-z0-9_]{0,62}$"`
+	ConfidenceScore       float64   `json:"confidence_score" minimum:"0" maximum:"1"`
 	DiscoveredInProfileID *string   `json:"discovered_in_profile_id" format:"uuid"`
 	CreatedAt             time.Time `json:"created_at"`
 }
@@ -221,7 +221,7 @@ type createRelationInput struct {
 	EntityID string `path:"entity_id" format:"uuid"`
 	Body     struct {
 		ToEntityID            string  `json:"to_entity_id" format:"uuid"`
-		RelationType          string  `json:"relation_type" pattern:"^[a-z][a-z0-9_]{0,62}$" doc:"lower_snake_case, e.g. employer, director_of"`
+		RelationType          string  `json:"relation_type" minLength:"1" maxLength:"63" pattern:"^[a-z][a-z0-9_]{0,62}$" doc:"lower_snake_case, e.g. employer, director_of"`
 		ConfidenceScore       float64 `json:"confidence_score" minimum:"0" maximum:"1"`
 		DiscoveredInProfileID string  `json:"discovered_in_profile_id,omitempty" format:"uuid"`
 	}

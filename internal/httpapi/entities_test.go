@@ -28,7 +28,7 @@ type world struct {
 func newWorld(t *testing.T) world {
 	t.Helper()
 	h, b := setup(t, setupOpts{rate: kv.Rate{Limit: 1_000_000, Period: time.Minute, Burst: 100_000}})
-	w := world{h: h, b: b, a: mkTenant(t, b, "world-a"), other: mkTenant(t, b, "world-b")}
+	w := world{h: conforming(t, h), b: b, a: mkTenant(t, b, "world-a"), other: mkTenant(t, b, "world-b")}
 	w.admin = mkKey(t, b, w.a, auth.ScopeTenantAdmin)
 	w.oAdm = mkKey(t, b, w.other, auth.ScopeTenantAdmin)
 	w.platform = mkKey(t, b, tenant.ID{}, auth.ScopePlatformAdmin)
@@ -86,7 +86,7 @@ func TestEntities_CreateReadSearch(t *testing.T) {
 	}
 	p := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual",
 		"canonical_identifiers": map[string]string{"ssn": "12-34", "email": "nope", "date_of_birth": "2999-01-01", "Bad-Kind": "x"},
-		"metadata":              map[string]string{"k": strings.Repeat("v", 300)}})), 422, "VALIDATION_FAILED")
+		"metadata":              map[string]string{strings.Repeat("k", 65): "v"}})), 422, "VALIDATION_FAILED")
 	if len(p.Errors) != 5 {
 		t.Errorf("errors = %+v, want one per bad field (5)", p.Errors)
 	}

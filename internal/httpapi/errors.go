@@ -70,6 +70,7 @@ func newProblem(ctx context.Context, err error) *problemError {
 	if h := holderFrom(ctx); h != nil {
 		h.code, h.category = p.Code, p.Category
 	}
+	p.bounded()
 	return p
 }
 
@@ -88,6 +89,11 @@ func kebab(code string) string {
 
 // fieldErrors carries one item per bad field with a validation error.
 type fieldErrors struct{ items []ProblemItem }
+
+// headerError is err (a bad header: 400) located at the header.
+func headerError(err *apperr.Error, header, message string) error {
+	return err.Wrap(&fieldErrors{items: []ProblemItem{{Location: "header." + header, Message: message}}})
+}
 
 func (f *fieldErrors) Error() string { return "validation failed" }
 
@@ -121,12 +127,22 @@ func useProblemErrors() {
 			}
 			kind, code := kindOfStatus(status)
 			var items []ProblemItem
+			at := map[string]int{} // location -> index in items
 			for _, err := range errs {
 				var d huma.ErrorDetailer
-				if errors.As(err, &d) {
-					det := d.ErrorDetail()
-					items = append(items, fieldItem(det.Location, det.Message))
+				if !errors.As(err, &d) {
+					continue
 				}
+				det := d.ErrorDetail()
+				it := fieldItem(det.Location, det.Message)
+				// One item per bad field: a value too short and off its
+				// pattern is one problem with two reasons.
+				if i, ok := at[it.Location]; ok {
+					items[i].Message += "; " + it.Message
+					continue
+				}
+				at[it.Location] = len(items)
+				items = append(items, it)
 			}
 			if kind == apperr.Internal {
 				msg = "internal error"

@@ -300,7 +300,7 @@ func requestTenant(raw string, p auth.Principal) (tenant.ID, error) {
 	}
 	u, err := uuid.Parse(raw)
 	if err != nil || len(raw) != 36 {
-		return tenant.ID{}, errTenantInvalid
+		return tenant.ID{}, headerError(errTenantInvalid, "X-Tenant-ID", "must be a UUID")
 	}
 	id := tenant.ID(u)
 	if !p.PlatformAdmin() && p.Tenant() != id {

@@ -105,12 +105,7 @@ func TestHardening_IdempotencyRecordsAreBounded(t *testing.T) {
 	key := mkKey(t, b, tid, auth.ScopeTenantAdmin)
 	e := decode[EntityOut](t, call(t, h, req{method: "POST", path: "/v1/entities", key: key.secret,
 		body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"full_name": "Big"}}}))
-	findings := []any{}
-	for i := range 1500 {
-		findings = append(findings, map[string]any{"id": fmt.Sprint(i), "summary": strings.Repeat("x", 400)})
-	}
-	body := profileBody(0.5)
-	body["findings"] = findings
+	body := bigProfile("x")
 	sum := sha256.Sum256([]byte("big-1"))
 	skey := "idem:{key:" + key.keyID.String() + "}:" + hex.EncodeToString(sum[:])
 	rec := call(t, h, req{method: "POST", path: "/v1/entities/" + e.EntityID + "/profiles", key: key.secret, body: body,
@@ -244,6 +239,21 @@ func TestHardening_IdentifierCapAndDefaultMasking(t *testing.T) {
 	}
 }
 
+// bigProfile is a profile body of about 0.7 MB: findings and connections
+// near their byte budgets.
+func bigProfile(fill string) map[string]any {
+	findings, connections := []any{}, []any{}
+	for i := range 1000 {
+		findings = append(findings, map[string]any{"id": fmt.Sprint(i), "summary": strings.Repeat(fill, 480)})
+	}
+	for i := range 450 {
+		connections = append(connections, map[string]any{"id": fmt.Sprint(i), "summary": strings.Repeat(fill, 480)})
+	}
+	body := profileBody(0.5)
+	body["findings"], body["connections"] = findings, connections
+	return body
+}
+
 // Finding 4: one list request decrypted and rendered every large profile
 // on the page (20 of ~0.9 MB peaked at 403 MiB). A page now ends at a byte
 // budget, with a cursor, and the pages together still hold everything.
@@ -251,12 +261,7 @@ func TestHardening_ListPagesHaveAByteBudget(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	e := w.create(t, w.admin, map[string]string{"full_name": "Large"})
-	findings := []any{}
-	for i := range 1800 {
-		findings = append(findings, map[string]any{"id": fmt.Sprint(i), "summary": strings.Repeat("y", 450)})
-	}
-	body := profileBody(0.5)
-	body["findings"] = findings
+	body := bigProfile("y")
 	const n = 7
 	for range n {
 		if rec := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+e.EntityID+"/profiles", body)); rec.Code != 201 {

@@ -38,14 +38,14 @@ const (
 type Component struct {
 	Status    string  `json:"status" enum:"healthy,degraded,unhealthy" doc:"healthy, degraded (working with reduced guarantees) or unhealthy"`
 	LatencyMS float64 `json:"latency_ms" doc:"How long the check took, in milliseconds"`
-	Detail    string  `json:"detail,omitempty" doc:"Why the component is not healthy, or what it runs on"`
-	Current   *int64  `json:"current_version,omitempty" doc:"Migrations only: the database's schema version"`
-	Latest    *int64  `json:"latest_version,omitempty" doc:"Migrations only: the schema version this binary needs"`
+	Detail    string  `json:"detail,omitempty" maxLength:"512" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"Why the component is not healthy, or what it runs on"`
+	Current   *int64  `json:"current_version,omitempty" minimum:"0" maximum:"9007199254740991" doc:"Migrations only: the database's schema version"`
+	Latest    *int64  `json:"latest_version,omitempty" minimum:"0" maximum:"9007199254740991" doc:"Migrations only: the schema version this binary needs"`
 }
 
 type healthBody struct {
 	Status        string  `json:"status" enum:"healthy" doc:"Always healthy while the process runs"`
-	Version       string  `json:"version" doc:"Build version"`
+	Version       string  `json:"version" maxLength:"100" pattern:"^[!-~]+$" doc:"Build version"`
 	UptimeSeconds float64 `json:"uptime_seconds" doc:"Seconds since the process started"`
 }
 
@@ -53,7 +53,7 @@ type healthOutput struct{ Body healthBody }
 
 type readyBody struct {
 	Status     string               `json:"status" enum:"healthy,degraded,unhealthy"`
-	Components map[string]Component `json:"components" doc:"database, redis, migrations and kms"`
+	Components map[string]Component `json:"components" maxProperties:"4" doc:"database, redis, migrations and kms"`
 }
 
 type readyOutput struct {
@@ -204,8 +204,9 @@ func registerHealth(api huma.API, c checker, version string, started time.Time) 
 
 	huma.Register(api, huma.Operation{
 		OperationID: "health-db", Method: http.MethodGet, Path: "/health/db", Tags: []string{"Operations"}, Security: public,
-		Summary:   "Database health",
-		Responses: map[string]*huma.Response{"503": {Description: "Database unreachable"}},
+		Summary:     "Database health",
+		Description: "The database component of /health/ready alone: 200 while the database answers, 503 otherwise.",
+		Responses:   map[string]*huma.Response{"503": {Description: "Database unreachable"}},
 	}, func(ctx context.Context, _ *struct{}) (*componentOutput, error) {
 		comp := c.database(ctx)
 		status := http.StatusOK

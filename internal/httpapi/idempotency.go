@@ -114,7 +114,7 @@ func idempotency(store IdempotencyStore, keys *fieldcrypt.Keys, budget int64, lo
 			}
 			fail := func(err error) { writeProblem(w, newProblem(r.Context(), err).Problem) }
 			if !validIdemKey(key) {
-				fail(errIdemInvalid)
+				fail(headerError(errIdemInvalid, "Idempotency-Key", "1 to 255 printable ASCII characters"))
 				return
 			}
 			body, ok := readBody(w, r)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
 	"github.com/elile/elile/internal/auth"
@@ -14,14 +15,14 @@ import (
 type KeyOut struct {
 	KeyID      string     `json:"key_id" format:"uuid"`
 	TenantID   *string    `json:"tenant_id" format:"uuid" doc:"null for a platform-admin key"`
-	Name       string     `json:"name"`
-	Prefix     string     `json:"prefix" doc:"The secret's first characters, to recognise it"`
-	Scopes     []string   `json:"scopes"`
+	Name       string     `json:"name" maxLength:"200"`
+	Prefix     string     `json:"prefix" pattern:"^elk_[A-Za-z0-9_-]{8}$" maxLength:"12" doc:"The secret's first characters, to recognise it"`
+	Scopes     heldScopes `json:"scopes"`
 	CreatedAt  time.Time  `json:"created_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
-	Secret     string     `json:"secret,omitempty" doc:"Shown once, at creation; only its hash is stored"`
+	Secret     string     `json:"secret,omitempty" pattern:"^elk_[A-Za-z0-9_-]{43}$" maxLength:"47" doc:"Shown once, at creation; only its hash is stored"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -47,13 +48,44 @@ func keyOut(k auth.Key) KeyOut {
 
 type createKeyInput struct {
 	Body struct {
-		Name      string     `json:"name" minLength:"1" maxLength:"200"`
-		Scopes    []string   `json:"scopes" minItems:"1" maxItems:"20" uniqueItems:"true"`
-		ExpiresAt *time.Time `json:"expires_at,omitempty" doc:"When the key stops working (RFC 3339, in the future)"`
+		Name      string      `json:"name" minLength:"1" maxLength:"200" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
+		Scopes    grantScopes `json:"scopes"`
+		ExpiresAt *time.Time  `json:"expires_at,omitempty" doc:"When the key stops working (RFC 3339, in the future)"`
 	}
 }
 
 type keyOutput struct{ Body KeyOut }
+
+// grantScopes are the scopes a new key is given: any of a tenant's, each
+// once (platform-admin keys are made with `elile apikey create
+// --platform-admin`, never through the API).
+type grantScopes []string
+
+// Schema lists the scopes from the auth package, so the document cannot
+// drift from what the server grants.
+func (grantScopes) Schema(huma.Registry) *huma.Schema {
+	return scopesSchema(auth.GrantableScopes(), 1, "The key's scopes; tenant:admin grants every scope of the tenant.")
+}
+
+// heldScopes are a key's scopes in responses: a platform-admin key holds
+// platform:admin.
+type heldScopes []string
+
+// Schema lists every scope.
+func (heldScopes) Schema(huma.Registry) *huma.Schema {
+	return scopesSchema(auth.AllScopes(), 0, "")
+}
+
+func scopesSchema(scopes []string, minItems int, doc string) *huma.Schema {
+	enum := make([]any, len(scopes))
+	longest := 0
+	for i, s := range scopes {
+		enum[i] = s
+		longest = max(longest, len(s))
+	}
+	return &huma.Schema{Type: huma.TypeArray, Description: doc, MinItems: ptr(minItems), MaxItems: ptr(len(scopes)), UniqueItems: true,
+		Items: &huma.Schema{Type: huma.TypeString, Enum: enum, MaxLength: ptr(longest)}}
+}
 
 func handleKeyCreate(svc *tenancy.Service) handlerFunc[createKeyInput, keyOutput] {
 	return func(ctx context.Context, in *createKeyInput) (*keyOutput, error) {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/elile/elile/internal/apperr"
 )
@@ -10,20 +11,52 @@ import (
 // Problem is an RFC 9457 problem detail with elile's extensions: a stable
 // code, a category, the correlation id, and one item per bad field.
 type Problem struct {
-	Type          string        `json:"type"`
-	Title         string        `json:"title"`
-	Status        int           `json:"status"`
-	Detail        string        `json:"detail,omitempty"`
-	Code          string        `json:"code"`
-	Category      string        `json:"category"`
-	CorrelationID string        `json:"correlation_id,omitempty"`
-	Errors        []ProblemItem `json:"errors,omitempty"`
+	Type          string        `json:"type" format:"uri" maxLength:"100" doc:"https://elile.dev/problems/ and the code in kebab case"`
+	Title         string        `json:"title" maxLength:"64" pattern:"^[A-Za-z0-9 -]+$" doc:"The status's reason phrase"`
+	Status        int           `json:"status" minimum:"400" maximum:"599"`
+	Detail        string        `json:"detail,omitempty" maxLength:"1024" doc:"What went wrong, for a person to read"`
+	Code          string        `json:"code" maxLength:"64" pattern:"^[A-Z][A-Z0-9_]*$" doc:"Stable, for a program to act on"`
+	Category      string        `json:"category" enum:"system,validation,authentication,permission,not_found,conflict,rate_limit"`
+	CorrelationID string        `json:"correlation_id,omitempty" format:"uuid"`
+	Errors        []ProblemItem `json:"errors,omitempty" maxItems:"100" doc:"One item per bad part of the request (the first 100)"`
 }
 
 // ProblemItem is one problem with one part of the request.
 type ProblemItem struct {
-	Location string `json:"location"`
-	Message  string `json:"message"`
+	Location string `json:"location" maxLength:"256" doc:"Where: body.name, body.metadata.team, query.limit, path.entity_id, header.X-Tenant-ID"`
+	Message  string `json:"message" maxLength:"512"`
+}
+
+// Bounds of a problem's free text: messages can quote what the request
+// sent (a path, a map key), which the problem must not echo unbounded.
+const (
+	maxProblemDetail   = 1024
+	maxProblemItems    = 100
+	maxProblemLocation = 256
+	maxProblemMessage  = 512
+)
+
+// bounded cuts a problem's text to its declared bounds, on character
+// boundaries.
+func (p *Problem) bounded() {
+	p.Detail = cutRunes(p.Detail, maxProblemDetail)
+	if len(p.Errors) > maxProblemItems {
+		p.Errors = p.Errors[:maxProblemItems]
+	}
+	for i := range p.Errors {
+		p.Errors[i].Location = cutRunes(p.Errors[i].Location, maxProblemLocation)
+		p.Errors[i].Message = cutRunes(p.Errors[i].Message, maxProblemMessage)
+	}
+}
+
+// cutRunes returns s cut to at most n characters, the last one an
+// ellipsis when it was cut.
+func cutRunes(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 // statusOf is the one place that maps an error kind to an HTTP status and

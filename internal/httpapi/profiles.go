@@ -17,19 +17,28 @@ type ProfileOut struct {
 	ProfileID        string            `json:"profile_id" format:"uuid"`
 	EntityID         string            `json:"entity_id" format:"uuid"`
 	TenantID         string            `json:"tenant_id" format:"uuid"`
-	Version          int               `json:"version"`
-	PreviousVersion  *int              `json:"previous_version"`
-	TriggerType      string            `json:"trigger_type"`
+	Version          int               `json:"version" minimum:"1" maximum:"2147483647"`
+	PreviousVersion  *int              `json:"previous_version" minimum:"1" maximum:"2147483646"`
+	TriggerType      string            `json:"trigger_type" enum:"screening,monitoring,manual"`
 	TriggerID        *string           `json:"trigger_id" format:"uuid"`
-	Findings         []json.RawMessage `json:"findings"`
+	Findings         []json.RawMessage `json:"findings" nullable:"false" maxItems:"10000"`
 	RiskScore        map[string]any    `json:"risk_score"`
-	Connections      []json.RawMessage `json:"connections"`
-	ConnectionCount  int               `json:"connection_count"`
-	DataSourcesUsed  []json.RawMessage `json:"data_sources_used"`
-	StaleDataUsed    []json.RawMessage `json:"stale_data_used"`
-	EvolutionSignals []json.RawMessage `json:"evolution_signals"`
-	Delta            *entity.Delta     `json:"delta"`
+	Connections      []json.RawMessage `json:"connections" nullable:"false" maxItems:"10000"`
+	ConnectionCount  int               `json:"connection_count" minimum:"0" maximum:"10000"`
+	DataSourcesUsed  []json.RawMessage `json:"data_sources_used" nullable:"false" maxItems:"1000"`
+	StaleDataUsed    []json.RawMessage `json:"stale_data_used" nullable:"false" maxItems:"1000"`
+	EvolutionSignals []json.RawMessage `json:"evolution_signals" nullable:"false" maxItems:"1000"`
+	Delta            *Delta            `json:"delta"`
 	CreatedAt        time.Time         `json:"created_at"`
+}
+
+// Delta is what changed against the previous version (findings matched
+// by their id field, else by content).
+type Delta struct {
+	RiskScoreChange       float64           `json:"risk_score_change" minimum:"-1" maximum:"1"`
+	ConnectionCountChange int               `json:"connection_count_change" minimum:"-10000" maximum:"10000"`
+	NewFindings           []json.RawMessage `json:"new_findings" nullable:"false" maxItems:"10000"`
+	ResolvedFindings      []json.RawMessage `json:"resolved_findings" nullable:"false" maxItems:"10000"`
 }
 
 func raws(v []json.RawMessage) []json.RawMessage {
@@ -43,7 +52,11 @@ func profileOut(p entity.Profile) ProfileOut {
 	o := ProfileOut{ProfileID: p.ID.String(), EntityID: p.EntityID.String(), TenantID: p.Tenant.String(), Version: p.Version,
 		TriggerType: p.TriggerType, TriggerID: optUUID(p.TriggerID), Findings: raws(p.Findings), RiskScore: p.RiskScore,
 		Connections: raws(p.Connections), ConnectionCount: len(p.Connections), DataSourcesUsed: raws(p.DataSourcesUsed),
-		StaleDataUsed: raws(p.StaleDataUsed), EvolutionSignals: raws(p.EvolutionSignals), Delta: p.Delta, CreatedAt: p.CreatedAt.UTC()}
+		StaleDataUsed: raws(p.StaleDataUsed), EvolutionSignals: raws(p.EvolutionSignals), CreatedAt: p.CreatedAt.UTC()}
+	if d := p.Delta; d != nil {
+		o.Delta = &Delta{RiskScoreChange: d.RiskScoreChange, ConnectionCountChange: d.ConnectionCountChange,
+			NewFindings: raws(d.NewFindings), ResolvedFindings: raws(d.ResolvedFindings)}
+	}
 	if p.Version > 1 {
 		v := p.Version - 1
 		o.PreviousVersion = &v
@@ -57,7 +70,7 @@ type createProfileInput struct {
 		TriggerType      string         `json:"trigger_type" enum:"screening,monitoring,manual"`
 		TriggerID        string         `json:"trigger_id,omitempty" format:"uuid"`
 		Findings         []any          `json:"findings" maxItems:"10000"`
-		RiskScore        map[string]any `json:"risk_score" doc:"Scores; overall (0..1) is required"`
+		RiskScore        map[string]any `json:"risk_score" doc:"Scores; overall (0..1) is required, every other number is 0..1 too"`
 		Connections      []any          `json:"connections" maxItems:"10000"`
 		DataSourcesUsed  []any          `json:"data_sources_used" maxItems:"1000"`
 		StaleDataUsed    []any          `json:"stale_data_used" maxItems:"1000"`

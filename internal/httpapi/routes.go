@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -75,11 +76,10 @@ type registrar struct {
 // add registers handler h, whose signature huma inspects for its input
 // and output types. Errors it returns go through respond.
 func (r registrar) add(method, path, id, summary string, a access, status int, h any) {
-	errs := []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusUnprocessableEntity}
-	if a.Tenant {
-		errs = append(errs, http.StatusBadRequest)
-	}
-	if method == http.MethodPost || method == http.MethodPatch {
+	// 400: a bad header (X-Tenant-ID is checked wherever it is sent), a
+	// cursor this API did not return, malformed JSON.
+	errs := []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusUnprocessableEntity}
+	if hasBody(h) {
 		errs = append(errs, http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
 	}
 	errs = append(errs, http.StatusNotFound, http.StatusInternalServerError, http.StatusServiceUnavailable)
@@ -102,12 +102,27 @@ func (r registrar) add(method, path, id, summary string, a access, status int, h
 	r.table[method+" "+path] = a
 	if method == http.MethodPost {
 		op.Parameters = append(op.Parameters, &huma.Param{Name: "Idempotency-Key", In: "header",
-			Description: "Replays the first response for the same key and body within 24 h.", Schema: &huma.Schema{Type: "string", MaxLength: ptr(255)}})
+			Description: "Replays the first response for the same key and body within 24 h.", Schema: &huma.Schema{Type: "string", MinLength: ptr(1), MaxLength: ptr(255), Pattern: "^[\\x20-\\x7E]+$"}})
 	}
 	registerAny(r.api, op, h, r.log)
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// hasBody reports whether handler h's input has a request body: such an
+// operation can also answer 409, 413 and 415.
+func hasBody(h any) bool {
+	t := reflect.TypeOf(h)
+	if t.Kind() != reflect.Func || t.NumIn() != 2 {
+		return false
+	}
+	in := t.In(1)
+	if in.Kind() == reflect.Pointer {
+		in = in.Elem()
+	}
+	_, ok := in.FieldByName("Body")
+	return in.Kind() == reflect.Struct && ok
+}
 
 func dedupe(xs []int) []int {
 	seen := map[int]bool{}
@@ -159,14 +174,14 @@ func (h handlerFunc[I, O]) register(api huma.API, op huma.Operation, log *slog.L
 
 // Page is a page of a list.
 type Page[T any] struct {
-	Data       []T     `json:"data" nullable:"false"`
-	NextCursor *string `json:"next_cursor" doc:"Pass as cursor for the next page; null on the last page"`
+	Data       []T     `json:"data" nullable:"false" maxItems:"1000"`
+	NextCursor *string `json:"next_cursor" maxLength:"200" pattern:"^[A-Za-z0-9_-]+$" doc:"Pass as cursor for the next page; null on the last page"`
 }
 
 // ListParams are the paging parameters of every list.
 type ListParams struct {
 	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size"`
-	Cursor string `query:"cursor" maxLength:"200" doc:"Opaque cursor from next_cursor"`
+	Cursor string `query:"cursor" maxLength:"200" pattern:"^[A-Za-z0-9_-]*$" doc:"Opaque cursor from next_cursor"`
 }
 
 var errCursor = apperr.New(apperr.BadRequest, "CURSOR_INVALID", "cursor is not one this API returned")

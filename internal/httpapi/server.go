@@ -59,6 +59,12 @@ type Deps struct {
 
 // NewServer returns the whole API as one handler.
 func NewServer(d Deps) http.Handler {
+	h, _ := newServer(d)
+	return h
+}
+
+// newServer is NewServer, with the huma API that describes it.
+func newServer(d Deps) (http.Handler, huma.API) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -76,6 +82,7 @@ func NewServer(d Deps) http.Handler {
 	registerHealth(api, checker{keys: d.Keys, db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
 	table := routes(api, d, tenants)
 	declareRateLimitHeaders(api.OpenAPI())
+	declareBounds(api.OpenAPI())
 	mux.Handle("GET /metrics", m.handler())
 	docs := docsHandler()
 	mux.Handle("GET /docs", docs)
@@ -105,7 +112,7 @@ func NewServer(d Deps) http.Handler {
 	h = accessLog(d.Log, d.Now, m, d.Audit)(h)
 	h = withRequestContext(d.Now, d.TrustedProxies...)(h)
 	h = traced(d.Tracer)(h)
-	return h
+	return h, api
 }
 
 // allowedMethods lists the methods that have a route for r's path.

@@ -14,9 +14,9 @@ import (
 // TenantOut is a tenant in responses.
 type TenantOut struct {
 	TenantID  string         `json:"tenant_id" format:"uuid"`
-	Name      string         `json:"name"`
-	Slug      string         `json:"slug"`
-	Locale    string         `json:"locale"`
+	Name      string         `json:"name" maxLength:"200"`
+	Slug      string         `json:"slug" maxLength:"63" pattern:"^[a-z0-9-]{3,63}$"`
+	Locale    string         `json:"locale" maxLength:"35" pattern:"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"`
 	Active    bool           `json:"active"`
 	Config    map[string]any `json:"config"`
 	LegalHold bool           `json:"legal_hold" doc:"A legal hold blocks the tenant's erasure"`
@@ -44,11 +44,11 @@ type tenantOutput struct{ Body TenantOut }
 
 type createTenantInput struct {
 	Body struct {
-		Name   string         `json:"name" minLength:"1" maxLength:"200" doc:"Display name"`
-		Slug   string         `json:"slug,omitempty" pattern:"^[a-z0-9-]{3,63}$" doc:"3–63 of a-z, 0-9 and -; derived from the name when absent"`
+		Name   string         `json:"name" minLength:"1" maxLength:"200" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"Display name"`
+		Slug   string         `json:"slug,omitempty" minLength:"3" maxLength:"63" pattern:"^[a-z0-9-]{3,63}$" doc:"3–63 of a-z, 0-9 and -; derived from the name when absent"`
 		Locale string         `json:"locale,omitempty" default:"US" minLength:"2" maxLength:"35" pattern:"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"`
 		Config map[string]any `json:"config,omitempty" doc:"Tenant settings (no personal data); at most 64 KiB as JSON"`
-		BYOK   string         `json:"byok_key,omitempty" maxLength:"2048" doc:"Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from the start. Empty: a key elile makes."`
+		BYOK   string         `json:"byok_key,omitempty" maxLength:"2048" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from the start. Empty: a key elile makes."`
 	}
 }
 
@@ -100,12 +100,12 @@ func handleTenantList(svc *tenancy.Service) handlerFunc[ListParams, tenantListOu
 type updateTenantInput struct {
 	TenantID string `path:"tenant_id" format:"uuid"`
 	Body     struct {
-		Name      *string        `json:"name,omitempty" minLength:"1" maxLength:"200"`
+		Name      *string        `json:"name,omitempty" minLength:"1" maxLength:"200" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
 		Locale    *string        `json:"locale,omitempty" minLength:"2" maxLength:"35" pattern:"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"`
 		Active    *bool          `json:"active,omitempty" doc:"false deactivates the tenant: its credentials get 403 within a second"`
 		Config    map[string]any `json:"config,omitempty" doc:"Replaces the whole config"`
 		LegalHold *bool          `json:"legal_hold,omitempty" doc:"true blocks the tenant's erasure until set false again"`
-		BYOK      *string        `json:"byok_key,omitempty" maxLength:"2048" doc:"Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from now on, re-wrapped online. Empty: back to a key elile makes. The tenant can then erase its data by destroying its key."`
+		BYOK      *string        `json:"byok_key,omitempty" maxLength:"2048" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from now on, re-wrapped online. Empty: back to a key elile makes. The tenant can then erase its data by destroying its key."`
 	}
 }
 
@@ -128,7 +128,7 @@ func handleTenantUpdate(svc *tenancy.Service, cache *tenantCache) handlerFunc[up
 type eraseTenantInput struct {
 	TenantID string `path:"tenant_id" format:"uuid"`
 	Body     struct {
-		Confirm string `json:"confirm" minLength:"3" maxLength:"63" doc:"The tenant's slug, to confirm the erasure"`
+		Confirm string `json:"confirm" minLength:"3" maxLength:"63" pattern:"^[a-z0-9-]{3,63}$" doc:"The tenant's slug, to confirm the erasure"`
 	}
 }
 
@@ -137,7 +137,7 @@ type ErasureOut struct {
 	TenantID      string `json:"tenant_id" format:"uuid"`
 	KeysDestroyed bool   `json:"keys_destroyed" doc:"The key provider destroyed the tenant's keys: no copy of its encrypted data can be decrypted any more. False with the local provider (development) or a key the tenant brought (the tenant destroys it)."`
 	Done          bool   `json:"done" doc:"Every row is deleted; false: the server's sweeper deletes the rest"`
-	RowsDeleted   int64  `json:"rows_deleted"`
+	RowsDeleted   int64  `json:"rows_deleted" minimum:"0" maximum:"9007199254740991"`
 }
 
 type erasureOutput struct{ Body ErasureOut }

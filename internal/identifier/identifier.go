@@ -34,8 +34,15 @@ const (
 // MaxValueLen is the longest value accepted, in characters.
 const MaxValueLen = 1024
 
+// KindPattern is what a kind looks like (lower_snake_case), and MaxKindLen
+// its longest.
+const (
+	KindPattern = `^[a-z][a-z0-9]*(_[a-z0-9]+)*$`
+	MaxKindLen  = 63
+)
+
 var (
-	kindRE     = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)      //nolint:gochecknoglobals // compiled once
+	kindRE     = regexp.MustCompile(KindPattern)                          //nolint:gochecknoglobals // compiled once
 	passportRE = regexp.MustCompile(`^[A-Z0-9]{5,20}$`)                   //nolint:gochecknoglobals // compiled once
 	nationalRE = regexp.MustCompile(`^[A-Z0-9]{2,64}$`)                   //nolint:gochecknoglobals // compiled once
 	postalRE   = regexp.MustCompile(`^[A-Z0-9][A-Z0-9 -]{0,14}[A-Z0-9]$`) //nolint:gochecknoglobals // compiled once
@@ -52,7 +59,7 @@ func Unique(kind string) bool {
 }
 
 // ValidKind reports whether kind is lower_snake_case of at most 63 characters.
-func ValidKind(kind string) bool { return len(kind) <= 63 && kindRE.MatchString(kind) }
+func ValidKind(kind string) bool { return len(kind) <= MaxKindLen && kindRE.MatchString(kind) }
 
 // ErrInvalid is the base of every validation error Normalize returns.
 var ErrInvalid = errors.New("invalid identifier")

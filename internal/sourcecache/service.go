@@ -2,7 +2,6 @@ package sourcecache
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"regexp"
@@ -14,6 +13,7 @@ import (
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/compactjson"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -57,6 +57,11 @@ func NewService(store Store, log audit.Log, now func() time.Time) *Service {
 	}
 	return &Service{store: store, audit: log, now: now}
 }
+
+// MaxNormalizedBytes bounds an entry's normalized_data, as compact JSON:
+// with raw_response at its limit, an entry at this fits the API's 1 MiB
+// request body.
+const MaxNormalizedBytes = 256 << 10
 
 // NewEntry is the input of Add.
 type NewEntry struct {
@@ -143,13 +148,16 @@ func (s *Service) entry(entityID uuid.UUID, in NewEntry) (Entry, error) {
 			errs = append(errs, apperr.Field{Path: "acquired_at", Message: "cannot be in the future"})
 		}
 	}
+	norm := []byte("{}")
+	if in.NormalizedData != nil {
+		var err error
+		if norm, err = compactjson.Marshal(in.NormalizedData); err != nil || len(norm) > MaxNormalizedBytes {
+			errs = append(errs, apperr.Field{Path: "normalized_data", Message: fmt.Sprintf("a JSON object of at most %d bytes as compact JSON", MaxNormalizedBytes)})
+		}
+	}
 	fresh, stale, werrs := Windows(in.CheckType, acquired, in.FreshUntil, in.StaleUntil)
 	if err := apperr.Fields(append(errs, werrs...)...); err != nil {
 		return Entry{}, err
-	}
-	norm := []byte("{}")
-	if in.NormalizedData != nil {
-		norm, _ = json.Marshal(in.NormalizedData)
 	}
 	currency := in.Currency
 	if currency == "" {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -22,6 +21,7 @@ import (
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/compactjson"
 	"github.com/elile/elile/internal/tenant"
 )
 
@@ -142,8 +142,8 @@ func checkConfig(cfg map[string]any) []apperr.Field {
 	if cfg == nil {
 		return nil
 	}
-	if b, err := json.Marshal(cfg); err != nil || len(b) > MaxConfigBytes {
-		return []apperr.Field{{Path: "config", Message: "config must be a JSON object of at most 64 KiB"}}
+	if b, err := compactjson.Marshal(cfg); err != nil || len(b) > MaxConfigBytes {
+		return []apperr.Field{{Path: "config", Message: fmt.Sprintf("a JSON object of at most %d bytes as compact JSON", MaxConfigBytes)}}
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func (s *Service) Create(ctx context.Context, in NewTenant) (Created, error) {
 	err := s.store.InScope(ctx, tenant.Platform(), func(tx Tx) error {
 		if err := tx.InsertTenant(ctx, &out.Tenant, in.KEKRef); err != nil {
 			if errors.Is(err, ErrKEKNotUsable) {
-				return apperr.Fields(apperr.Field{Path: "body.byok_key", Message: err.Error()})
+				return apperr.Fields(apperr.Field{Path: "byok_key", Message: err.Error()})
 			}
 			return err
 		}
@@ -260,7 +260,7 @@ func (s *Service) Update(ctx context.Context, id tenant.ID, p tenant.Patch) (ten
 		// re-encrypted). A key that cannot be used changes nothing.
 		if err := s.store.SetTenantKEK(ctx, id, *p.KEKRef); err != nil {
 			if errors.Is(err, ErrKEKNotUsable) {
-				return tenant.Tenant{}, apperr.Fields(apperr.Field{Path: "body.byok_key", Message: err.Error()})
+				return tenant.Tenant{}, apperr.Fields(apperr.Field{Path: "byok_key", Message: err.Error()})
 			}
 			return tenant.Tenant{}, err
 		}
@@ -396,7 +396,7 @@ func (s *Service) Erase(ctx context.Context, id tenant.ID, confirm, via string) 
 		return out, err
 	}
 	if confirm != t.Slug {
-		return out, apperr.Fields(apperr.Field{Path: "body.confirm", Message: "must be the tenant's slug, to confirm the erasure"})
+		return out, apperr.Fields(apperr.Field{Path: "confirm", Message: "must be the tenant's slug, to confirm the erasure"})
 	}
 	if t.LegalHold {
 		return out, ErrLegalHold

@@ -18,6 +18,153 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AuditEventOutActorType.
+const (
+	AuditEventOutActorTypeHuman   AuditEventOutActorType = "human"
+	AuditEventOutActorTypeService AuditEventOutActorType = "service"
+	AuditEventOutActorTypeSystem  AuditEventOutActorType = "system"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventOutActorType enum.
+func (e AuditEventOutActorType) Valid() bool {
+	switch e {
+	case AuditEventOutActorTypeHuman:
+		return true
+	case AuditEventOutActorTypeService:
+		return true
+	case AuditEventOutActorTypeSystem:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AuditEventOutEventType.
+const (
+	AuditEventOutEventTypeApiKeyCreated        AuditEventOutEventType = "api_key.created"
+	AuditEventOutEventTypeApiKeyRevoked        AuditEventOutEventType = "api_key.revoked"
+	AuditEventOutEventTypeAuthFailed           AuditEventOutEventType = "auth.failed"
+	AuditEventOutEventTypeCacheHit             AuditEventOutEventType = "cache.hit"
+	AuditEventOutEventTypeCacheMiss            AuditEventOutEventType = "cache.miss"
+	AuditEventOutEventTypeComplianceCheck      AuditEventOutEventType = "compliance.check"
+	AuditEventOutEventTypeComplianceViolation  AuditEventOutEventType = "compliance.violation"
+	AuditEventOutEventTypeConfigChanged        AuditEventOutEventType = "config.changed"
+	AuditEventOutEventTypeConsentGranted       AuditEventOutEventType = "consent.granted"
+	AuditEventOutEventTypeConsentRevoked       AuditEventOutEventType = "consent.revoked"
+	AuditEventOutEventTypeDataAccessed         AuditEventOutEventType = "data.accessed"
+	AuditEventOutEventTypeDataErased           AuditEventOutEventType = "data.erased"
+	AuditEventOutEventTypeDataRetentionApplied AuditEventOutEventType = "data.retention_applied"
+	AuditEventOutEventTypeEntityCreated        AuditEventOutEventType = "entity.created"
+	AuditEventOutEventTypeEntityMerged         AuditEventOutEventType = "entity.merged"
+	AuditEventOutEventTypeEntityRelated        AuditEventOutEventType = "entity.related"
+	AuditEventOutEventTypeEntityUpdated        AuditEventOutEventType = "entity.updated"
+	AuditEventOutEventTypeErrorOccurred        AuditEventOutEventType = "error.occurred"
+	AuditEventOutEventTypeProfileCreated       AuditEventOutEventType = "profile.created"
+	AuditEventOutEventTypeProviderQuery        AuditEventOutEventType = "provider.query"
+	AuditEventOutEventTypeReportDownloaded     AuditEventOutEventType = "report.downloaded"
+	AuditEventOutEventTypeRuleModified         AuditEventOutEventType = "rule.modified"
+	AuditEventOutEventTypeScreeningCompleted   AuditEventOutEventType = "screening.completed"
+	AuditEventOutEventTypeScreeningFailed      AuditEventOutEventType = "screening.failed"
+	AuditEventOutEventTypeScreeningInitiated   AuditEventOutEventType = "screening.initiated"
+	AuditEventOutEventTypeTenantCreated        AuditEventOutEventType = "tenant.created"
+	AuditEventOutEventTypeTenantErased         AuditEventOutEventType = "tenant.erased"
+	AuditEventOutEventTypeUserLogin            AuditEventOutEventType = "user.login"
+	AuditEventOutEventTypeUserLogout           AuditEventOutEventType = "user.logout"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventOutEventType enum.
+func (e AuditEventOutEventType) Valid() bool {
+	switch e {
+	case AuditEventOutEventTypeApiKeyCreated:
+		return true
+	case AuditEventOutEventTypeApiKeyRevoked:
+		return true
+	case AuditEventOutEventTypeAuthFailed:
+		return true
+	case AuditEventOutEventTypeCacheHit:
+		return true
+	case AuditEventOutEventTypeCacheMiss:
+		return true
+	case AuditEventOutEventTypeComplianceCheck:
+		return true
+	case AuditEventOutEventTypeComplianceViolation:
+		return true
+	case AuditEventOutEventTypeConfigChanged:
+		return true
+	case AuditEventOutEventTypeConsentGranted:
+		return true
+	case AuditEventOutEventTypeConsentRevoked:
+		return true
+	case AuditEventOutEventTypeDataAccessed:
+		return true
+	case AuditEventOutEventTypeDataErased:
+		return true
+	case AuditEventOutEventTypeDataRetentionApplied:
+		return true
+	case AuditEventOutEventTypeEntityCreated:
+		return true
+	case AuditEventOutEventTypeEntityMerged:
+		return true
+	case AuditEventOutEventTypeEntityRelated:
+		return true
+	case AuditEventOutEventTypeEntityUpdated:
+		return true
+	case AuditEventOutEventTypeErrorOccurred:
+		return true
+	case AuditEventOutEventTypeProfileCreated:
+		return true
+	case AuditEventOutEventTypeProviderQuery:
+		return true
+	case AuditEventOutEventTypeReportDownloaded:
+		return true
+	case AuditEventOutEventTypeRuleModified:
+		return true
+	case AuditEventOutEventTypeScreeningCompleted:
+		return true
+	case AuditEventOutEventTypeScreeningFailed:
+		return true
+	case AuditEventOutEventTypeScreeningInitiated:
+		return true
+	case AuditEventOutEventTypeTenantCreated:
+		return true
+	case AuditEventOutEventTypeTenantErased:
+		return true
+	case AuditEventOutEventTypeUserLogin:
+		return true
+	case AuditEventOutEventTypeUserLogout:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AuditEventOutSeverity.
+const (
+	AuditEventOutSeverityCritical AuditEventOutSeverity = "critical"
+	AuditEventOutSeverityDebug    AuditEventOutSeverity = "debug"
+	AuditEventOutSeverityError    AuditEventOutSeverity = "error"
+	AuditEventOutSeverityInfo     AuditEventOutSeverity = "info"
+	AuditEventOutSeverityWarning  AuditEventOutSeverity = "warning"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventOutSeverity enum.
+func (e AuditEventOutSeverity) Valid() bool {
+	switch e {
+	case AuditEventOutSeverityCritical:
+		return true
+	case AuditEventOutSeverityDebug:
+		return true
+	case AuditEventOutSeverityError:
+		return true
+	case AuditEventOutSeverityInfo:
+		return true
+	case AuditEventOutSeverityWarning:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CacheOutDataOrigin.
 const (
 	CacheOutDataOriginCustomerProvided CacheOutDataOrigin = "customer_provided"
@@ -96,21 +243,63 @@ func (e CreateCacheInputBodyDataOrigin) Valid() bool {
 	}
 }
 
+// Defines values for CreateKeyInputBodyScopes.
+const (
+	CreateKeyInputBodyScopesAuditRead     CreateKeyInputBodyScopes = "audit:read"
+	CreateKeyInputBodyScopesCacheRead     CreateKeyInputBodyScopes = "cache:read"
+	CreateKeyInputBodyScopesCacheWrite    CreateKeyInputBodyScopes = "cache:write"
+	CreateKeyInputBodyScopesEntitiesRead  CreateKeyInputBodyScopes = "entities:read"
+	CreateKeyInputBodyScopesEntitiesWrite CreateKeyInputBodyScopes = "entities:write"
+	CreateKeyInputBodyScopesKeysManage    CreateKeyInputBodyScopes = "keys:manage"
+	CreateKeyInputBodyScopesPiiRead       CreateKeyInputBodyScopes = "pii:read"
+	CreateKeyInputBodyScopesProfilesRead  CreateKeyInputBodyScopes = "profiles:read"
+	CreateKeyInputBodyScopesProfilesWrite CreateKeyInputBodyScopes = "profiles:write"
+	CreateKeyInputBodyScopesTenantAdmin   CreateKeyInputBodyScopes = "tenant:admin"
+)
+
+// Valid indicates whether the value is a known member of the CreateKeyInputBodyScopes enum.
+func (e CreateKeyInputBodyScopes) Valid() bool {
+	switch e {
+	case CreateKeyInputBodyScopesAuditRead:
+		return true
+	case CreateKeyInputBodyScopesCacheRead:
+		return true
+	case CreateKeyInputBodyScopesCacheWrite:
+		return true
+	case CreateKeyInputBodyScopesEntitiesRead:
+		return true
+	case CreateKeyInputBodyScopesEntitiesWrite:
+		return true
+	case CreateKeyInputBodyScopesKeysManage:
+		return true
+	case CreateKeyInputBodyScopesPiiRead:
+		return true
+	case CreateKeyInputBodyScopesProfilesRead:
+		return true
+	case CreateKeyInputBodyScopesProfilesWrite:
+		return true
+	case CreateKeyInputBodyScopesTenantAdmin:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CreateProfileInputBodyTriggerType.
 const (
-	Manual     CreateProfileInputBodyTriggerType = "manual"
-	Monitoring CreateProfileInputBodyTriggerType = "monitoring"
-	Screening  CreateProfileInputBodyTriggerType = "screening"
+	CreateProfileInputBodyTriggerTypeManual     CreateProfileInputBodyTriggerType = "manual"
+	CreateProfileInputBodyTriggerTypeMonitoring CreateProfileInputBodyTriggerType = "monitoring"
+	CreateProfileInputBodyTriggerTypeScreening  CreateProfileInputBodyTriggerType = "screening"
 )
 
 // Valid indicates whether the value is a known member of the CreateProfileInputBodyTriggerType enum.
 func (e CreateProfileInputBodyTriggerType) Valid() bool {
 	switch e {
-	case Manual:
+	case CreateProfileInputBodyTriggerTypeManual:
 		return true
-	case Monitoring:
+	case CreateProfileInputBodyTriggerTypeMonitoring:
 		return true
-	case Screening:
+	case CreateProfileInputBodyTriggerTypeScreening:
 		return true
 	default:
 		return false
@@ -159,6 +348,39 @@ func (e EntityOutEntityType) Valid() bool {
 	}
 }
 
+// Defines values for FindingKind.
+const (
+	FindingKindBadSignature FindingKind = "bad_signature"
+	FindingKindBrokenLink   FindingKind = "broken_link"
+	FindingKindCheckpoint   FindingKind = "checkpoint"
+	FindingKindDeleted      FindingKind = "deleted"
+	FindingKindInserted     FindingKind = "inserted"
+	FindingKindModified     FindingKind = "modified"
+	FindingKindReordered    FindingKind = "reordered"
+)
+
+// Valid indicates whether the value is a known member of the FindingKind enum.
+func (e FindingKind) Valid() bool {
+	switch e {
+	case FindingKindBadSignature:
+		return true
+	case FindingKindBrokenLink:
+		return true
+	case FindingKindCheckpoint:
+		return true
+	case FindingKindDeleted:
+		return true
+	case FindingKindInserted:
+		return true
+	case FindingKindModified:
+		return true
+	case FindingKindReordered:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for HealthBodyStatus.
 const (
 	HealthBodyStatusHealthy HealthBodyStatus = "healthy"
@@ -168,6 +390,105 @@ const (
 func (e HealthBodyStatus) Valid() bool {
 	switch e {
 	case HealthBodyStatusHealthy:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for KeyOutScopes.
+const (
+	KeyOutScopesAuditRead     KeyOutScopes = "audit:read"
+	KeyOutScopesCacheRead     KeyOutScopes = "cache:read"
+	KeyOutScopesCacheWrite    KeyOutScopes = "cache:write"
+	KeyOutScopesEntitiesRead  KeyOutScopes = "entities:read"
+	KeyOutScopesEntitiesWrite KeyOutScopes = "entities:write"
+	KeyOutScopesKeysManage    KeyOutScopes = "keys:manage"
+	KeyOutScopesPiiRead       KeyOutScopes = "pii:read"
+	KeyOutScopesPlatformAdmin KeyOutScopes = "platform:admin"
+	KeyOutScopesProfilesRead  KeyOutScopes = "profiles:read"
+	KeyOutScopesProfilesWrite KeyOutScopes = "profiles:write"
+	KeyOutScopesTenantAdmin   KeyOutScopes = "tenant:admin"
+)
+
+// Valid indicates whether the value is a known member of the KeyOutScopes enum.
+func (e KeyOutScopes) Valid() bool {
+	switch e {
+	case KeyOutScopesAuditRead:
+		return true
+	case KeyOutScopesCacheRead:
+		return true
+	case KeyOutScopesCacheWrite:
+		return true
+	case KeyOutScopesEntitiesRead:
+		return true
+	case KeyOutScopesEntitiesWrite:
+		return true
+	case KeyOutScopesKeysManage:
+		return true
+	case KeyOutScopesPiiRead:
+		return true
+	case KeyOutScopesPlatformAdmin:
+		return true
+	case KeyOutScopesProfilesRead:
+		return true
+	case KeyOutScopesProfilesWrite:
+		return true
+	case KeyOutScopesTenantAdmin:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ProblemErrorCategory.
+const (
+	ProblemErrorCategoryAuthentication ProblemErrorCategory = "authentication"
+	ProblemErrorCategoryConflict       ProblemErrorCategory = "conflict"
+	ProblemErrorCategoryNotFound       ProblemErrorCategory = "not_found"
+	ProblemErrorCategoryPermission     ProblemErrorCategory = "permission"
+	ProblemErrorCategoryRateLimit      ProblemErrorCategory = "rate_limit"
+	ProblemErrorCategorySystem         ProblemErrorCategory = "system"
+	ProblemErrorCategoryValidation     ProblemErrorCategory = "validation"
+)
+
+// Valid indicates whether the value is a known member of the ProblemErrorCategory enum.
+func (e ProblemErrorCategory) Valid() bool {
+	switch e {
+	case ProblemErrorCategoryAuthentication:
+		return true
+	case ProblemErrorCategoryConflict:
+		return true
+	case ProblemErrorCategoryNotFound:
+		return true
+	case ProblemErrorCategoryPermission:
+		return true
+	case ProblemErrorCategoryRateLimit:
+		return true
+	case ProblemErrorCategorySystem:
+		return true
+	case ProblemErrorCategoryValidation:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ProfileOutTriggerType.
+const (
+	ProfileOutTriggerTypeManual     ProfileOutTriggerType = "manual"
+	ProfileOutTriggerTypeMonitoring ProfileOutTriggerType = "monitoring"
+	ProfileOutTriggerTypeScreening  ProfileOutTriggerType = "screening"
+)
+
+// Valid indicates whether the value is a known member of the ProfileOutTriggerType enum.
+func (e ProfileOutTriggerType) Valid() bool {
+	switch e {
+	case ProfileOutTriggerTypeManual:
+		return true
+	case ProfileOutTriggerTypeMonitoring:
+		return true
+	case ProfileOutTriggerTypeScreening:
 		return true
 	default:
 		return false
@@ -189,6 +510,24 @@ func (e ReadyBodyStatus) Valid() bool {
 	case ReadyBodyStatusHealthy:
 		return true
 	case ReadyBodyStatusUnhealthy:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReportStatus.
+const (
+	Intact   ReportStatus = "intact"
+	Tampered ReportStatus = "tampered"
+)
+
+// Valid indicates whether the value is a known member of the ReportStatus enum.
+func (e ReportStatus) Valid() bool {
+	switch e {
+	case Intact:
+		return true
+	case Tampered:
 		return true
 	default:
 		return false
@@ -222,27 +561,126 @@ func (e SearchInputBodyKind) Valid() bool {
 	}
 }
 
+// Defines values for ListAuditEventsParamsEventType.
+const (
+	ListAuditEventsParamsEventTypeApiKeyCreated        ListAuditEventsParamsEventType = "api_key.created"
+	ListAuditEventsParamsEventTypeApiKeyRevoked        ListAuditEventsParamsEventType = "api_key.revoked"
+	ListAuditEventsParamsEventTypeAuthFailed           ListAuditEventsParamsEventType = "auth.failed"
+	ListAuditEventsParamsEventTypeCacheHit             ListAuditEventsParamsEventType = "cache.hit"
+	ListAuditEventsParamsEventTypeCacheMiss            ListAuditEventsParamsEventType = "cache.miss"
+	ListAuditEventsParamsEventTypeComplianceCheck      ListAuditEventsParamsEventType = "compliance.check"
+	ListAuditEventsParamsEventTypeComplianceViolation  ListAuditEventsParamsEventType = "compliance.violation"
+	ListAuditEventsParamsEventTypeConfigChanged        ListAuditEventsParamsEventType = "config.changed"
+	ListAuditEventsParamsEventTypeConsentGranted       ListAuditEventsParamsEventType = "consent.granted"
+	ListAuditEventsParamsEventTypeConsentRevoked       ListAuditEventsParamsEventType = "consent.revoked"
+	ListAuditEventsParamsEventTypeDataAccessed         ListAuditEventsParamsEventType = "data.accessed"
+	ListAuditEventsParamsEventTypeDataErased           ListAuditEventsParamsEventType = "data.erased"
+	ListAuditEventsParamsEventTypeDataRetentionApplied ListAuditEventsParamsEventType = "data.retention_applied"
+	ListAuditEventsParamsEventTypeEntityCreated        ListAuditEventsParamsEventType = "entity.created"
+	ListAuditEventsParamsEventTypeEntityMerged         ListAuditEventsParamsEventType = "entity.merged"
+	ListAuditEventsParamsEventTypeEntityRelated        ListAuditEventsParamsEventType = "entity.related"
+	ListAuditEventsParamsEventTypeEntityUpdated        ListAuditEventsParamsEventType = "entity.updated"
+	ListAuditEventsParamsEventTypeErrorOccurred        ListAuditEventsParamsEventType = "error.occurred"
+	ListAuditEventsParamsEventTypeProfileCreated       ListAuditEventsParamsEventType = "profile.created"
+	ListAuditEventsParamsEventTypeProviderQuery        ListAuditEventsParamsEventType = "provider.query"
+	ListAuditEventsParamsEventTypeReportDownloaded     ListAuditEventsParamsEventType = "report.downloaded"
+	ListAuditEventsParamsEventTypeRuleModified         ListAuditEventsParamsEventType = "rule.modified"
+	ListAuditEventsParamsEventTypeScreeningCompleted   ListAuditEventsParamsEventType = "screening.completed"
+	ListAuditEventsParamsEventTypeScreeningFailed      ListAuditEventsParamsEventType = "screening.failed"
+	ListAuditEventsParamsEventTypeScreeningInitiated   ListAuditEventsParamsEventType = "screening.initiated"
+	ListAuditEventsParamsEventTypeTenantCreated        ListAuditEventsParamsEventType = "tenant.created"
+	ListAuditEventsParamsEventTypeTenantErased         ListAuditEventsParamsEventType = "tenant.erased"
+	ListAuditEventsParamsEventTypeUserLogin            ListAuditEventsParamsEventType = "user.login"
+	ListAuditEventsParamsEventTypeUserLogout           ListAuditEventsParamsEventType = "user.logout"
+)
+
+// Valid indicates whether the value is a known member of the ListAuditEventsParamsEventType enum.
+func (e ListAuditEventsParamsEventType) Valid() bool {
+	switch e {
+	case ListAuditEventsParamsEventTypeApiKeyCreated:
+		return true
+	case ListAuditEventsParamsEventTypeApiKeyRevoked:
+		return true
+	case ListAuditEventsParamsEventTypeAuthFailed:
+		return true
+	case ListAuditEventsParamsEventTypeCacheHit:
+		return true
+	case ListAuditEventsParamsEventTypeCacheMiss:
+		return true
+	case ListAuditEventsParamsEventTypeComplianceCheck:
+		return true
+	case ListAuditEventsParamsEventTypeComplianceViolation:
+		return true
+	case ListAuditEventsParamsEventTypeConfigChanged:
+		return true
+	case ListAuditEventsParamsEventTypeConsentGranted:
+		return true
+	case ListAuditEventsParamsEventTypeConsentRevoked:
+		return true
+	case ListAuditEventsParamsEventTypeDataAccessed:
+		return true
+	case ListAuditEventsParamsEventTypeDataErased:
+		return true
+	case ListAuditEventsParamsEventTypeDataRetentionApplied:
+		return true
+	case ListAuditEventsParamsEventTypeEntityCreated:
+		return true
+	case ListAuditEventsParamsEventTypeEntityMerged:
+		return true
+	case ListAuditEventsParamsEventTypeEntityRelated:
+		return true
+	case ListAuditEventsParamsEventTypeEntityUpdated:
+		return true
+	case ListAuditEventsParamsEventTypeErrorOccurred:
+		return true
+	case ListAuditEventsParamsEventTypeProfileCreated:
+		return true
+	case ListAuditEventsParamsEventTypeProviderQuery:
+		return true
+	case ListAuditEventsParamsEventTypeReportDownloaded:
+		return true
+	case ListAuditEventsParamsEventTypeRuleModified:
+		return true
+	case ListAuditEventsParamsEventTypeScreeningCompleted:
+		return true
+	case ListAuditEventsParamsEventTypeScreeningFailed:
+		return true
+	case ListAuditEventsParamsEventTypeScreeningInitiated:
+		return true
+	case ListAuditEventsParamsEventTypeTenantCreated:
+		return true
+	case ListAuditEventsParamsEventTypeTenantErased:
+		return true
+	case ListAuditEventsParamsEventTypeUserLogin:
+		return true
+	case ListAuditEventsParamsEventTypeUserLogout:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListAuditEventsParamsSeverity.
 const (
-	Critical ListAuditEventsParamsSeverity = "critical"
-	Debug    ListAuditEventsParamsSeverity = "debug"
-	Error    ListAuditEventsParamsSeverity = "error"
-	Info     ListAuditEventsParamsSeverity = "info"
-	Warning  ListAuditEventsParamsSeverity = "warning"
+	ListAuditEventsParamsSeverityCritical ListAuditEventsParamsSeverity = "critical"
+	ListAuditEventsParamsSeverityDebug    ListAuditEventsParamsSeverity = "debug"
+	ListAuditEventsParamsSeverityError    ListAuditEventsParamsSeverity = "error"
+	ListAuditEventsParamsSeverityInfo     ListAuditEventsParamsSeverity = "info"
+	ListAuditEventsParamsSeverityWarning  ListAuditEventsParamsSeverity = "warning"
 )
 
 // Valid indicates whether the value is a known member of the ListAuditEventsParamsSeverity enum.
 func (e ListAuditEventsParamsSeverity) Valid() bool {
 	switch e {
-	case Critical:
+	case ListAuditEventsParamsSeverityCritical:
 		return true
-	case Debug:
+	case ListAuditEventsParamsSeverityDebug:
 		return true
-	case Error:
+	case ListAuditEventsParamsSeverityError:
 		return true
-	case Info:
+	case ListAuditEventsParamsSeverityInfo:
 		return true
-	case Warning:
+	case ListAuditEventsParamsSeverityWarning:
 		return true
 	default:
 		return false
@@ -272,21 +710,34 @@ func (e ListEntitiesParamsEntityType) Valid() bool {
 
 // AuditEventOut defines model for AuditEventOut.
 type AuditEventOut struct {
-	ActorType     string                 `json:"actor_type"`
+	ActorType     AuditEventOutActorType `json:"actor_type"`
 	AuditId       openapi_types.UUID     `json:"audit_id"`
 	CorrelationId openapi_types.UUID     `json:"correlation_id"`
 	CreatedAt     time.Time              `json:"created_at"`
 	EntityId      *openapi_types.UUID    `json:"entity_id"`
 	EventData     map[string]interface{} `json:"event_data"`
-	EventType     string                 `json:"event_type"`
-	IpAddress     *string                `json:"ip_address"`
-	ResourceId    *string                `json:"resource_id"`
-	ResourceType  *string                `json:"resource_type"`
-	Severity      string                 `json:"severity"`
-	TenantId      *openapi_types.UUID    `json:"tenant_id"`
-	UserAgent     *string                `json:"user_agent"`
-	UserId        *openapi_types.UUID    `json:"user_id"`
+
+	// EventType An audit event type, e.g. data.accessed
+	EventType    AuditEventOutEventType `json:"event_type"`
+	IpAddress    *string                `json:"ip_address"`
+	ResourceId   *string                `json:"resource_id"`
+	ResourceType *string                `json:"resource_type"`
+	Severity     AuditEventOutSeverity  `json:"severity"`
+	TenantId     *openapi_types.UUID    `json:"tenant_id"`
+
+	// UserAgent As sent, cut to 512 bytes, control characters replaced
+	UserAgent *string             `json:"user_agent"`
+	UserId    *openapi_types.UUID `json:"user_id"`
 }
+
+// AuditEventOutActorType defines model for AuditEventOut.ActorType.
+type AuditEventOutActorType string
+
+// AuditEventOutEventType An audit event type, e.g. data.accessed
+type AuditEventOutEventType string
+
+// AuditEventOutSeverity defines model for AuditEventOut.Severity.
+type AuditEventOutSeverity string
 
 // CacheOut defines model for CacheOut.
 type CacheOut struct {
@@ -295,7 +746,7 @@ type CacheOut struct {
 	CheckType    string             `json:"check_type"`
 	CostCurrency string             `json:"cost_currency"`
 
-	// CostIncurred Decimal string
+	// CostIncurred Decimal string with two decimals
 	CostIncurred string             `json:"cost_incurred"`
 	CreatedAt    time.Time          `json:"created_at"`
 	DataOrigin   CacheOutDataOrigin `json:"data_origin"`
@@ -322,15 +773,19 @@ type CacheOutFreshnessStatus string
 
 // Checkpoint defines model for Checkpoint.
 type Checkpoint struct {
-	EventCount int64     `json:"event_count"`
-	Horizon    int64     `json:"horizon"`
-	KeyId      string    `json:"key_id"`
-	PublicKey  string    `json:"public_key"`
-	SealHash   string    `json:"seal_hash"`
-	SealSeq    int64     `json:"seal_seq"`
-	SealedAt   time.Time `json:"sealed_at"`
-	Signature  string    `json:"signature"`
-	TenantId   string    `json:"tenant_id"`
+	EventCount int64  `json:"event_count"`
+	Horizon    int64  `json:"horizon"`
+	KeyId      string `json:"key_id"`
+
+	// PublicKey Base64; informative: verify against a key you trust (absent in a verification report's head)
+	PublicKey *string   `json:"public_key,omitempty"`
+	SealHash  string    `json:"seal_hash"`
+	SealSeq   int64     `json:"seal_seq"`
+	SealedAt  time.Time `json:"sealed_at"`
+
+	// Signature Base64 Ed25519 signature
+	Signature string             `json:"signature"`
+	TenantId  openapi_types.UUID `json:"tenant_id"`
 }
 
 // CheckpointBody defines model for CheckpointBody.
@@ -382,16 +837,29 @@ type CreateCacheInputBody struct {
 	CheckType    string  `json:"check_type"`
 	CostCurrency *string `json:"cost_currency,omitempty"`
 
-	// CostIncurred Decimal string with at most 2 decimals (a JSON number is accepted too), >= 0
-	CostIncurred   interface{}                    `json:"cost_incurred"`
-	DataOrigin     CreateCacheInputBodyDataOrigin `json:"data_origin"`
-	FreshUntil     *time.Time                     `json:"fresh_until,omitempty"`
-	NormalizedData map[string]interface{}         `json:"normalized_data"`
-	ProviderId     string                         `json:"provider_id"`
+	// CostIncurred A decimal string with at most 2 decimals (a JSON number is accepted too), from 0 to 999999999999.99
+	CostIncurred CreateCacheInputBody_CostIncurred `json:"cost_incurred"`
+	DataOrigin   CreateCacheInputBodyDataOrigin    `json:"data_origin"`
+	FreshUntil   *time.Time                        `json:"fresh_until,omitempty"`
 
-	// RawResponse The provider's response, base64
+	// NormalizedData At most 262144 bytes as compact JSON (x-max-bytes).
+	NormalizedData map[string]interface{} `json:"normalized_data"`
+	ProviderId     string                 `json:"provider_id"`
+
+	// RawResponse The provider's response, base64 (at most 525,000 bytes)
 	RawResponse string     `json:"raw_response"`
 	StaleUntil  *time.Time `json:"stale_until,omitempty"`
+}
+
+// CreateCacheInputBodyCostIncurred0 defines model for CreateCacheInputBody.CostIncurred.0.
+type CreateCacheInputBodyCostIncurred0 = string
+
+// CreateCacheInputBodyCostIncurred1 defines model for CreateCacheInputBody.CostIncurred.1.
+type CreateCacheInputBodyCostIncurred1 = float32
+
+// CreateCacheInputBody_CostIncurred A decimal string with at most 2 decimals (a JSON number is accepted too), from 0 to 999999999999.99
+type CreateCacheInputBody_CostIncurred struct {
+	union json.RawMessage
 }
 
 // CreateCacheInputBodyDataOrigin defines model for CreateCacheInputBody.DataOrigin.
@@ -402,18 +870,32 @@ type CreateKeyInputBody struct {
 	// ExpiresAt When the key stops working (RFC 3339, in the future)
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	Name      string     `json:"name"`
-	Scopes    *[]string  `json:"scopes"`
+
+	// Scopes The key's scopes; tenant:admin grants every scope of the tenant.
+	Scopes []CreateKeyInputBodyScopes `json:"scopes"`
 }
+
+// CreateKeyInputBodyScopes defines model for CreateKeyInputBody.Scopes.
+type CreateKeyInputBodyScopes string
 
 // CreateProfileInputBody defines model for CreateProfileInputBody.
 type CreateProfileInputBody struct {
-	Connections      *[]interface{} `json:"connections"`
-	DataSourcesUsed  *[]interface{} `json:"data_sources_used"`
-	EvolutionSignals *[]interface{} `json:"evolution_signals,omitempty"`
-	Findings         *[]interface{} `json:"findings"`
+	// Connections At most 262144 bytes as compact JSON (x-max-bytes).
+	Connections *[]interface{} `json:"connections"`
 
-	// RiskScore Scores; overall (0..1) is required
-	RiskScore     map[string]interface{}            `json:"risk_score"`
+	// DataSourcesUsed At most 65536 bytes as compact JSON (x-max-bytes).
+	DataSourcesUsed *[]interface{} `json:"data_sources_used"`
+
+	// EvolutionSignals At most 65536 bytes as compact JSON (x-max-bytes).
+	EvolutionSignals *[]interface{} `json:"evolution_signals,omitempty"`
+
+	// Findings At most 524288 bytes as compact JSON (x-max-bytes).
+	Findings *[]interface{} `json:"findings"`
+
+	// RiskScore Scores; overall (0..1) is required, every other number is 0..1 too At most 8192 bytes as compact JSON (x-max-bytes).
+	RiskScore map[string]interface{} `json:"risk_score"`
+
+	// StaleDataUsed At most 65536 bytes as compact JSON (x-max-bytes).
 	StaleDataUsed *[]interface{}                    `json:"stale_data_used"`
 	TriggerId     *openapi_types.UUID               `json:"trigger_id,omitempty"`
 	TriggerType   CreateProfileInputBodyTriggerType `json:"trigger_type"`
@@ -437,7 +919,7 @@ type CreateTenantInputBody struct {
 	// ByokKey Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from the start. Empty: a key elile makes.
 	ByokKey *string `json:"byok_key,omitempty"`
 
-	// Config Tenant settings (no personal data); at most 64 KiB as JSON
+	// Config Tenant settings (no personal data); at most 64 KiB as JSON At most 65536 bytes as compact JSON (x-max-bytes).
 	Config *map[string]interface{} `json:"config,omitempty"`
 	Locale *string                 `json:"locale,omitempty"`
 
@@ -450,22 +932,22 @@ type CreateTenantInputBody struct {
 
 // Delta defines model for Delta.
 type Delta struct {
-	ConnectionCountChange int64          `json:"connection_count_change"`
-	NewFindings           *[]interface{} `json:"new_findings"`
-	ResolvedFindings      *[]interface{} `json:"resolved_findings"`
-	RiskScoreChange       float64        `json:"risk_score_change"`
+	ConnectionCountChange int64         `json:"connection_count_change"`
+	NewFindings           []interface{} `json:"new_findings"`
+	ResolvedFindings      []interface{} `json:"resolved_findings"`
+	RiskScoreChange       float64       `json:"risk_score_change"`
 }
 
 // EntityBody defines model for EntityBody.
 type EntityBody struct {
-	// CanonicalIdentifiers kind -> value; kinds lower_snake_case, values at most 1024 characters
+	// CanonicalIdentifiers kind -> value; kinds lower_snake_case (at most 63 characters), values at most 1024 characters
 	CanonicalIdentifiers map[string]string    `json:"canonical_identifiers"`
 	EntityType           EntityBodyEntityType `json:"entity_type"`
 
 	// ExternalId Your own reference, unique per tenant
 	ExternalId *string `json:"external_id,omitempty"`
 
-	// Metadata At most 50 non-personal labels
+	// Metadata Non-personal labels: at most 50, keys of 1 to 64 characters, values of at most 256
 	Metadata *map[string]string `json:"metadata,omitempty"`
 }
 
@@ -474,13 +956,15 @@ type EntityBodyEntityType string
 
 // EntityOut defines model for EntityOut.
 type EntityOut struct {
-	// CanonicalIdentifiers Masked unless revealed
+	// CanonicalIdentifiers kind -> value, masked unless revealed
 	CanonicalIdentifiers map[string]string   `json:"canonical_identifiers"`
 	CreatedAt            time.Time           `json:"created_at"`
 	EntityId             openapi_types.UUID  `json:"entity_id"`
 	EntityType           EntityOutEntityType `json:"entity_type"`
 	ExternalId           *string             `json:"external_id"`
-	Metadata             map[string]string   `json:"metadata"`
+
+	// Metadata Non-personal labels: at most 50, keys of 1 to 64 characters, values of at most 256
+	Metadata map[string]string `json:"metadata"`
 
 	// TenantId null for a platform-shared entity
 	TenantId  *openapi_types.UUID `json:"tenant_id"`
@@ -492,7 +976,8 @@ type EntityOutEntityType string
 
 // EntitySearchOutputBody defines model for EntitySearchOutputBody.
 type EntitySearchOutputBody struct {
-	Data *[]EntityOut `json:"data"`
+	// Data The tenant's entity with this identifier and a platform-shared one, when they exist
+	Data []EntityOut `json:"data"`
 }
 
 // EraseTenantInputBody defines model for EraseTenantInputBody.
@@ -514,11 +999,14 @@ type ErasureOut struct {
 
 // Finding defines model for Finding.
 type Finding struct {
-	AuditId *string `json:"audit_id,omitempty"`
-	Detail  string  `json:"detail"`
-	Kind    string  `json:"kind"`
-	SealSeq *int64  `json:"seal_seq,omitempty"`
+	AuditId *openapi_types.UUID `json:"audit_id,omitempty"`
+	Detail  string              `json:"detail"`
+	Kind    FindingKind         `json:"kind"`
+	SealSeq *int64              `json:"seal_seq,omitempty"`
 }
+
+// FindingKind defines model for Finding.Kind.
+type FindingKind string
 
 // HealthBody defines model for HealthBody.
 type HealthBody struct {
@@ -544,9 +1032,9 @@ type KeyOut struct {
 	Name       string             `json:"name"`
 
 	// Prefix The secret's first characters, to recognise it
-	Prefix    string     `json:"prefix"`
-	RevokedAt *time.Time `json:"revoked_at"`
-	Scopes    *[]string  `json:"scopes"`
+	Prefix    string         `json:"prefix"`
+	RevokedAt *time.Time     `json:"revoked_at"`
+	Scopes    []KeyOutScopes `json:"scopes"`
 
 	// Secret Shown once, at creation; only its hash is stored
 	Secret *string `json:"secret,omitempty"`
@@ -554,6 +1042,9 @@ type KeyOut struct {
 	// TenantId null for a platform-admin key
 	TenantId *openapi_types.UUID `json:"tenant_id"`
 }
+
+// KeyOutScopes defines model for KeyOut.Scopes.
+type KeyOutScopes string
 
 // PageAuditEventOut defines model for PageAuditEventOut.
 type PageAuditEventOut struct {
@@ -614,23 +1105,37 @@ type PageTenantOut struct {
 // PatchEntityInputBody defines model for PatchEntityInputBody.
 type PatchEntityInputBody struct {
 	// CanonicalIdentifiers kind -> new value, or null to remove
-	CanonicalIdentifiers map[string]interface{} `json:"canonical_identifiers"`
+	CanonicalIdentifiers map[string]*string `json:"canonical_identifiers"`
 }
 
 // ProblemError defines model for ProblemError.
 type ProblemError struct {
-	Category      string         `json:"category"`
-	Code          string         `json:"code"`
-	CorrelationId *string        `json:"correlation_id,omitempty"`
-	Detail        *string        `json:"detail,omitempty"`
-	Errors        *[]ProblemItem `json:"errors,omitempty"`
-	Status        int64          `json:"status"`
-	Title         string         `json:"title"`
-	Type          string         `json:"type"`
+	Category ProblemErrorCategory `json:"category"`
+
+	// Code Stable, for a program to act on
+	Code          string              `json:"code"`
+	CorrelationId *openapi_types.UUID `json:"correlation_id,omitempty"`
+
+	// Detail What went wrong, for a person to read
+	Detail *string `json:"detail,omitempty"`
+
+	// Errors One item per bad part of the request (the first 100)
+	Errors *[]ProblemItem `json:"errors,omitempty"`
+	Status int64          `json:"status"`
+
+	// Title The status's reason phrase
+	Title string `json:"title"`
+
+	// Type https://elile.dev/problems/ and the code in kebab case
+	Type string `json:"type"`
 }
+
+// ProblemErrorCategory defines model for ProblemError.Category.
+type ProblemErrorCategory string
 
 // ProblemItem defines model for ProblemItem.
 type ProblemItem struct {
+	// Location Where: body.name, body.metadata.team, query.limit, path.entity_id, header.X-Tenant-ID
 	Location string `json:"location"`
 	Message  string `json:"message"`
 }
@@ -638,22 +1143,25 @@ type ProblemItem struct {
 // ProfileOut defines model for ProfileOut.
 type ProfileOut struct {
 	ConnectionCount  int64                  `json:"connection_count"`
-	Connections      *[]interface{}         `json:"connections"`
+	Connections      []interface{}          `json:"connections"`
 	CreatedAt        time.Time              `json:"created_at"`
-	DataSourcesUsed  *[]interface{}         `json:"data_sources_used"`
+	DataSourcesUsed  []interface{}          `json:"data_sources_used"`
 	Delta            Delta                  `json:"delta"`
 	EntityId         openapi_types.UUID     `json:"entity_id"`
-	EvolutionSignals *[]interface{}         `json:"evolution_signals"`
-	Findings         *[]interface{}         `json:"findings"`
+	EvolutionSignals []interface{}          `json:"evolution_signals"`
+	Findings         []interface{}          `json:"findings"`
 	PreviousVersion  *int64                 `json:"previous_version"`
 	ProfileId        openapi_types.UUID     `json:"profile_id"`
 	RiskScore        map[string]interface{} `json:"risk_score"`
-	StaleDataUsed    *[]interface{}         `json:"stale_data_used"`
+	StaleDataUsed    []interface{}          `json:"stale_data_used"`
 	TenantId         openapi_types.UUID     `json:"tenant_id"`
 	TriggerId        *openapi_types.UUID    `json:"trigger_id"`
-	TriggerType      string                 `json:"trigger_type"`
+	TriggerType      ProfileOutTriggerType  `json:"trigger_type"`
 	Version          int64                  `json:"version"`
 }
+
+// ProfileOutTriggerType defines model for ProfileOut.TriggerType.
+type ProfileOutTriggerType string
 
 // ReadyBody defines model for ReadyBody.
 type ReadyBody struct {
@@ -682,16 +1190,23 @@ type Report struct {
 	EventsChecked int64       `json:"events_checked"`
 	Head          *Checkpoint `json:"head,omitempty"`
 	LastSealedAt  *time.Time  `json:"last_sealed_at"`
-	Problems      *[]Finding  `json:"problems"`
-	SealsChecked  int64       `json:"seals_checked"`
-	Status        string      `json:"status"`
+
+	// Problems The first 100 problems found
+	Problems     []Finding    `json:"problems"`
+	SealsChecked int64        `json:"seals_checked"`
+	Status       ReportStatus `json:"status"`
 }
+
+// ReportStatus defines model for Report.Status.
+type ReportStatus string
 
 // SearchInputBody defines model for SearchInputBody.
 type SearchInputBody struct {
 	// Kind A unique identifier kind
-	Kind  SearchInputBodyKind `json:"kind"`
-	Value string              `json:"value"`
+	Kind SearchInputBodyKind `json:"kind"`
+
+	// Value The identifier: 2 characters (a national id) to 254 (an e-mail address)
+	Value string `json:"value"`
 }
 
 // SearchInputBodyKind A unique identifier kind
@@ -726,7 +1241,7 @@ type UpdateTenantInputBody struct {
 	// ByokKey Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from now on, re-wrapped online. Empty: back to a key elile makes. The tenant can then erase its data by destroying its key.
 	ByokKey *string `json:"byok_key,omitempty"`
 
-	// Config Replaces the whole config
+	// Config Replaces the whole config At most 65536 bytes as compact JSON (x-max-bytes).
 	Config *map[string]interface{} `json:"config,omitempty"`
 
 	// LegalHold true blocks the tenant's erasure until set false again
@@ -764,14 +1279,14 @@ type RevokeApiKeyParams struct {
 
 // ListAuditEventsParams defines parameters for ListAuditEvents.
 type ListAuditEventsParams struct {
-	// EventType e.g. data.accessed
-	EventType     *string                        `form:"event_type,omitempty" json:"event_type,omitempty"`
-	Severity      *ListAuditEventsParamsSeverity `form:"severity,omitempty" json:"severity,omitempty"`
-	EntityId      *openapi_types.UUID            `form:"entity_id,omitempty" json:"entity_id,omitempty"`
-	CorrelationId *openapi_types.UUID            `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
-	UserId        *openapi_types.UUID            `form:"user_id,omitempty" json:"user_id,omitempty"`
-	ResourceType  *string                        `form:"resource_type,omitempty" json:"resource_type,omitempty"`
-	ResourceId    *string                        `form:"resource_id,omitempty" json:"resource_id,omitempty"`
+	// EventType An audit event type, e.g. data.accessed
+	EventType     *ListAuditEventsParamsEventType `form:"event_type,omitempty" json:"event_type,omitempty"`
+	Severity      *ListAuditEventsParamsSeverity  `form:"severity,omitempty" json:"severity,omitempty"`
+	EntityId      *openapi_types.UUID             `form:"entity_id,omitempty" json:"entity_id,omitempty"`
+	CorrelationId *openapi_types.UUID             `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+	UserId        *openapi_types.UUID             `form:"user_id,omitempty" json:"user_id,omitempty"`
+	ResourceType  *string                         `form:"resource_type,omitempty" json:"resource_type,omitempty"`
+	ResourceId    *string                         `form:"resource_id,omitempty" json:"resource_id,omitempty"`
 
 	// Since RFC 3339; events at or after
 	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
@@ -788,6 +1303,9 @@ type ListAuditEventsParams struct {
 	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
 	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
 }
+
+// ListAuditEventsParamsEventType defines parameters for ListAuditEvents.
+type ListAuditEventsParamsEventType string
 
 // ListAuditEventsParamsSeverity defines parameters for ListAuditEvents.
 type ListAuditEventsParamsSeverity string
@@ -1038,6 +1556,68 @@ type EraseTenantJSONRequestBody = EraseTenantInputBody
 // UpdateTenantJSONRequestBody defines body for UpdateTenant for application/json ContentType.
 type UpdateTenantJSONRequestBody = UpdateTenantInputBody
 
+// AsCreateCacheInputBodyCostIncurred0 returns the union data inside the CreateCacheInputBody_CostIncurred as a CreateCacheInputBodyCostIncurred0
+func (t CreateCacheInputBody_CostIncurred) AsCreateCacheInputBodyCostIncurred0() (CreateCacheInputBodyCostIncurred0, error) {
+	var body CreateCacheInputBodyCostIncurred0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromCreateCacheInputBodyCostIncurred0 overwrites any union data inside the CreateCacheInputBody_CostIncurred as the provided CreateCacheInputBodyCostIncurred0
+func (t *CreateCacheInputBody_CostIncurred) FromCreateCacheInputBodyCostIncurred0(v CreateCacheInputBodyCostIncurred0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeCreateCacheInputBodyCostIncurred0 performs a merge with any union data inside the CreateCacheInputBody_CostIncurred, using the provided CreateCacheInputBodyCostIncurred0
+func (t *CreateCacheInputBody_CostIncurred) MergeCreateCacheInputBodyCostIncurred0(v CreateCacheInputBodyCostIncurred0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsCreateCacheInputBodyCostIncurred1 returns the union data inside the CreateCacheInputBody_CostIncurred as a CreateCacheInputBodyCostIncurred1
+func (t CreateCacheInputBody_CostIncurred) AsCreateCacheInputBodyCostIncurred1() (CreateCacheInputBodyCostIncurred1, error) {
+	var body CreateCacheInputBodyCostIncurred1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromCreateCacheInputBodyCostIncurred1 overwrites any union data inside the CreateCacheInputBody_CostIncurred as the provided CreateCacheInputBodyCostIncurred1
+func (t *CreateCacheInputBody_CostIncurred) FromCreateCacheInputBodyCostIncurred1(v CreateCacheInputBodyCostIncurred1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeCreateCacheInputBodyCostIncurred1 performs a merge with any union data inside the CreateCacheInputBody_CostIncurred, using the provided CreateCacheInputBodyCostIncurred1
+func (t *CreateCacheInputBody_CostIncurred) MergeCreateCacheInputBodyCostIncurred1(v CreateCacheInputBodyCostIncurred1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t CreateCacheInputBody_CostIncurred) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *CreateCacheInputBody_CostIncurred) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
 
@@ -1120,6 +1700,8 @@ type ClientInterface interface {
 	Health(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// HealthDb Database health
+	//
+	// The database component of /health/ready alone: 200 while the database answers, 503 otherwise.
 	//
 	// Corresponds with GET /health/db (the `HealthDb` operationId).
 	HealthDb(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1499,6 +2081,8 @@ func (c *Client) Health(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 }
 
 // HealthDb Database health
+//
+// The database component of /health/ready alone: 200 while the database answers, 503 otherwise.
 //
 // Corresponds with GET /health/db (the `HealthDb` operationId).
 func (c *Client) HealthDb(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4586,6 +5170,8 @@ type ClientWithResponsesInterface interface {
 	HealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthResponse, error)
 
 	// HealthDbWithResponse Database health
+	//
+	// The database component of /health/ready alone: 200 while the database answers, 503 otherwise.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -9473,6 +10059,13 @@ type ListTenantsResponse200Headers struct {
 	RateLimitReset     *int64
 }
 
+// ListTenantsResponse400Headers the declared response headers of an HTTP 400 response for ListTenants
+type ListTenantsResponse400Headers struct {
+	RateLimitLimit     *int64
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
 // ListTenantsResponse403Headers the declared response headers of an HTTP 403 response for ListTenants
 type ListTenantsResponse403Headers struct {
 	RateLimitLimit     *int64
@@ -9507,6 +10100,8 @@ type ListTenantsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *PageTenantOut
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ProblemError
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *ProblemError
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -9523,6 +10118,8 @@ type ListTenantsResponse struct {
 	ApplicationproblemJSON503 *ProblemError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListTenantsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListTenantsResponse400Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListTenantsResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
@@ -9536,6 +10133,11 @@ type ListTenantsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListTenantsResponse) GetJSON200() *PageTenantOut {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListTenantsResponse) GetApplicationproblemJSON400() *ProblemError {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -9809,6 +10411,13 @@ type EraseTenantResponse200Headers struct {
 	RateLimitReset     *int64
 }
 
+// EraseTenantResponse400Headers the declared response headers of an HTTP 400 response for EraseTenant
+type EraseTenantResponse400Headers struct {
+	RateLimitLimit     *int64
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
 // EraseTenantResponse403Headers the declared response headers of an HTTP 403 response for EraseTenant
 type EraseTenantResponse403Headers struct {
 	RateLimitLimit     *int64
@@ -9818,6 +10427,27 @@ type EraseTenantResponse403Headers struct {
 
 // EraseTenantResponse404Headers the declared response headers of an HTTP 404 response for EraseTenant
 type EraseTenantResponse404Headers struct {
+	RateLimitLimit     *int64
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// EraseTenantResponse409Headers the declared response headers of an HTTP 409 response for EraseTenant
+type EraseTenantResponse409Headers struct {
+	RateLimitLimit     *int64
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// EraseTenantResponse413Headers the declared response headers of an HTTP 413 response for EraseTenant
+type EraseTenantResponse413Headers struct {
+	RateLimitLimit     *int64
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// EraseTenantResponse415Headers the declared response headers of an HTTP 415 response for EraseTenant
+type EraseTenantResponse415Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
@@ -9843,12 +10473,20 @@ type EraseTenantResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *ErasureOut
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ProblemError
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *ProblemError
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *ProblemError
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *ProblemError
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ProblemError
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ProblemError
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ProblemError
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *ProblemError
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -9859,10 +10497,18 @@ type EraseTenantResponse struct {
 	ApplicationproblemJSON503 *ProblemError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *EraseTenantResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *EraseTenantResponse400Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *EraseTenantResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *EraseTenantResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *EraseTenantResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *EraseTenantResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *EraseTenantResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *EraseTenantResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -9872,6 +10518,11 @@ type EraseTenantResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r EraseTenantResponse) GetJSON200() *ErasureOut {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r EraseTenantResponse) GetApplicationproblemJSON400() *ProblemError {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -9887,6 +10538,21 @@ func (r EraseTenantResponse) GetApplicationproblemJSON403() *ProblemError {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r EraseTenantResponse) GetApplicationproblemJSON404() *ProblemError {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r EraseTenantResponse) GetApplicationproblemJSON409() *ProblemError {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r EraseTenantResponse) GetApplicationproblemJSON413() *ProblemError {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r EraseTenantResponse) GetApplicationproblemJSON415() *ProblemError {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9945,6 +10611,13 @@ type GetTenantResponse200Headers struct {
 	RateLimitReset     *int64
 }
 
+// GetTenantResponse400Headers the declared response headers of an HTTP 400 response for GetTenant
+type GetTenantResponse400Headers struct {
+	RateLimitLimit     *int64
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
 // GetTenantResponse403Headers the declared response headers of an HTTP 403 response for GetTenant
 type GetTenantResponse403Headers struct {
 	RateLimitLimit     *int64
@@ -9979,6 +10652,8 @@ type GetTenantResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TenantOut
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ProblemError
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *ProblemError
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -9995,6 +10670,8 @@ type GetTenantResponse struct {
 	ApplicationproblemJSON503 *ProblemError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetTenantResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetTenantResponse400Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetTenantResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
@@ -10008,6 +10685,11 @@ type GetTenantResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetTenantResponse) GetJSON200() *TenantOut {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetTenantResponse) GetApplicationproblemJSON400() *ProblemError {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -10290,6 +10972,8 @@ func (c *ClientWithResponses) HealthWithResponse(ctx context.Context, reqEditors
 }
 
 // HealthDbWithResponse Database health
+//
+// The database component of /health/ready alone: 200 while the database answers, 503 otherwise.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -18001,6 +18685,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest ProblemError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18077,6 +18768,30 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 			headers.RateLimitReset = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListTenantsResponse400Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 403:
 		var headers ListTenantsResponse403Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -18535,6 +19250,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest ProblemError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18555,6 +19277,27 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest ProblemError
@@ -18611,6 +19354,30 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 			headers.RateLimitReset = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers EraseTenantResponse400Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 403:
 		var headers EraseTenantResponse403Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -18659,6 +19426,78 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 			headers.RateLimitReset = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers EraseTenantResponse409Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers EraseTenantResponse413Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers EraseTenantResponse415Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers415 = &headers
 	case rsp.StatusCode == 422:
 		var headers EraseTenantResponse422Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -18740,6 +19579,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest ProblemError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18816,6 +19662,30 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 			headers.RateLimitReset = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetTenantResponse400Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 403:
 		var headers GetTenantResponse403Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {

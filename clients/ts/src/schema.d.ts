@@ -31,7 +31,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Database health */
+        /**
+         * Database health
+         * @description The database component of /health/ready alone: 200 while the database answers, 503 otherwise.
+         */
         get: operations["health-db"];
         put?: never;
         post?: never;
@@ -510,7 +513,8 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         AuditEventOut: {
-            actor_type: string;
+            /** @enum {string} */
+            actor_type: "human" | "service" | "system";
             /** Format: uuid */
             audit_id: string;
             /** Format: uuid */
@@ -522,13 +526,20 @@ export interface components {
             event_data: {
                 [key: string]: unknown;
             };
-            event_type: string;
+            /**
+             * @description An audit event type, e.g. data.accessed
+             * @enum {string}
+             */
+            event_type: "screening.initiated" | "screening.completed" | "screening.failed" | "data.accessed" | "cache.hit" | "cache.miss" | "provider.query" | "entity.created" | "entity.merged" | "profile.created" | "consent.granted" | "consent.revoked" | "compliance.check" | "compliance.violation" | "user.login" | "user.logout" | "report.downloaded" | "config.changed" | "rule.modified" | "data.retention_applied" | "data.erased" | "entity.updated" | "entity.related" | "tenant.created" | "tenant.erased" | "api_key.created" | "api_key.revoked" | "auth.failed" | "error.occurred";
+            /** Format: ip */
             ip_address: string | null;
             resource_id: string | null;
             resource_type: string | null;
-            severity: string;
+            /** @enum {string} */
+            severity: "debug" | "info" | "warning" | "error" | "critical";
             /** Format: uuid */
             tenant_id: string | null;
+            /** @description As sent, cut to 512 bytes, control characters replaced */
             user_agent: string | null;
             /** Format: uuid */
             user_id: string | null;
@@ -540,7 +551,7 @@ export interface components {
             cache_id: string;
             check_type: string;
             cost_currency: string;
-            /** @description Decimal string */
+            /** @description Decimal string with two decimals */
             cost_incurred: string;
             /** Format: date-time */
             created_at: string;
@@ -571,13 +582,16 @@ export interface components {
             /** Format: int64 */
             horizon: number;
             key_id: string;
-            public_key: string;
+            /** @description Base64; informative: verify against a key you trust (absent in a verification report's head) */
+            public_key?: string;
             seal_hash: string;
             /** Format: int64 */
             seal_seq: number;
             /** Format: date-time */
             sealed_at: string;
+            /** @description Base64 Ed25519 signature */
             signature: string;
+            /** Format: uuid */
             tenant_id: string;
         };
         CheckpointBody: {
@@ -635,17 +649,18 @@ export interface components {
             check_type: string;
             /** @default USD */
             cost_currency: string;
-            /** @description Decimal string with at most 2 decimals (a JSON number is accepted too), >= 0 */
-            cost_incurred: unknown;
+            /** @description A decimal string with at most 2 decimals (a JSON number is accepted too), from 0 to 999999999999.99 */
+            cost_incurred: string | number;
             /** @enum {string} */
             data_origin: "paid_external" | "customer_provided";
             /** Format: date-time */
             fresh_until?: string;
+            /** @description At most 262144 bytes as compact JSON (x-max-bytes). */
             normalized_data: {
                 [key: string]: unknown;
             };
             provider_id: string;
-            /** @description The provider's response, base64 */
+            /** @description The provider's response, base64 (at most 525,000 bytes) */
             raw_response: string;
             /** Format: date-time */
             stale_until?: string;
@@ -657,17 +672,23 @@ export interface components {
              */
             expires_at?: string;
             name: string;
-            scopes: string[] | null;
+            /** @description The key's scopes; tenant:admin grants every scope of the tenant. */
+            scopes: ("entities:read" | "entities:write" | "pii:read" | "profiles:read" | "profiles:write" | "cache:read" | "cache:write" | "audit:read" | "keys:manage" | "tenant:admin")[];
         };
         CreateProfileInputBody: {
+            /** @description At most 262144 bytes as compact JSON (x-max-bytes). */
             connections: unknown[] | null;
+            /** @description At most 65536 bytes as compact JSON (x-max-bytes). */
             data_sources_used: unknown[] | null;
+            /** @description At most 65536 bytes as compact JSON (x-max-bytes). */
             evolution_signals?: unknown[] | null;
+            /** @description At most 524288 bytes as compact JSON (x-max-bytes). */
             findings: unknown[] | null;
-            /** @description Scores; overall (0..1) is required */
+            /** @description Scores; overall (0..1) is required, every other number is 0..1 too At most 8192 bytes as compact JSON (x-max-bytes). */
             risk_score: {
                 [key: string]: unknown;
             };
+            /** @description At most 65536 bytes as compact JSON (x-max-bytes). */
             stale_data_used: unknown[] | null;
             /** Format: uuid */
             trigger_id?: string;
@@ -687,7 +708,7 @@ export interface components {
         CreateTenantInputBody: {
             /** @description Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from the start. Empty: a key elile makes. */
             byok_key?: string;
-            /** @description Tenant settings (no personal data); at most 64 KiB as JSON */
+            /** @description Tenant settings (no personal data); at most 64 KiB as JSON At most 65536 bytes as compact JSON (x-max-bytes). */
             config?: {
                 [key: string]: unknown;
             };
@@ -701,13 +722,13 @@ export interface components {
         Delta: {
             /** Format: int64 */
             connection_count_change: number;
-            new_findings: unknown[] | null;
-            resolved_findings: unknown[] | null;
+            new_findings: unknown[];
+            resolved_findings: unknown[];
             /** Format: double */
             risk_score_change: number;
         };
         EntityBody: {
-            /** @description kind -> value; kinds lower_snake_case, values at most 1024 characters */
+            /** @description kind -> value; kinds lower_snake_case (at most 63 characters), values at most 1024 characters */
             canonical_identifiers: {
                 [key: string]: string;
             };
@@ -715,13 +736,13 @@ export interface components {
             entity_type: "individual" | "organization" | "address";
             /** @description Your own reference, unique per tenant */
             external_id?: string;
-            /** @description At most 50 non-personal labels */
+            /** @description Non-personal labels: at most 50, keys of 1 to 64 characters, values of at most 256 */
             metadata?: {
                 [key: string]: string;
             };
         };
         EntityOut: {
-            /** @description Masked unless revealed */
+            /** @description kind -> value, masked unless revealed */
             canonical_identifiers: {
                 [key: string]: string;
             };
@@ -732,6 +753,7 @@ export interface components {
             /** @enum {string} */
             entity_type: "individual" | "organization" | "address";
             external_id: string | null;
+            /** @description Non-personal labels: at most 50, keys of 1 to 64 characters, values of at most 256 */
             metadata: {
                 [key: string]: string;
             };
@@ -744,7 +766,8 @@ export interface components {
             updated_at: string;
         };
         EntitySearchOutputBody: {
-            data: components["schemas"]["EntityOut"][] | null;
+            /** @description The tenant's entity with this identifier and a platform-shared one, when they exist */
+            data: components["schemas"]["EntityOut"][];
         };
         EraseTenantInputBody: {
             /** @description The tenant's slug, to confirm the erasure */
@@ -761,9 +784,11 @@ export interface components {
             tenant_id: string;
         };
         Finding: {
+            /** Format: uuid */
             audit_id?: string;
             detail: string;
-            kind: string;
+            /** @enum {string} */
+            kind: "modified" | "deleted" | "inserted" | "reordered" | "bad_signature" | "broken_link" | "checkpoint";
             /** Format: int64 */
             seal_seq?: number;
         };
@@ -795,7 +820,7 @@ export interface components {
             prefix: string;
             /** Format: date-time */
             revoked_at: string | null;
-            scopes: string[] | null;
+            scopes: ("entities:read" | "entities:write" | "pii:read" | "profiles:read" | "profiles:write" | "cache:read" | "cache:write" | "audit:read" | "keys:manage" | "tenant:admin" | "platform:admin")[];
             /** @description Shown once, at creation; only its hash is stored */
             secret?: string;
             /**
@@ -842,36 +867,47 @@ export interface components {
         PatchEntityInputBody: {
             /** @description kind -> new value, or null to remove */
             canonical_identifiers: {
-                [key: string]: unknown;
+                [key: string]: string | null;
             };
         };
         ProblemError: {
-            category: string;
+            /** @enum {string} */
+            category: "system" | "validation" | "authentication" | "permission" | "not_found" | "conflict" | "rate_limit";
+            /** @description Stable, for a program to act on */
             code: string;
+            /** Format: uuid */
             correlation_id?: string;
+            /** @description What went wrong, for a person to read */
             detail?: string;
+            /** @description One item per bad part of the request (the first 100) */
             errors?: components["schemas"]["ProblemItem"][] | null;
             /** Format: int64 */
             status: number;
+            /** @description The status's reason phrase */
             title: string;
+            /**
+             * Format: uri
+             * @description https://elile.dev/problems/ and the code in kebab case
+             */
             type: string;
         };
         ProblemItem: {
+            /** @description Where: body.name, body.metadata.team, query.limit, path.entity_id, header.X-Tenant-ID */
             location: string;
             message: string;
         };
         ProfileOut: {
             /** Format: int64 */
             connection_count: number;
-            connections: unknown[] | null;
+            connections: unknown[];
             /** Format: date-time */
             created_at: string;
-            data_sources_used: unknown[] | null;
+            data_sources_used: unknown[];
             delta: components["schemas"]["Delta"];
             /** Format: uuid */
             entity_id: string;
-            evolution_signals: unknown[] | null;
-            findings: unknown[] | null;
+            evolution_signals: unknown[];
+            findings: unknown[];
             /** Format: int64 */
             previous_version: number | null;
             /** Format: uuid */
@@ -879,12 +915,13 @@ export interface components {
             risk_score: {
                 [key: string]: unknown;
             };
-            stale_data_used: unknown[] | null;
+            stale_data_used: unknown[];
             /** Format: uuid */
             tenant_id: string;
             /** Format: uuid */
             trigger_id: string | null;
-            trigger_type: string;
+            /** @enum {string} */
+            trigger_type: "screening" | "monitoring" | "manual";
             /** Format: int64 */
             version: number;
         };
@@ -916,13 +953,16 @@ export interface components {
         Report: {
             /** Format: int64 */
             events_checked: number;
+            /** @description The newest seal, signed: keep it outside elile and verify against it later */
             head?: components["schemas"]["Checkpoint"];
             /** Format: date-time */
             last_sealed_at: string | null;
-            problems: components["schemas"]["Finding"][] | null;
+            /** @description The first 100 problems found */
+            problems: components["schemas"]["Finding"][];
             /** Format: int64 */
             seals_checked: number;
-            status: string;
+            /** @enum {string} */
+            status: "intact" | "tampered";
         };
         SearchInputBody: {
             /**
@@ -930,6 +970,7 @@ export interface components {
              * @enum {string}
              */
             kind: "ssn" | "ein" | "passport" | "national_id" | "email";
+            /** @description The identifier: 2 characters (a national id) to 254 (an e-mail address) */
             value: string;
         };
         TenantOut: {
@@ -961,7 +1002,7 @@ export interface components {
             active?: boolean;
             /** @description Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from now on, re-wrapped online. Empty: back to a key elile makes. The tenant can then erase its data by destroying its key. */
             byok_key?: string;
-            /** @description Replaces the whole config */
+            /** @description Replaces the whole config At most 65536 bytes as compact JSON (x-max-bytes). */
             config?: {
                 [key: string]: unknown;
             };
@@ -1520,8 +1561,8 @@ export interface operations {
     "list-audit-events": {
         parameters: {
             query?: {
-                /** @description e.g. data.accessed */
-                event_type?: string;
+                /** @description An audit event type, e.g. data.accessed */
+                event_type?: "screening.initiated" | "screening.completed" | "screening.failed" | "data.accessed" | "cache.hit" | "cache.miss" | "provider.query" | "entity.created" | "entity.merged" | "profile.created" | "consent.granted" | "consent.revoked" | "compliance.check" | "compliance.violation" | "user.login" | "user.logout" | "report.downloaded" | "config.changed" | "rule.modified" | "data.retention_applied" | "data.erased" | "entity.updated" | "entity.related" | "tenant.created" | "tenant.erased" | "api_key.created" | "api_key.revoked" | "auth.failed" | "error.occurred";
                 severity?: "debug" | "info" | "warning" | "error" | "critical";
                 entity_id?: string;
                 correlation_id?: string;
@@ -1827,7 +1868,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/x-ndjson": string;
+                    "application/x-ndjson": components["schemas"]["AuditEventOut"];
                 };
             };
             /** @description Bad Request */
@@ -5072,6 +5113,21 @@ export interface operations {
                     "application/json": components["schemas"]["PageTenantOut"];
                 };
             };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unauthorized */
             401: {
                 headers: {
@@ -5371,6 +5427,21 @@ export interface operations {
                     "application/json": components["schemas"]["TenantOut"];
                 };
             };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unauthorized */
             401: {
                 headers: {
@@ -5492,6 +5563,21 @@ export interface operations {
                     "application/json": components["schemas"]["ErasureOut"];
                 };
             };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unauthorized */
             401: {
                 headers: {
@@ -5518,6 +5604,51 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
