@@ -28,7 +28,7 @@ type world struct {
 func newWorld(t *testing.T) world {
 	t.Helper()
 	h, b := setup(t, setupOpts{rate: kv.Rate{Limit: 1_000_000, Period: time.Minute, Burst: 100_000}})
-	w := world{h: conforming(t, h), b: b, a: mkTenant(t, b, "world-a"), other: mkTenant(t, b, "world-b")}
+	w := world{h: h, b: b, a: mkTenant(t, b, "world-a"), other: mkTenant(t, b, "world-b")}
 	w.admin = mkKey(t, b, w.a, auth.ScopeTenantAdmin)
 	w.oAdm = mkKey(t, b, w.other, auth.ScopeTenantAdmin)
 	w.platform = mkKey(t, b, tenant.ID{}, auth.ScopePlatformAdmin)

@@ -155,11 +155,27 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 //nolint:gochecknoglobals // read-only
 var public = []map[string][]string{}
 
+// probeErrors are what a probe answers to a malformed request (a query or
+// path that is not text, a body: the guards in front of every route).
+//
+//nolint:gochecknoglobals // read-only
+var probeErrors = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType}
+
+// notReadyBodies documents the 503 of the readiness routes with the body
+// they send: the same as their 200.
+func notReadyBodies(o *huma.OpenAPI) {
+	for _, path := range []string{"/health/ready", "/health/db"} {
+		op := o.Paths[path].Get
+		op.Responses["503"].Content = op.Responses["200"].Content
+	}
+}
+
 func registerHealth(api huma.API, c checker, version string, started time.Time) {
 	huma.Register(api, huma.Operation{
 		OperationID: "health", Method: http.MethodGet, Path: "/health", Tags: []string{"Operations"}, Security: public,
 		Summary:     "Liveness",
 		Description: "Answers 200 while the process runs, whatever its dependencies do.",
+		Errors:      probeErrors,
 	}, func(_ context.Context, _ *struct{}) (*healthOutput, error) {
 		return &healthOutput{Body: healthBody{Status: statusHealthy, Version: version,
 			UptimeSeconds: float64(int64(c.now().Sub(started).Seconds()*10)) / 10}}, nil
@@ -173,6 +189,7 @@ func registerHealth(api huma.API, c checker, version string, started time.Time) 
 			"Key provider unreachable gives 200 degraded while data keys in memory serve, 503 when none is. " +
 			"Database down or migrations behind gives 503 unhealthy.",
 		Responses: map[string]*huma.Response{"503": {Description: "Not ready"}},
+		Errors:    probeErrors,
 	}, func(ctx context.Context, _ *struct{}) (*readyOutput, error) {
 		comps := make(map[string]Component, 3)
 		var mu sync.Mutex
@@ -207,6 +224,7 @@ func registerHealth(api huma.API, c checker, version string, started time.Time) 
 		Summary:     "Database health",
 		Description: "The database component of /health/ready alone: 200 while the database answers, 503 otherwise.",
 		Responses:   map[string]*huma.Response{"503": {Description: "Database unreachable"}},
+		Errors:      probeErrors,
 	}, func(ctx context.Context, _ *struct{}) (*componentOutput, error) {
 		comp := c.database(ctx)
 		status := http.StatusOK

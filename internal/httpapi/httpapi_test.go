@@ -173,7 +173,7 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 		LatestSchema: postgres.LatestVersion(), Version: "test-1", Started: time.Now().Add(-90 * time.Second)}
 	d = overDB(d, db, signer.Public())
 	d.Tracer = o.tracer
-	h := NewServer(d)
+	h := conforming(t, NewServer(d))
 	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer, redisProxy: redisProxy}
 }
 

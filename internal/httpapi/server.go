@@ -83,6 +83,7 @@ func newServer(d Deps) (http.Handler, huma.API) {
 	table := routes(api, d, tenants)
 	declareRateLimitHeaders(api.OpenAPI())
 	declareBounds(api.OpenAPI())
+	notReadyBodies(api.OpenAPI())
 	mux.Handle("GET /metrics", m.handler())
 	docs := docsHandler()
 	mux.Handle("GET /docs", docs)
