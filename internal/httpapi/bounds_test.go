@@ -941,7 +941,7 @@ func conforming(t *testing.T, h http.Handler) http.Handler {
 		what := fmt.Sprintf("%s %s → %d", r.Method, r.URL.Path, rec.Code)
 		resp := op.Responses[strconv.Itoa(rec.Code)]
 		if resp == nil {
-			t.Errorf("%s: status not in the document", what)
+			t.Errorf("%s: status not in the document (query %q, content type %q, %d body bytes): %.300s", what, r.URL.RawQuery, r.Header.Get("Content-Type"), r.ContentLength, rec.Body)
 			return
 		}
 		ct, _, _ := strings.Cut(rec.Header().Get("Content-Type"), ";")

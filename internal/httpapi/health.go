@@ -155,11 +155,12 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 //nolint:gochecknoglobals // read-only
 var public = []map[string][]string{}
 
-// probeErrors are what a probe answers to a malformed request (a query or
-// path that is not text, a body: the guards in front of every route).
+// probeErrors are what a probe answers to a malformed request: a query or
+// path that is not text, or a body (400, 413, 415: the guards in front of
+// every route), a query parameter it does not take (422).
 //
 //nolint:gochecknoglobals // read-only
-var probeErrors = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType}
+var probeErrors = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity}
 
 // notReadyBodies documents the 503 of the readiness routes with the body
 // they send: the same as their 200.

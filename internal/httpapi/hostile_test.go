@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -248,6 +249,9 @@ func TestHostileInput_UnderNormalTraffic(t *testing.T) {
 	before, _ := metricsSize()
 
 	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("ELILE_HOSTILE_SEED"), 10, 64); err == nil {
+		seed = s // replay a failing run
+	}
 	t.Logf("seed %d", seed)
 	const hostileRequests, hostileWorkers = 1500, 8
 	var sent atomic.Int64
