@@ -6,6 +6,10 @@
 # columns of one run, not figures across runs.
 # Loopback only; bounded in rounds and time.
 # Usage: scripts/bench-compare.sh REV_A REV_B [rounds=3] [concurrency=50] [seconds=10]
+# ENV_A / ENV_B: extra environment for one side's server, e.g. the same
+# revision twice with ENV_B="DATABASE_EXEC_MODE=exec" (the server's own
+# DATABASE_URL is postgres://postgres@127.0.0.1:5432/$DB; ENV_B may replace
+# it with one through a pooler, using $DB for the database name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=${1:?usage: scripts/bench-compare.sh REV_A REV_B [rounds] [concurrency] [seconds]}
@@ -30,9 +34,11 @@ done
 run() { # rev mix → "req/s p99"
   local rev=$1 mix=$2 db=elile_cmp_$(echo "$1" | tr AB ab) port=18125
   psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" postgres
+  local extra
+  if [[ $rev == A ]]; then extra=${ENV_A:-}; else extra=${ENV_B:-}; fi
   ENVIRONMENT=development DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" API_PORT=$port \
     LOG_LEVEL=WARN DEV_KEYS_FILE="$work/keys-$rev.env" RATE_LIMIT_PER_MINUTE=10000000 RATE_LIMIT_BURST=1000000 \
-    "$work/elile-$rev" serve >"$work/out" 2>"$work/err" &
+    env ${extra//\$DB/$db} "$work/elile-$rev" serve >"$work/out" 2>"$work/err" &
   pid=$!
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.2; done
   local admin

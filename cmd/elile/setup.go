@@ -108,6 +108,7 @@ func storeOptions(ctx context.Context, cfg config.Config, maxConns int32) (postg
 	}
 	return postgres.Options{
 		URL: cfg.DatabaseURL.Reveal(), MaxConns: maxConns, AcquireTimeout: cfg.DatabaseAcquireTimeout,
+		TransactionPooler: cfg.DatabasePoolMode == "transaction", ExecMode: cfg.DatabaseExecMode, DirectURL: cfg.DatabaseDirectURL.Reveal(),
 		Keyring: ring, KMS: p, KMSCache: kms.NewCache(p, cfg.KMSCacheTTL, cfg.KMSCacheSize, nil), PlatformKEK: kek,
 	}, func() { _ = p.Close() }, nil
 }

@@ -86,6 +86,9 @@ type Config struct {
 
 	MigrationDatabaseURL   Secret        `env:"MIGRATION_DATABASE_URL" desc:"Connection string of the role that owns the schema, used only by elile migrate (and by serve in development, which migrates itself). Default: DATABASE_URL. In staging and production it must be a different role from DATABASE_URL's: the server refuses to start when its own login role is a superuser, has BYPASSRLS or owns the tables." rule:"postgres:// or postgresql:// URL naming a database, or empty"`
 	DatabaseURL            Secret        `env:"DATABASE_URL" desc:"PostgreSQL connection string (postgres://user:pass@host:port/db). Development default: postgres://postgres@127.0.0.1:5432/elile_dev?sslmode=disable. Required elsewhere." rule:"postgres:// or postgresql:// URL naming a database" required:"staging, production"`
+	DatabasePoolMode       string        `env:"DATABASE_POOL_MODE" envDefault:"session" desc:"session: DATABASE_URL reaches PostgreSQL directly (or through a pooler in session mode). transaction: through a pooler in transaction mode (PgBouncer): elile keeps no session state on its connections and prepares no named statements; leader election then needs DATABASE_DIRECT_URL." rule:"session or transaction"`
+	DatabaseExecMode       string        `env:"DATABASE_EXEC_MODE" desc:"How statements are sent (pgx): cache_statement (named prepared statements, the fastest), cache_describe, describe_exec, exec or simple_protocol. Default: cache_statement, or cache_describe with DATABASE_POOL_MODE=transaction (which refuses cache_statement)." rule:"cache_statement, cache_describe, describe_exec, exec, simple_protocol or empty"`
+	DatabaseDirectURL      Secret        `env:"DATABASE_DIRECT_URL" desc:"A connection string that reaches PostgreSQL without a transaction pooler, used only for the session advisory locks that elect the leader of the sealer and the maintenance jobs. Default: DATABASE_URL. Required in staging and production with DATABASE_POOL_MODE=transaction: behind transaction pooling a session lock does not hold, and two leaders could run." rule:"postgres:// or postgresql:// URL naming a database, or empty"`
 	DatabasePoolSize       int           `env:"DATABASE_POOL_SIZE" envDefault:"20" desc:"Connections the pool keeps for steady load." rule:"1..1000"`
 	DatabaseMaxOverflow    int           `env:"DATABASE_MAX_OVERFLOW" envDefault:"10" desc:"Extra connections the pool may open under peaks (max connections = pool size + overflow)." rule:"0..1000"`
 	DatabaseAcquireTimeout time.Duration `env:"DATABASE_ACQUIRE_TIMEOUT" envDefault:"5s" desc:"How long a request waits for a free pooled connection before it gets 503 with Retry-After." rule:"positive Go duration"`
@@ -245,6 +248,26 @@ func (c Config) validate() error {
 		bad("DATABASE_URL", "required in %s", c.Environment)
 	} else if u, err := url.Parse(c.DatabaseURL.Reveal()); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || strings.TrimPrefix(u.Path, "/") == "" {
 		bad("DATABASE_URL", "must be a postgres:// URL naming a database")
+	}
+	switch c.DatabasePoolMode {
+	case "session":
+	case "transaction":
+		if c.DatabaseExecMode == "cache_statement" {
+			bad("DATABASE_EXEC_MODE", "cache_statement prepares named statements, which a transaction pooler does not keep (DATABASE_POOL_MODE=transaction)")
+		}
+		if c.DatabaseDirectURL == "" && c.Environment != Development {
+			bad("DATABASE_DIRECT_URL", "required in %s with DATABASE_POOL_MODE=transaction: leader election holds a session lock, which transaction pooling does not keep", c.Environment)
+		}
+	default:
+		bad("DATABASE_POOL_MODE", "%q is not one of session, transaction", c.DatabasePoolMode)
+	}
+	if c.DatabaseExecMode != "" && !slices.Contains([]string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"}, c.DatabaseExecMode) {
+		bad("DATABASE_EXEC_MODE", "%q is not one of cache_statement, cache_describe, describe_exec, exec, simple_protocol", c.DatabaseExecMode)
+	}
+	if c.DatabaseDirectURL != "" {
+		if u, err := url.Parse(c.DatabaseDirectURL.Reveal()); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || strings.TrimPrefix(u.Path, "/") == "" {
+			bad("DATABASE_DIRECT_URL", "must be a postgres:// URL naming a database")
+		}
 	}
 	if c.DatabasePoolSize < 1 || c.DatabasePoolSize > 1000 {
 		bad("DATABASE_POOL_SIZE", "%d is outside 1..1000", c.DatabasePoolSize)

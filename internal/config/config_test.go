@@ -61,6 +61,35 @@ func TestLoad_ProductionNeedsExplicitSecrets(t *testing.T) {
 	}
 }
 
+// Behind a transaction pooler: named prepared statements are refused, and
+// outside development leader election needs a direct URL.
+func TestLoad_TransactionPooler(t *testing.T) {
+	t.Parallel()
+	prod := map[string]string{
+		"ENVIRONMENT": "production", "DATABASE_URL": "postgres://u:p@pgbouncer:6432/elile", "DATABASE_POOL_MODE": "transaction",
+		"ENCRYPTION_KEY": strings.Repeat("A", 43) + "=", "API_SECRET_KEY": strings.Repeat("s", 32), "AUDIT_SIGNING_KEY": strings.Repeat("B", 43) + "=",
+		"JWT_ISSUER": "https://idp.example", "JWT_AUDIENCE": "elile", "KMS_PROVIDER": "aws", "AWS_KMS_KEY_ID": "alias/elile",
+	}
+	_, err := config.Load(env(prod))
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_DIRECT_URL:") {
+		t.Errorf("transaction pooling without a direct URL: %v", err)
+	}
+	prod["DATABASE_DIRECT_URL"] = "postgres://u:p@db:5432/elile"
+	prod["DATABASE_EXEC_MODE"] = "cache_statement"
+	if _, err := config.Load(env(prod)); err == nil || !strings.Contains(err.Error(), "DATABASE_EXEC_MODE:") {
+		t.Errorf("transaction pooling with named prepared statements: %v", err)
+	}
+	delete(prod, "DATABASE_EXEC_MODE")
+	if _, err := config.Load(env(prod)); err != nil && strings.Contains(err.Error(), "DATABASE_") {
+		t.Errorf("transaction pooling, direct URL, default exec mode: %v", err)
+	}
+	for k, v := range map[string]string{"DATABASE_POOL_MODE": "statement", "DATABASE_EXEC_MODE": "fast", "DATABASE_DIRECT_URL": "http://x"} {
+		if _, err := config.Load(env(map[string]string{k: v})); err == nil || !strings.Contains(err.Error(), k+":") {
+			t.Errorf("%s=%s: %v", k, v, err)
+		}
+	}
+}
+
 // Every bad variable is reported at once, by name and why.
 func TestLoad_ReportsEveryProblem(t *testing.T) {
 	t.Parallel()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -109,13 +110,24 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 		url = pgtest.DB(t)
 	}
 	ring := testKeyring(t)
-	proxy, err := faultproxy.Start("127.0.0.1:5432")
+	// ELILE_TEST_VIA_PGBOUNCER=1 puts the pool behind the PgBouncer in
+	// transaction mode at ELILE_TEST_PGBOUNCER (scripts/pgbouncer.sh), as
+	// CI runs these tests a second time.
+	target, pooler := "127.0.0.1:5432", ""
+	if os.Getenv("ELILE_TEST_VIA_PGBOUNCER") != "" {
+		if pooler = os.Getenv("ELILE_TEST_PGBOUNCER"); pooler == "" {
+			t.Fatal("ELILE_TEST_VIA_PGBOUNCER needs ELILE_TEST_PGBOUNCER (host:port)")
+		}
+		target = pooler
+	}
+	proxy, err := faultproxy.Start(target)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
 	proxied := strings.Replace(url, "127.0.0.1:5432", proxy.Addr(), 1)
-	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied, Keyring: ring, MaxConns: o.maxConns, AcquireTimeout: o.acquire, Tracer: o.tracer})
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied, Keyring: ring, MaxConns: o.maxConns, AcquireTimeout: o.acquire, Tracer: o.tracer,
+		TransactionPooler: pooler != "", DirectURL: directURL(url, pooler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +187,15 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	d.Tracer = o.tracer
 	h := conforming(t, NewServer(d))
 	return h, &testBundle{dbURL: url, db: db, kv: store, logs: logs, pgProxy: proxy, ring: ring, deps: d, signer: signer, redisProxy: redisProxy}
+}
+
+// directURL is the database's own URL when the pool goes through a pooler
+// (leader election needs a real session), else empty.
+func directURL(url, pooler string) string {
+	if pooler == "" {
+		return ""
+	}
+	return url
 }
 
 func do(t *testing.T, h http.Handler, method, target string, hdr map[string]string) *httptest.ResponseRecorder {

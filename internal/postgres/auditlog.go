@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/elile/elile/internal/audit"
 	"github.com/elile/elile/internal/fieldcrypt"
@@ -53,13 +54,80 @@ func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
 			correlation_id, entity_id, resource_type, resource_id, event_data, ip_address, user_agent)
 			SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::text[],
 				$8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::bytea[], $13::inet[], $14::text[])`,
-			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11], cols[12], cols[13])
+			typedColumns(cols)...)
 		return nil
 	})
 	if err == nil && keyless != nil {
 		return keyless
 	}
 	return err
+}
+
+// auditColumnTypes are the types of auditRow's values, in order.
+//
+//nolint:gochecknoglobals // read-only
+var auditColumnTypes = []string{"uuid", "time", "uuid", "text", "text", "uuid", "text", "uuid", "uuid", "text", "text", "bytea", "inet", "text"}
+
+// typedColumns turns auditRow's columns into slices of one Go type each,
+// which pgx sends as the matching array in every query execution mode: a
+// []any has no type without the server's description of the statement,
+// which the exec and simple_protocol modes (behind a transaction pooler)
+// do not ask for.
+func typedColumns(cols [][]any) []any {
+	out := make([]any, len(cols))
+	for i, col := range cols {
+		out[i] = typedColumn(auditColumnTypes[i], col)
+	}
+	return out
+}
+
+func typedColumn(kind string, col []any) any {
+	switch kind {
+	case "uuid":
+		out := make([]pgtype.UUID, len(col))
+		for j, v := range col {
+			switch u := v.(type) {
+			case uuid.UUID:
+				out[j] = pgtype.UUID{Bytes: u, Valid: true}
+			case *uuid.UUID:
+				if u != nil {
+					out[j] = pgtype.UUID{Bytes: *u, Valid: true}
+				}
+			}
+		}
+		return out
+	case "text":
+		out := make([]pgtype.Text, len(col))
+		for j, v := range col {
+			switch s := v.(type) {
+			case string:
+				out[j] = pgtype.Text{String: s, Valid: true}
+			case *string:
+				if s != nil {
+					out[j] = pgtype.Text{String: *s, Valid: true}
+				}
+			}
+		}
+		return out
+	case "time":
+		out := make([]time.Time, len(col))
+		for j, v := range col {
+			out[j], _ = v.(time.Time)
+		}
+		return out
+	case "bytea":
+		out := make([][]byte, len(col))
+		for j, v := range col {
+			out[j], _ = v.([]byte)
+		}
+		return out
+	default: // inet
+		out := make([]*netip.Addr, len(col))
+		for j, v := range col {
+			out[j], _ = v.(*netip.Addr)
+		}
+		return out
+	}
 }
 
 const storedCols = `audit_id, created_at, txid::text::numeric::bigint, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'),
@@ -468,13 +536,39 @@ func chainIs(t uuid.UUID) string {
 	return "tenant_id = $1"
 }
 
+// session is a connection whose session lasts as long as it does: its own
+// when DirectURL is set (a transaction pooler would hand a pooled
+// connection's server session to other clients between statements, and
+// a session lock with it), else one taken from the pool. done releases
+// it: closed when it held a lock, else back to the pool.
+func (db *DB) session(ctx context.Context) (conn *pgx.Conn, done func(held bool), err error) {
+	if db.directURL != "" {
+		c, err := pgx.Connect(ctx, db.directURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func(bool) { _ = c.Close(context.WithoutCancel(ctx)) }, nil
+	}
+	pc, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pc.Conn(), func(held bool) {
+		if held {
+			_ = pc.Conn().Close(context.WithoutCancel(ctx)) // the session (and any lock) ends with it
+		}
+		pc.Release()
+	}, nil
+}
+
 // Leader runs fn while this process holds the session advisory lock key
-// across all instances, on a connection of its own; fn's context ends when
-// the lock is lost (connection gone) or ctx ends. Other instances retry
-// every retry interval, so leadership moves when the leader dies.
+// across all instances, on a session of its own (see session); fn's
+// context ends when the lock is lost (connection gone) or ctx ends. Other
+// instances retry every retry interval, so leadership moves when the
+// leader dies.
 func (db *DB) Leader(ctx context.Context, key int64, retry time.Duration, fn func(context.Context)) {
 	for ctx.Err() == nil {
-		conn, err := db.pool.Acquire(ctx)
+		conn, release, err := db.session(ctx)
 		if err == nil {
 			var got bool
 			if err = conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got); err == nil && got {
@@ -502,11 +596,10 @@ func (db *DB) Leader(ctx context.Context, key int64, retry time.Duration, fn fun
 				cancel()
 				<-done
 				_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key)
-				conn.Conn().Close(context.WithoutCancel(ctx)) //nolint:errcheck // the session (and any lock) ends with it
-				conn.Release()
+				release(true)
 				continue
 			}
-			conn.Release()
+			release(false)
 		}
 		select {
 		case <-ctx.Done():

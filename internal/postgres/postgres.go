@@ -71,12 +71,57 @@ type Options struct {
 	// Tracer, when set, makes a span for each statement and pipeline of a
 	// traced request.
 	Tracer trace.Tracer
+	// TransactionPooler says URL reaches PostgreSQL through a pooler in
+	// transaction mode (PgBouncer): no session state is set on a
+	// connection (it would be carried to whichever client the pooler
+	// hands the server connection to next; every unit of work sets its
+	// role and tenant for its own transaction), and statements are not
+	// prepared by name (ExecMode must not be cache_statement).
+	TransactionPooler bool
+	// ExecMode is how pgx sends statements (empty: cache_statement, or
+	// cache_describe behind a transaction pooler).
+	ExecMode string
+	// DirectURL reaches PostgreSQL without a transaction pooler, for the
+	// session advisory locks of leader election (empty: URL, which must
+	// then not pass through a transaction pooler).
+	DirectURL string
+}
+
+// ExecModes are the pgx query execution modes a pool can use.
+//
+//nolint:gochecknoglobals // read-only table
+var ExecModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
+}
+
+// execMode is o's query execution mode.
+func (o Options) execMode() (pgx.QueryExecMode, error) {
+	name := o.ExecMode
+	if name == "" {
+		name = "cache_statement"
+		if o.TransactionPooler {
+			name = "cache_describe"
+		}
+	}
+	m, ok := ExecModes[name]
+	if !ok {
+		return 0, fmt.Errorf("exec mode %q: want one of cache_statement, cache_describe, describe_exec, exec, simple_protocol", name)
+	}
+	if o.TransactionPooler && m == pgx.QueryExecModeCacheStatement {
+		return 0, errors.New("exec mode cache_statement prepares named statements, which a transaction pooler does not keep")
+	}
+	return m, nil
 }
 
 // DB is the pool the server runs its queries through, as AppRole.
 type DB struct {
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
+	directURL      string // leader election's sessions; empty: the pool
 	keys           *fieldcrypt.Keys
 	forgedSeals    atomic.Int64
 }
@@ -101,15 +146,24 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if o.Tracer != nil {
 		cfg.ConnConfig.Tracer = pgTracer{t: o.Tracer}
 	}
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, "SET ROLE "+AppRole)
-		return err
+	mode, err := o.execMode()
+	if err != nil {
+		return nil, err
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = mode
+	if !o.TransactionPooler {
+		// Defence in depth on a connection of our own: anything outside a
+		// unit of work runs as the application role too.
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, "SET ROLE "+AppRole)
+			return err
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
-	db := &DB{pool: pool, acquireTimeout: o.AcquireTimeout}
+	db := &DB{pool: pool, acquireTimeout: o.AcquireTimeout, directURL: o.DirectURL}
 	if o.KMS == nil && o.Keyring != nil {
 		local, err := kms.NewLocal(fieldcrypt.LocalMaster(o.Keyring))
 		if err != nil {
