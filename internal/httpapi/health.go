@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -160,7 +161,7 @@ var public = []map[string][]string{}
 // every route), a query parameter it does not take (422).
 //
 //nolint:gochecknoglobals // read-only
-var probeErrors = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity}
+var probeErrors = append(slices.Clone(guardErrors), http.StatusUnprocessableEntity)
 
 // notReadyBodies documents the 503 of the readiness routes with the body
 // they send: the same as their 200.

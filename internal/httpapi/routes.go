@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -77,10 +78,11 @@ type registrar struct {
 // and output types. Errors it returns go through respond.
 func (r registrar) add(method, path, id, summary string, a access, status int, h any) {
 	// 400: a bad header (X-Tenant-ID is checked wherever it is sent), a
-	// cursor this API did not return, malformed JSON.
-	errs := []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusUnprocessableEntity}
+	// cursor this API did not return, malformed JSON; 413 and 415: the
+	// guards check any body sent, to any route.
+	errs := append(slices.Clone(guardErrors), http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusUnprocessableEntity)
 	if hasBody(h) {
-		errs = append(errs, http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
+		errs = append(errs, http.StatusConflict)
 	}
 	errs = append(errs, http.StatusNotFound, http.StatusInternalServerError, http.StatusServiceUnavailable)
 	op := huma.Operation{
@@ -108,6 +110,14 @@ func (r registrar) add(method, path, id, summary string, a access, status int, h
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// guardErrors are the answers of the guards in front of every route to a
+// malformed request: a path, query or header that is not text or not
+// what it must be (400), a body over 1 MiB (413) or not declared JSON
+// (415).
+//
+//nolint:gochecknoglobals // read-only
+var guardErrors = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType}
 
 // hasBody reports whether handler h's input has a request body: such an
 // operation can also answer 409, 413 and 415.

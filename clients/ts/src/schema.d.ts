@@ -1319,6 +1319,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -1636,6 +1666,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -1786,6 +1846,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -1906,6 +1996,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
@@ -2040,6 +2160,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -2160,6 +2310,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
@@ -2492,6 +2672,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -2619,6 +2829,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
@@ -3138,6 +3378,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -3258,6 +3528,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
@@ -3599,6 +3899,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -3924,6 +4254,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -4051,6 +4411,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
@@ -4385,6 +4775,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -4508,6 +4928,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
@@ -4648,6 +5098,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
@@ -5162,6 +5642,36 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemError"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -5284,6 +5794,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
@@ -5598,6 +6138,36 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
