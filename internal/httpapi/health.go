@@ -159,9 +159,8 @@ var public = []map[string][]string{}
 // probeErrors are what a probe answers to a malformed request: a query or
 // path that is not text, or a body (400, 413, 415: the guards in front of
 // every route), a query parameter it does not take (422).
-//
-//nolint:gochecknoglobals // read-only
-var probeErrors = append(slices.Clone(guardErrors), http.StatusUnprocessableEntity)
+// A new slice for each operation: huma appends to it.
+func probeErrors() []int { return append(slices.Clone(guardErrors), http.StatusUnprocessableEntity) }
 
 // notReadyBodies documents the 503 of the readiness routes with the body
 // they send: the same as their 200.
@@ -177,7 +176,7 @@ func registerHealth(api huma.API, c checker, version string, started time.Time) 
 		OperationID: "health", Method: http.MethodGet, Path: "/health", Tags: []string{"Operations"}, Security: public,
 		Summary:     "Liveness",
 		Description: "Answers 200 while the process runs, whatever its dependencies do.",
-		Errors:      probeErrors,
+		Errors:      probeErrors(),
 	}, func(_ context.Context, _ *struct{}) (*healthOutput, error) {
 		return &healthOutput{Body: healthBody{Status: statusHealthy, Version: version,
 			UptimeSeconds: float64(int64(c.now().Sub(started).Seconds()*10)) / 10}}, nil
@@ -191,7 +190,7 @@ func registerHealth(api huma.API, c checker, version string, started time.Time) 
 			"Key provider unreachable gives 200 degraded while data keys in memory serve, 503 when none is. " +
 			"Database down or migrations behind gives 503 unhealthy.",
 		Responses: map[string]*huma.Response{"503": {Description: "Not ready"}},
-		Errors:    probeErrors,
+		Errors:    probeErrors(),
 	}, func(ctx context.Context, _ *struct{}) (*readyOutput, error) {
 		comps := make(map[string]Component, 3)
 		var mu sync.Mutex
@@ -226,7 +225,7 @@ func registerHealth(api huma.API, c checker, version string, started time.Time) 
 		Summary:     "Database health",
 		Description: "The database component of /health/ready alone: 200 while the database answers, 503 otherwise.",
 		Responses:   map[string]*huma.Response{"503": {Description: "Database unreachable"}},
-		Errors:      probeErrors,
+		Errors:      probeErrors(),
 	}, func(ctx context.Context, _ *struct{}) (*componentOutput, error) {
 		comp := c.database(ctx)
 		status := http.StatusOK
