@@ -126,8 +126,14 @@ func setup(t *testing.T, o setupOpts) (http.Handler, *testBundle) {
 	}
 	t.Cleanup(func() { proxy.Close() })
 	proxied := strings.Replace(url, "127.0.0.1:5432", proxy.Addr(), 1)
+	tables, err := tenantTables(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := &tenantRule{}
+	t.Cleanup(func() { rule.check(t) })
 	db, err := postgres.Open(context.Background(), postgres.Options{URL: proxied, Keyring: ring, MaxConns: o.maxConns, AcquireTimeout: o.acquire, Tracer: o.tracer,
-		TransactionPooler: pooler != "", DirectURL: directURL(url, pooler)})
+		TransactionPooler: pooler != "", DirectURL: directURL(url, pooler), Statements: rule.seen(tables)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -196,7 +196,7 @@ func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (audit.Round,
 		}
 		// Stream the rows, keeping only each event's 32-byte hash: a round
 		// after a long sealer outage may cover millions of events.
-		rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
+		rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events /* all tenants: a round seals every chain's new events */
 			WHERE txid >= $1::text::xid8 AND txid < $2::text::xid8 ORDER BY tenant_id NULLS FIRST, txid, audit_id`,
 			txidRange, fmt.Sprint(h0), fmt.Sprint(h))
 		if err != nil {
@@ -284,7 +284,7 @@ func (db *DB) sealedHorizon(ctx context.Context, tx *Tx, pub ed25519.PublicKey) 
 		rows, err := tx.Query(ctx, `SELECT seal_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), seq,
 				horizon_from::text::numeric::bigint, horizon_to::text::numeric::bigint, event_count, cumulative_count,
 				prev_hash, seal_hash, signature, signing_key_id, created_at, '\x'::bytea
-			FROM audit_seals ORDER BY horizon_to DESC OFFSET $1 LIMIT $2`, seen, min(page, maxForgedSeals-seen))
+			FROM audit_seals /* all tenants: the sealer checks every chain's newest seals */ ORDER BY horizon_to DESC OFFSET $1 LIMIT $2`, seen, min(page, maxForgedSeals-seen))
 		if err != nil {
 			return 0, err
 		}
@@ -346,7 +346,7 @@ func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Durat
 func lagFrom(ctx context.Context, tx *Tx, h int64) (time.Duration, error) {
 	var lag float64
 	err := tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM clock_timestamp() - (SELECT created_at FROM audit_events
-		WHERE txid >= $1::text::xid8 ORDER BY txid LIMIT 1)), 0)`, txidRange, fmt.Sprint(h)).Scan(&lag)
+		WHERE txid >= $1::text::xid8 /* all tenants: the sealing lag is the oldest unsealed event of any chain */ ORDER BY txid LIMIT 1)), 0)`, txidRange, fmt.Sprint(h)).Scan(&lag)
 	return time.Duration(lag * float64(time.Second)), err
 }
 
@@ -444,7 +444,7 @@ func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) 
 func (db *DB) AuditChains(ctx context.Context) ([]uuid.UUID, error) {
 	var out []uuid.UUID
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT DISTINCT coalesce(tenant_id, '00000000-0000-0000-0000-000000000000') FROM audit_seals ORDER BY 1`)
+		rows, err := tx.Query(ctx, `SELECT DISTINCT coalesce(tenant_id, '00000000-0000-0000-0000-000000000000') FROM audit_seals /* all tenants: every chain */ ORDER BY 1`)
 		if err != nil {
 			return err
 		}

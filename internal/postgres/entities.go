@@ -280,7 +280,7 @@ func (t *entityTx) Lock(ctx context.Context, id uuid.UUID) (entity.Entity, error
 	if owner == nil && !t.tenant.IsZero() {
 		return entity.Entity{ID: id}, nil
 	}
-	e, err := t.db.scanEntity(ctx, t.QueryRow(ctx, `SELECT `+entityCols+` FROM entities WHERE entity_id = $1 FOR UPDATE`, id))
+	e, err := t.db.scanEntity(ctx, t.QueryRow(ctx, `SELECT `+entityCols+` FROM entities WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2 FOR UPDATE`, id, owner))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return e, entity.ErrNotFound.Wrap(err)
 	}
@@ -295,9 +295,10 @@ func (t *entityTx) SaveIdentifiers(ctx context.Context, e *entity.Entity) error 
 	if err != nil {
 		return err
 	}
-	t.QueueRow(`UPDATE entities SET identifiers = $2, updated_at = now() WHERE entity_id = $1 RETURNING updated_at`,
-		[]any{e.ID, sealed}, func(row pgx.Row) error { return row.Scan(&e.UpdatedAt) })
-	t.Queue(`DELETE FROM entity_identifiers WHERE entity_id = $1`, e.ID)
+	owner := nullUUID(e.Tenant.UUID())
+	t.QueueRow(`UPDATE entities SET identifiers = $2, updated_at = now() WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $3 RETURNING updated_at`,
+		[]any{e.ID, sealed, owner}, func(row pgx.Row) error { return row.Scan(&e.UpdatedAt) })
+	t.Queue(`DELETE FROM entity_identifiers WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2`, e.ID, owner)
 	return t.queueBlind(ctx, e)
 }
 
@@ -305,13 +306,14 @@ func (t *entityTx) SaveIdentifiers(ctx context.Context, e *entity.Entity) error 
 // cache rows go with it (foreign keys cascade).
 func (t *entityTx) Erase(ctx context.Context, id uuid.UUID) (entity.Erased, error) {
 	var n entity.Erased
+	owner := nullUUID(t.tenant.UUID())
 	if err := t.QueryRow(ctx, `SELECT
-			(SELECT count(*) FROM entity_relations WHERE from_entity_id = $1 OR to_entity_id = $1),
-			(SELECT count(*) FROM entity_profiles WHERE entity_id = $1),
-			(SELECT count(*) FROM cached_data_sources WHERE entity_id = $1)`, id).Scan(&n.Relations, &n.Profiles, &n.CacheEntries); err != nil {
+			(SELECT count(*) FROM entity_relations WHERE (from_entity_id = $1 OR to_entity_id = $1) AND tenant_id IS NOT DISTINCT FROM $2),
+			(SELECT count(*) FROM entity_profiles WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2),
+			(SELECT count(*) FROM cached_data_sources WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2)`, id, owner).Scan(&n.Relations, &n.Profiles, &n.CacheEntries); err != nil {
 		return n, err
 	}
-	t.Queue(`DELETE FROM entities WHERE entity_id = $1`, id)
+	t.Queue(`DELETE FROM entities WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2`, id, owner)
 	return n, nil
 }
 
@@ -319,7 +321,7 @@ func (t *entityTx) Erase(ctx context.Context, id uuid.UUID) (entity.Erased, erro
 // ignore row-level security, so the service checks before it links).
 func (t *entityTx) ProfileVisible(ctx context.Context, id uuid.UUID) (bool, error) {
 	var n int
-	err := t.QueryRow(ctx, `SELECT count(*) FROM entity_profiles WHERE profile_id = $1`, id).Scan(&n)
+	err := t.QueryRow(ctx, `SELECT count(*) FROM entity_profiles WHERE profile_id = $1 AND tenant_id IS NOT DISTINCT FROM $2`, id, nullUUID(t.tenant.UUID())).Scan(&n)
 	return n > 0, err
 }
 

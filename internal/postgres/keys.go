@@ -201,7 +201,7 @@ func (db *DB) StaleValues(ctx context.Context) (int64, error) {
 func (db *DB) countPlainMetadata(ctx context.Context) (int64, error) {
 	var n int64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		return tx.QueryRow(ctx, `SELECT count(*) FROM entities WHERE metadata <> '{}'::jsonb`).Scan(&n)
+		return tx.QueryRow(ctx, `SELECT count(*) FROM entities WHERE metadata <> '{}'::jsonb /* all tenants: key rotation seals every tenant's clear metadata */`).Scan(&n)
 	})
 	return n, err
 }
@@ -213,7 +213,7 @@ func (db *DB) sealMetadataBatch(ctx context.Context, limit int) (int, error) {
 	var n int
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		rows, err := tx.Query(ctx, `SELECT entity_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), metadata::text
-			FROM entities WHERE metadata <> '{}'::jsonb ORDER BY entity_id LIMIT $1`, limit)
+			FROM entities WHERE metadata <> '{}'::jsonb /* all tenants: key rotation seals every tenant's clear metadata */ ORDER BY entity_id LIMIT $1`, limit)
 		if err != nil {
 			return err
 		}

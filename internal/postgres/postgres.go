@@ -71,6 +71,9 @@ type Options struct {
 	// Tracer, when set, makes a span for each statement and pipeline of a
 	// traced request.
 	Tracer trace.Tracer
+	// Statements, when set, is called with the text of every statement
+	// the pool sends (tests check that each names its tenant).
+	Statements func(sql string)
 	// TransactionPooler says URL reaches PostgreSQL through a pooler in
 	// transaction mode (PgBouncer): no session state is set on a
 	// connection (it would be carried to whichever client the pooler
@@ -143,8 +146,8 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "elile"
-	if o.Tracer != nil {
-		cfg.ConnConfig.Tracer = pgTracer{t: o.Tracer}
+	if o.Tracer != nil || o.Statements != nil {
+		cfg.ConnConfig.Tracer = pgTracer{t: o.Tracer, seen: o.Statements}
 	}
 	mode, err := o.execMode()
 	if err != nil {

@@ -388,7 +388,7 @@ func (s *CacheStore) Entries(ctx context.Context, sc tenant.Scope, entityID uuid
 		if err := visible(ctx, tx, t, entityID); err != nil {
 			return err
 		}
-		const where = `FROM cached_data_sources
+		const where = `FROM cached_data_sources /* all tenants: paid_external entries are shared by every tenant that sees the entity */
 			WHERE entity_id = $1 AND ($2 = '' OR check_type = $2) AND ($3 = '' OR provider_id = $3)
 			  AND (customer_id IS NULL OR customer_id = $4) AND ($5::uuid IS NULL OR cache_id < $5) ORDER BY cache_id DESC LIMIT $6`
 		args := []any{entityID, f.CheckType, f.ProviderID, t.UUID(), nullUUID(after), limit + 1}
@@ -415,7 +415,7 @@ func (s *CacheStore) Entry(ctx context.Context, sc tenant.Scope, entityID, id uu
 	var out sourcecache.Entry
 	err := db.InScope(ctx, sc, func(tx *Tx) error {
 		var err error
-		out, err = db.scanCache(ctx, tx.QueryRow(ctx, `SELECT `+cacheCols+` FROM cached_data_sources
+		out, err = db.scanCache(ctx, tx.QueryRow(ctx, `SELECT `+cacheCols+` FROM cached_data_sources /* all tenants: paid_external entries are shared */
 			WHERE cache_id = $1 AND entity_id = $2 AND (customer_id IS NULL OR customer_id = $3)`, id, entityID, t.UUID()), withRaw)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return sourcecache.ErrNotFound.Wrap(err)

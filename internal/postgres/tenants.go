@@ -122,12 +122,12 @@ func (db *DB) KeyByHash(ctx context.Context, hash []byte) (auth.Key, error) {
 	var out auth.Key
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var err error
-		out, err = scanKey(tx.QueryRow(ctx, "SELECT "+keyCols+" FROM api_keys WHERE secret_hash = $1", hash))
+		out, err = scanKey(tx.QueryRow(ctx, "SELECT "+keyCols+" FROM api_keys WHERE secret_hash = $1 /* all tenants: authentication finds a key by its hash before any tenant is known */", hash))
 		if err != nil {
 			return err
 		}
 		if out.RevokedAt.IsZero() && (out.LastUsedAt.IsZero() || time.Since(out.LastUsedAt) > time.Minute) {
-			_, err = tx.Exec(ctx, "UPDATE api_keys SET last_used_at = now() WHERE key_id = $1", out.ID)
+			_, err = tx.Exec(ctx, "UPDATE api_keys SET last_used_at = now() WHERE key_id = $1 /* all tenants: the key found by its hash, whichever tenant's */", out.ID)
 		}
 		return err
 	})

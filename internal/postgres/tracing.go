@@ -18,7 +18,13 @@ import (
 // never the arguments (identifiers, blind indexes and ciphertexts pass
 // through them) or the statement text. Work outside a traced request (the
 // audit writer, the sealer, connection set-up) makes no spans.
-type pgTracer struct{ t trace.Tracer }
+//
+// seen, when set, is called with the text of every statement sent (the
+// tests' check that queries name their tenant).
+type pgTracer struct {
+	t    trace.Tracer
+	seen func(sql string)
+}
 
 var (
 	sqlOperation = regexp.MustCompile(`(?i)^\s*(?:WITH\b.*?\)\s*)?([A-Z]+)`)                   //nolint:gochecknoglobals // compiled once
@@ -36,7 +42,7 @@ func describe(sql string) (op, table string) {
 }
 
 func (p pgTracer) start(ctx context.Context, name string, attrs ...attribute.KeyValue) context.Context {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	if p.t == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx
 	}
 	attrs = append(attrs, attribute.String("db.system.name", "postgresql"))
@@ -67,6 +73,9 @@ func errorType(err error) string {
 
 // TraceQueryStart implements pgx.QueryTracer.
 func (p pgTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if p.seen != nil {
+		p.seen(data.SQL)
+	}
 	op, table := describe(data.SQL)
 	return p.start(ctx, strings.TrimSpace("postgres "+op+" "+table),
 		attribute.String("db.operation.name", op), attribute.String("db.collection.name", table))
@@ -84,6 +93,9 @@ func (p pgTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.Tra
 
 // TraceBatchQuery implements pgx.BatchTracer: each statement an event.
 func (p pgTracer) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if p.seen != nil {
+		p.seen(data.SQL)
+	}
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return
