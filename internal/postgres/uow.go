@@ -15,7 +15,9 @@ import (
 // and its tenant (empty: none). Nothing a unit of work does depends on
 // session state: not a RESET ROLE earlier on the connection, not a
 // transaction-mode pooler handing the connection over between transactions.
-const setScopeSQL = "SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)"
+// The function runs SET LOCAL (migration 00008), which Citus propagates to
+// its workers and set_config() is not.
+const setScopeSQL = "SELECT elile_set_scope($1, $2)"
 
 // Tx is a unit of work in one scope: a tenant, the platform, or the audit
 // writer. It talks to PostgreSQL as little as the work allows.
