@@ -21,8 +21,9 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
-REVOKE ALL ON FUNCTION elile_set_scope(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION elile_set_scope(text, text) TO elile_app, elile_platform, elile_audit_writer;
+-- EXECUTE stays granted to PUBLIC: the function sets nothing its caller
+-- could not set itself, and behind a transaction pooler it runs as the
+-- login role, before any SET ROLE.
 
 -- +goose Down
 DROP FUNCTION elile_set_scope(text, text);
