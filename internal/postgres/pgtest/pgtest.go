@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -134,12 +135,27 @@ func buildTemplate(ctx context.Context) (string, error) {
 	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"); err != nil {
 		return "", err
 	}
+	// When it was built: another revision's test run drops it only once it
+	// is old (see dropStaleTemplates).
+	if _, err := conn.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{name}.Sanitize()+" IS '"+strconv.FormatInt(time.Now().Unix(), 10)+"'"); err != nil {
+		return "", err
+	}
 	return name, nil
 }
 
-// dropStaleTemplates removes templates built from older migrations.
+// staleAfter is how old another migration set's template must be before a
+// test run drops it: a run of another revision (a second checkout, CI
+// beside a developer) may be creating databases from it right now.
+const staleAfter = 24 * time.Hour
+
+// dropStaleTemplates removes templates built from other migrations, once
+// they are older than staleAfter (or carry no build time).
 func dropStaleTemplates(ctx context.Context, conn *pgx.Conn, keep string) {
-	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'elile\\_tpl\\_%' AND datname <> $1", keep)
+	rows, err := conn.Query(ctx, `SELECT d.datname FROM pg_database d
+		LEFT JOIN pg_shdescription c ON c.objoid = d.oid AND c.classoid = 'pg_database'::regclass
+		WHERE d.datname LIKE 'elile\_tpl\_%' AND d.datname <> $1
+		  AND CASE WHEN c.description ~ '^[0-9]+$' THEN c.description::bigint < $2 ELSE true END`,
+		keep, time.Now().Add(-staleAfter).Unix())
 	if err != nil {
 		return
 	}
