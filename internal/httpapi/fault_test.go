@@ -14,6 +14,7 @@ import (
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/tenancy"
 )
 
 type outcome struct {
@@ -181,7 +182,22 @@ func TestFault_PoolExhausted(t *testing.T) {
 	t.Parallel()
 	h, b := setup(t, setupOpts{maxConns: 2, acquire: 300 * time.Millisecond})
 	tid := mkTenant(t, b, "fault-pool")
-	key := mkKey(t, b, tid, auth.ScopeTenantAdmin)
+	// The fixture's key goes through the same two-connection pool, which the
+	// audit writer shares: on a loaded machine one attempt can miss the
+	// 300 ms acquire timeout the test is about.
+	var k auth.Key
+	var secret string
+	var err error
+	for range 5 {
+		if k, secret, err = tenancy.NewService(b.db.Tenancy(), nil).CreateKey(context.Background(), tid, tenancy.NewKey{Name: "test", Scopes: []string{auth.ScopeTenantAdmin}}); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fixture{tenant: tid, secret: secret, keyID: k.ID}
 	// Warm the credential and tenant caches, then hold both connections.
 	if c := call(t, h, req{method: "GET", path: "/v1/api-keys", key: key.secret, tenant: tid.String()}).Code; c != 200 {
 		t.Fatal(c)
