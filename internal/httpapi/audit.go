@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -290,7 +289,7 @@ func registerAuditExport(api huma.API, svc *audit.Service, log *slog.Logger, tab
 	op := huma.Operation{OperationID: "export-audit-events", Method: http.MethodGet, Path: "/v1/audit-events/export",
 		Summary: "Export audit events (NDJSON)", Tags: []string{"Audit log"}, Security: []map[string][]string{{"bearer": {}}},
 		Description: "Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.",
-		Errors:      append(slices.Clone(guardErrors), 401, 403, 422, 429, 500, 503),
+		Errors:      append(guardErrors(), 401, 403, 422, 429, 500, 503),
 		Parameters: []*huma.Param{{Name: "X-Tenant-ID", In: "header", Schema: &huma.Schema{Type: "string", Format: "uuid"},
 			Description: "The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant."}},
 		Responses: map[string]*huma.Response{"200": {Description: "Events, one JSON object per line",

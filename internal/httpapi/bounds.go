@@ -90,21 +90,16 @@ func declareBounds(o *huma.OpenAPI) {
 	for _, s := range o.Components.Schemas.Map() {
 		walk(s)
 	}
-	for _, item := range o.Paths {
-		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
-			if op == nil {
-				continue
-			}
-			for _, p := range op.Parameters {
-				walk(p.Schema)
-			}
-			for _, r := range op.Responses {
-				for _, h := range r.Headers {
-					walk(h.Schema)
-				}
+	eachOperation(o, func(_, _ string, op *huma.Operation) {
+		for _, p := range op.Parameters {
+			walk(p.Schema)
+		}
+		for _, r := range op.Responses {
+			for _, h := range r.Headers {
+				walk(h.Schema)
 			}
 		}
-	}
+	})
 	names := make([]string, 0, len(byteBudgets))
 	for name := range byteBudgets {
 		names = append(names, name)

@@ -916,14 +916,10 @@ func conforming(t *testing.T, h http.Handler) http.Handler {
 	o := api.OpenAPI()
 	mux := http.NewServeMux()
 	ops := map[string]*huma.Operation{}
-	for path, item := range o.Paths {
-		for method, op := range map[string]*huma.Operation{"GET": item.Get, "POST": item.Post, "PATCH": item.Patch, "DELETE": item.Delete} {
-			if op != nil {
-				ops[method+" "+path] = op
-				mux.HandleFunc(method+" "+path, func(http.ResponseWriter, *http.Request) {})
-			}
-		}
-	}
+	eachOperation(o, func(path, method string, op *huma.Operation) {
+		ops[method+" "+path] = op
+		mux.HandleFunc(method+" "+path, func(http.ResponseWriter, *http.Request) {})
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)

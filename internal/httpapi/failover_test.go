@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,32 +61,7 @@ func TestFailover_NoAcknowledgedWriteLost(t *testing.T) {
 	tid := mkTenant(t, b, "failover")
 	key := mkKey(t, b, tid, auth.ScopeTenantAdmin)
 
-	var mu sync.Mutex
-	var results []outcome
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				rec := call(t, h, req{method: "POST", path: "/v1/entities", key: key.secret, tenant: tid.String(),
-					body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"ssn": fmt.Sprintf("%03d%06d", g, i)}}})
-				o := outcome{status: rec.Code, took: time.Since(start), at: start}
-				if rec.Code == 201 {
-					o.id = decode[EntityOut](t, rec).EntityID
-				}
-				mu.Lock()
-				results = append(results, o)
-				mu.Unlock()
-				time.Sleep(10 * time.Millisecond)
-			}
-		})
-	}
+	load := startCreateLoad(t, h, key, 10*time.Millisecond)
 	time.Sleep(2 * time.Second)
 	killedAt := time.Now()
 	oldPort := failoverCluster(t, "kill-primary", dir)
@@ -102,24 +76,15 @@ func TestFailover_NoAcknowledgedWriteLost(t *testing.T) {
 		}
 	}
 	if promotedAt.IsZero() {
-		close(stop)
-		wg.Wait()
+		load.finish()
 		t.Fatal("no standby was promoted within 90 s")
 	}
 	var recoveredAt time.Time
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && recoveredAt.IsZero(); time.Sleep(100 * time.Millisecond) {
-		mu.Lock()
-		for _, o := range results {
-			if o.status == 201 && o.at.After(promotedAt) {
-				recoveredAt = o.at.Add(o.took)
-				break
-			}
-		}
-		mu.Unlock()
+		_, recoveredAt = load.firstCreatedAfter(promotedAt)
 	}
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
+	results := load.finish()
 	if recoveredAt.IsZero() {
 		t.Fatal("the server did not recover on the promoted standby within 60 s")
 	}

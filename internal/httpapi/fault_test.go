@@ -3,6 +3,8 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,68 @@ type outcome struct {
 	at     time.Time
 }
 
+// createLoad is eight loops creating entities (a unique SSN each), each
+// pausing between requests, recording every answer until stop.
+type createLoad struct {
+	mu      sync.Mutex
+	results []outcome
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startCreateLoad(t *testing.T, h http.Handler, f fixture, pause time.Duration) *createLoad {
+	t.Helper()
+	l := &createLoad{stop: make(chan struct{})}
+	for g := range 8 {
+		l.wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				start := time.Now()
+				rec := call(t, h, req{method: "POST", path: "/v1/entities", key: f.secret, tenant: f.tenant.String(),
+					body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"ssn": fmt.Sprintf("%03d%06d", g, i)}}})
+				o := outcome{status: rec.Code, took: time.Since(start), at: start}
+				if rec.Code == 201 {
+					o.id = decode[EntityOut](t, rec).EntityID
+				}
+				l.mu.Lock()
+				l.results = append(l.results, o)
+				l.mu.Unlock()
+				time.Sleep(pause)
+			}
+		})
+	}
+	return l
+}
+
+// snapshot returns the answers so far.
+func (l *createLoad) snapshot() []outcome {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.results)
+}
+
+// firstCreatedAfter is the start of the first 201 begun after at (zero if
+// none yet), and when it was answered.
+func (l *createLoad) firstCreatedAfter(at time.Time) (started, answered time.Time) {
+	for _, o := range l.snapshot() {
+		if o.status == 201 && o.at.After(at) {
+			return o.at, o.at.Add(o.took)
+		}
+	}
+	return time.Time{}, time.Time{}
+}
+
+// finish stops the loops and returns every answer.
+func (l *createLoad) finish() []outcome {
+	close(l.stop)
+	l.wg.Wait()
+	return l.results
+}
+
 // TestFault_DatabaseLostDuringLoad cuts PostgreSQL (through a proxy, the
 // shared server is never touched) while writers run: requests fail fast
 // with 503, readiness says 503, service resumes by itself within 5 s of the
@@ -33,32 +97,7 @@ func TestFault_DatabaseLostDuringLoad(t *testing.T) {
 	h, b := setup(t, setupOpts{rate: kv.Rate{Limit: 1e6, Period: time.Minute, Burst: 1e5}, deadline: 5 * time.Second, acquire: time.Second})
 	tid := mkTenant(t, b, "fault-db")
 	key := mkKey(t, b, tid, auth.ScopeTenantAdmin)
-	var mu sync.Mutex
-	var results []outcome
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				rec := call(t, h, req{method: "POST", path: "/v1/entities", key: key.secret, tenant: tid.String(),
-					body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"ssn": fmt.Sprintf("%03d%06d", g, i)}}})
-				o := outcome{status: rec.Code, took: time.Since(start), at: start}
-				if rec.Code == 201 {
-					o.id = decode[EntityOut](t, rec).EntityID
-				}
-				mu.Lock()
-				results = append(results, o)
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
-	}
+	load := startCreateLoad(t, h, key, 5*time.Millisecond)
 	time.Sleep(700 * time.Millisecond)
 	b.pgProxy.Cut()
 	cutAt := time.Now()
@@ -73,17 +112,14 @@ func TestFault_DatabaseLostDuringLoad(t *testing.T) {
 	var firstOK time.Time
 	for time.Since(restoredAt) < 10*time.Second && firstOK.IsZero() {
 		time.Sleep(50 * time.Millisecond)
-		mu.Lock()
-		for _, o := range results {
+		for _, o := range load.snapshot() {
 			if o.status == 201 && o.at.After(restoredAt) {
 				firstOK = o.at
 			}
 		}
-		mu.Unlock()
 	}
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	results := load.finish()
 
 	if firstOK.IsZero() || firstOK.Sub(restoredAt) > 5*time.Second {
 		t.Fatalf("no success within 5s of the database returning (first at %v after)", firstOK.Sub(restoredAt))

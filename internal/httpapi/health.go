@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -159,8 +158,7 @@ var public = []map[string][]string{}
 // probeErrors are what a probe answers to a malformed request: a query or
 // path that is not text, or a body (400, 413, 415: the guards in front of
 // every route), a query parameter it does not take (422).
-// A new slice for each operation: huma appends to it.
-func probeErrors() []int { return append(slices.Clone(guardErrors), http.StatusUnprocessableEntity) }
+func probeErrors() []int { return append(guardErrors(), http.StatusUnprocessableEntity) }
 
 // notReadyBodies documents the 503 of the readiness routes with the body
 // they send: the same as their 200.

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
-	"slices"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -80,7 +79,7 @@ func (r registrar) add(method, path, id, summary string, a access, status int, h
 	// 400: a bad header (X-Tenant-ID is checked wherever it is sent), a
 	// cursor this API did not return, malformed JSON; 413 and 415: the
 	// guards check any body sent, to any route.
-	errs := append(slices.Clone(guardErrors), http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusUnprocessableEntity)
+	errs := append(guardErrors(), http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusUnprocessableEntity)
 	if hasBody(h) {
 		errs = append(errs, http.StatusConflict)
 	}
@@ -114,13 +113,25 @@ func ptr[T any](v T) *T { return &v }
 // guardErrors are the answers of the guards in front of every route to a
 // malformed request: a path, query or header that is not text or not
 // what it must be (400), a body over 1 MiB (413) or not declared JSON
-// (415).
-//
-//nolint:gochecknoglobals // read-only
-var guardErrors = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType}
+// (415). A new slice each time: huma appends to an operation's errors.
+func guardErrors() []int {
+	return []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType}
+}
+
+// eachOperation calls fn with every operation of the document.
+func eachOperation(o *huma.OpenAPI, fn func(path, method string, op *huma.Operation)) {
+	for path, item := range o.Paths {
+		for method, op := range map[string]*huma.Operation{http.MethodGet: item.Get, http.MethodPost: item.Post,
+			http.MethodPut: item.Put, http.MethodPatch: item.Patch, http.MethodDelete: item.Delete} {
+			if op != nil {
+				fn(path, method, op)
+			}
+		}
+	}
+}
 
 // hasBody reports whether handler h's input has a request body: such an
-// operation can also answer 409, 413 and 415.
+// operation can also answer 409.
 func hasBody(h any) bool {
 	t := reflect.TypeOf(h)
 	if t.Kind() != reflect.Func || t.NumIn() != 2 {
@@ -248,28 +259,23 @@ func declareRateLimitHeaders(o *huma.OpenAPI) {
 		"RateLimit-Remaining": count("Requests left now (the burst, refilled at the per-minute pace)."),
 		"RateLimit-Reset":     count("Seconds until the allowance is full again."),
 	}
-	for path, item := range o.Paths {
+	eachOperation(o, func(path, _ string, op *huma.Operation) {
 		if !strings.HasPrefix(path, "/v1/") {
-			continue
+			return
 		}
-		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
-			if op == nil {
+		for code, resp := range op.Responses {
+			if code == "401" || code == "" || (code[0] != '2' && code[0] != '4') {
 				continue
 			}
-			for code, resp := range op.Responses {
-				if code == "401" || code == "" || (code[0] != '2' && code[0] != '4') {
-					continue
-				}
-				if resp.Headers == nil {
-					resp.Headers = map[string]*huma.Param{}
-				}
-				for name, h := range headers {
-					resp.Headers[name] = h
-				}
-				if code == "429" {
-					resp.Headers["Retry-After"] = retryAfter
-				}
+			if resp.Headers == nil {
+				resp.Headers = map[string]*huma.Param{}
+			}
+			for name, h := range headers {
+				resp.Headers[name] = h
+			}
+			if code == "429" {
+				resp.Headers["Retry-After"] = retryAfter
 			}
 		}
-	}
+	})
 }
