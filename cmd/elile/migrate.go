@@ -58,7 +58,10 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		if err != nil {
 			return fmt.Errorf("migrate up: %w", err)
 		}
-		if len(applied) == 0 {
+		if m.Distributed {
+			fmt.Fprintln(stdout, "distributed the schema on the Citus cluster")
+		}
+		if len(applied) == 0 && !m.Distributed {
 			fmt.Fprintln(stdout, "schema is up to date")
 		}
 	case "down":

@@ -87,10 +87,13 @@ type Record struct {
 
 // Seal links one tenant's events of one sealing round to the seal before.
 type Seal struct {
-	ID              uuid.UUID
-	Tenant          uuid.UUID // uuid.Nil: the system chain
-	Seq             int64
-	HorizonFrom     uint64 // events with HorizonFrom <= txid < HorizonTo
+	ID     uuid.UUID
+	Tenant uuid.UUID // uuid.Nil: the system chain
+	Seq    int64
+	// The bounds the seal's hash covers: chain positions (events with
+	// HorizonFrom <= seq < HorizonTo; migration 00010), or for a seal made
+	// before positions existed, transaction ids.
+	HorizonFrom     uint64
 	HorizonTo       uint64
 	EventCount      int
 	CumulativeCount int64

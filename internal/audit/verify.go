@@ -18,9 +18,10 @@ type ChainReader interface {
 	// RetentionRecords lists the retention records as stored, signed or
 	// not: Verify decides which to trust.
 	RetentionRecords(ctx context.Context) ([]Retention, error)
-	// CountEventsInRange counts t's events with txid from from up to the
-	// highest sealed horizon of any chain: every one should be sealed.
-	CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) (int64, error)
+	// CountEventsInRange counts chain t's events at the positions its seals
+	// cover, from the start of seal number fromSeal to the end of the
+	// newest: every one should be sealed.
+	CountEventsInRange(ctx context.Context, t uuid.UUID, fromSeal int64) (int64, error)
 }
 
 // Ref is a stored event as verification needs it: its id and hash.
@@ -62,7 +63,7 @@ const retentionGrace = time.Hour
 func Verify(ctx context.Context, r ChainReader, t uuid.UUID, pub ed25519.PublicKey, cp *Checkpoint) (Report, error) {
 	rep := Report{Status: "intact", Problems: []Finding{}}
 	var prev *Seal
-	var checkedFrom uint64
+	var checkedFrom int64
 	var expected int64
 	first := true
 	var cpFound bool
@@ -103,7 +104,7 @@ func Verify(ctx context.Context, r ChainReader, t uuid.UUID, pub ed25519.PublicK
 			return nil // events dropped by retention: links and signatures only
 		}
 		if first {
-			checkedFrom, first = s.HorizonFrom, false
+			checkedFrom, first = s.Seq, false
 		}
 		expected += int64(s.EventCount)
 		rep.EventsChecked += int64(len(evs))

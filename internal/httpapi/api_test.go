@@ -362,6 +362,20 @@ func TestTenants_AdminRoutes(t *testing.T) {
 	if len(list.Data) != 1 || list.NextCursor != nil {
 		t.Fatalf("list = %+v", list)
 	}
+
+	// The platform's own row (the nil UUID: shared entities, the system
+	// audit chain) is no tenant: it cannot be read, changed, erased or
+	// acted in.
+	nilID := uuid.Nil.String()
+	wantProblem(t, call(t, h, req{method: "GET", path: "/v1/tenants/" + nilID, key: admin.secret}), 404, "TENANT_NOT_FOUND")
+	wantProblem(t, call(t, h, req{method: "PATCH", path: "/v1/tenants/" + nilID, key: admin.secret, body: map[string]any{"active": false}}), 404, "TENANT_NOT_FOUND")
+	wantProblem(t, call(t, h, req{method: "DELETE", path: "/v1/tenants/" + nilID, key: admin.secret, body: map[string]any{"confirm": nilID}}), 404, "TENANT_NOT_FOUND")
+	if rec := call(t, h, req{method: "GET", path: "/v1/entities", key: admin.secret, tenant: nilID}); rec.Code < 400 || rec.Code >= 500 {
+		t.Errorf("acting in the platform's row: %d %s, want refused", rec.Code, rec.Body)
+	}
+	if n := countWhere(t, b, "SELECT count(*) FROM tenants WHERE tenant_id = $1 AND active", uuid.Nil); n != 1 {
+		t.Errorf("platform row after the attempts: %d active, want 1", n)
+	}
 }
 
 func TestRateLimit(t *testing.T) {

@@ -171,7 +171,7 @@ func TestErrorEvents(t *testing.T) {
 	call(t, h, req{method: "GET", path: "/health"})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n401 := countWhere(t, b, "SELECT count(*) FROM audit_events WHERE correlation_id = $1 AND event_type = 'error.occurred' AND tenant_id IS NULL AND actor_type = 'system'", cid401)
+		n401 := countWhere(t, b, "SELECT count(*) FROM audit_events WHERE correlation_id = $1 AND event_type = 'error.occurred' AND tenant_id = '00000000-0000-0000-0000-000000000000' AND actor_type = 'system'", cid401)
 		n403 := countWhere(t, b, "SELECT count(*) FROM audit_events WHERE correlation_id = $1 AND event_type = 'error.occurred' AND tenant_id = $2", cid403, a.UUID())
 		n404 := countWhere(t, b, "SELECT count(*) FROM audit_events WHERE correlation_id = $1 AND event_type = 'error.occurred'", cid404)
 		if n401 == 1 && n403 == 1 && n404 == 1 {

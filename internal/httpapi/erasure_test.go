@@ -47,7 +47,7 @@ func TestTenantErasure_Route(t *testing.T) {
 	if got := call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+kept.EntityID+"?reveal=true", nil)); got.Code != 200 {
 		t.Errorf("the other tenant's entity: %d", got.Code)
 	}
-	if n := countWhere(t, w.b, "SELECT count(*) FROM audit_events WHERE tenant_id IS NULL AND event_type = 'tenant.erased' AND resource_id = $1", w.a.String()); n != 2 {
+	if n := countWhere(t, w.b, "SELECT count(*) FROM audit_events WHERE tenant_id = '00000000-0000-0000-0000-000000000000' AND event_type = 'tenant.erased' AND resource_id = $1", w.a.String()); n != 2 {
 		t.Errorf("%d tenant.erased events on the platform chain, want 2 (started, done)", n)
 	}
 }

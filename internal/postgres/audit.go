@@ -45,7 +45,7 @@ func auditRow(ev audit.Event, sealed []byte) []any {
 	}
 	// The text columns are cleaned once more here, whatever made the event:
 	// one invalid byte would make PostgreSQL refuse the whole batch.
-	return []any{ev.ID, ev.At, nullTenant(ev.Tenant.UUID()), ev.Type, ev.Severity, nullUUID(ev.UserID), string(ev.Actor),
+	return []any{ev.ID, ev.At, ev.Tenant.UUID(), ev.Type, ev.Severity, nullUUID(ev.UserID), string(ev.Actor),
 		ev.CorrelationID, nullUUID(ev.EntityID), nullString(request.CleanText(ev.ResourceType, 100)),
 		nullString(request.CleanText(ev.ResourceID, 255)), sealed, ip,
 		nullString(request.CleanText(ev.UserAgent, request.MaxUserAgent))}
@@ -84,8 +84,6 @@ func nullUUID(u uuid.UUID) *uuid.UUID {
 	}
 	return &u
 }
-
-func nullTenant(u uuid.UUID) *uuid.UUID { return nullUUID(u) }
 
 func nullString(s string) *string {
 	if s == "" {

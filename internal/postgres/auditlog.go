@@ -1,11 +1,13 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,8 +29,18 @@ func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
 	for i := range cols {
 		cols[i] = make([]any, len(evs))
 	}
+	rows := make([][]any, len(evs))
 	var keyless audit.EventErrors
-	for j, ev := range evs {
+	// In chain order: each event locks its chain's head until the commit
+	// (migration 00010), so two batches lock heads in the same order and
+	// cannot deadlock.
+	order := make([]int, len(evs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(evs[a].Tenant[:], evs[b].Tenant[:]) })
+	for k, j := range order {
+		ev := evs[j]
 		args, err := db.auditArgs(ctx, ev)
 		if err != nil {
 			if !fieldcrypt.KeyFailure(err) {
@@ -45,10 +57,21 @@ func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
 			args = auditRow(ev, nil)
 		}
 		for i, a := range args {
-			cols[i][j] = a
+			cols[i][k] = a
 		}
+		rows[k] = args
 	}
+	citus := db.onCitus()
 	err := db.InAuditWriterTx(ctx, func(tx *Tx) error {
+		if citus {
+			// Citus runs an INSERT … SELECT from unnest() through COPY,
+			// which row-level security refuses: one INSERT per event, each
+			// routed to its tenant's shard, all still in one round trip.
+			for _, r := range rows {
+				tx.Queue(insertAuditSQL, r...)
+			}
+			return nil
+		}
 		// Queued: the settings, the insert and the commit are one round trip.
 		tx.Queue(`INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, user_id, actor_type,
 			correlation_id, entity_id, resource_type, resource_id, event_data, ip_address, user_agent)
@@ -130,7 +153,7 @@ func typedColumn(kind string, col []any) any {
 	}
 }
 
-const storedCols = `audit_id, created_at, txid::text::numeric::bigint, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'),
+const storedCols = `audit_id, created_at, txid::text::numeric::bigint, tenant_id,
 	event_type, severity, coalesce(user_id, '00000000-0000-0000-0000-000000000000'), actor_type, correlation_id,
 	coalesce(entity_id, '00000000-0000-0000-0000-000000000000'), coalesce(resource_type, ''), coalesce(resource_id, ''),
 	coalesce(event_data, '\x'), ip_address, coalesce(user_agent, '')`
@@ -149,7 +172,7 @@ func scanStored(row pgx.Row) (audit.Stored, error) {
 	return s, err
 }
 
-const sealCols = `seal_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), seq, horizon_from::text::numeric::bigint,
+const sealCols = `seal_id, tenant_id, seq, horizon_from::text::numeric::bigint,
 	horizon_to::text::numeric::bigint, event_count, cumulative_count, prev_hash, seal_hash, signature, signing_key_id, created_at, event_hashes`
 
 func scanSeal(row pgx.Row) (audit.Seal, [][32]byte, error) {
@@ -171,76 +194,107 @@ func scanSeal(row pgx.Row) (audit.Seal, [][32]byte, error) {
 	return s, list, nil
 }
 
-// SealRound seals every event committed since the last round: it reads the
-// horizon H (the xmin of its snapshot: every transaction below it has
-// ended), takes the events with last horizon <= txid < H, and appends one
-// signed seal per tenant that has any, chained to that tenant's previous
-// seal. It returns how many events it sealed and the sealing lag after it
-// (read in the same unit of work, from the horizon it verified or wrote,
-// so a round costs one seal verification, not two). Run by one leader at a
-// time.
+// SealRound seals every chain's events committed since its last seal.
+// Each chain (a tenant's events, or the system events) numbers its events
+// in commit order (migration 00010): the round reads every chain's head,
+// and for each chain whose head passed its last genuine seal, reads the
+// events after that seal in order, stops at the first missing number (a
+// transaction not yet visible here), and appends one signed seal chained
+// to the chain's previous one. It returns how many events it sealed and
+// the sealing lag after it. Run by one leader at a time.
 func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (audit.Round, error) {
 	var round audit.Round
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		var h int64
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::numeric::bigint`).Scan(&h); err != nil {
-			return err
-		}
-		h0, err := db.sealedHorizon(ctx, tx, signer.Public())
+		heads, err := chainHeads(ctx, tx)
 		if err != nil {
-			return err
-		}
-		if h <= h0 {
-			round.Lag, err = lagFrom(ctx, tx, h0)
-			return err
-		}
-		// Stream the rows, keeping only each event's 32-byte hash: a round
-		// after a long sealer outage may cover millions of events.
-		rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events /* all tenants: a round seals every chain's new events */
-			WHERE txid >= $1::text::xid8 AND txid < $2::text::xid8 ORDER BY tenant_id NULLS FIRST, txid, audit_id`,
-			txidRange, fmt.Sprint(h0), fmt.Sprint(h))
-		if err != nil {
-			return err
-		}
-		type batch struct {
-			tenant uuid.UUID
-			hashes [][32]byte
-		}
-		var batches []batch
-		for rows.Next() {
-			ev, err := scanStored(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			if len(batches) == 0 || batches[len(batches)-1].tenant != ev.Tenant {
-				batches = append(batches, batch{tenant: ev.Tenant})
-			}
-			b := &batches[len(batches)-1]
-			b.hashes = append(b.hashes, ev.Hash())
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		now := time.Now().UTC().Truncate(time.Microsecond)
-		for _, b := range batches {
-			if err := db.appendSeal(ctx, tx, signer, b.tenant, uint64(h0), uint64(h), b.hashes, now); err != nil { //nolint:gosec // positive
+		for _, h := range heads {
+			at, err := db.sealedPosition(ctx, tx, h.tenant, signer.Public())
+			if err != nil {
 				return err
 			}
-			round.Sealed += len(b.hashes)
+			if h.last < at {
+				continue // every event of the chain is sealed
+			}
+			hashes, next, err := chainEvents(ctx, tx, h.tenant, at, h.last)
+			if err != nil {
+				return err
+			}
+			if len(hashes) == 0 {
+				continue
+			}
+			if err := db.appendSeal(ctx, tx, signer, h.tenant, at, next, hashes, now); err != nil {
+				return err
+			}
+			round.Sealed += len(hashes)
 		}
-		// Sealed or not, no event below h is left unsealed.
-		round.Lag, err = lagFrom(ctx, tx, h)
+		round.Lag, err = db.lag(ctx, tx, signer.Public())
 		return err
 	})
 	return round, err
 }
 
-func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to uint64, hashes [][32]byte, now time.Time) error {
+type chainHead struct {
+	tenant uuid.UUID
+	last   int64
+}
+
+// chainHeads reads every chain's last given position.
+func chainHeads(ctx context.Context, tx *Tx) ([]chainHead, error) {
+	rows, err := tx.Query(ctx, `SELECT tenant_id, last_seq FROM audit_heads /* all tenants: a round looks at every chain */ ORDER BY tenant_id`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (chainHead, error) {
+		var h chainHead
+		err := r.Scan(&h.tenant, &h.last)
+		return h, err
+	})
+}
+
+// chainEvents streams chain t's events from position from through last,
+// in order, keeping only each event's 32-byte hash (a round after a long
+// sealer outage may cover millions of events), and stops before the first
+// position it does not find: the events it returns are from, from+1, …,
+// next-1.
+func chainEvents(ctx context.Context, tx *Tx, t uuid.UUID, from, last int64) (hashes [][32]byte, next int64, err error) {
+	rows, err := tx.Query(ctx, `SELECT seq, `+storedCols+` FROM audit_events
+		WHERE tenant_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq`, t, from, last)
+	if err != nil {
+		return nil, from, err
+	}
+	defer rows.Close()
+	next = from
+	for rows.Next() {
+		var seq int64
+		ev, err := scanStored(seqRow{rows, &seq})
+		if err != nil {
+			return nil, from, err
+		}
+		if seq != next {
+			break // a gap: the rest waits for a later round
+		}
+		hashes = append(hashes, ev.Hash())
+		next++
+	}
+	rows.Close()
+	return hashes, next, rows.Err()
+}
+
+// seqRow scans a leading seq column, then hands the rest to scanStored.
+type seqRow struct {
+	pgx.Row
+	seq *int64
+}
+
+func (r seqRow) Scan(dest ...any) error { return r.Row.Scan(append([]any{r.seq}, dest...)...) }
+
+func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to int64, hashes [][32]byte, now time.Time) error {
 	var prev audit.Seal
 	var found bool
-	row := tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq DESC LIMIT 1`, t)
+	row := tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`, t)
 	p, _, err := scanSeal(row)
 	switch {
 	case err == nil:
@@ -252,52 +306,67 @@ func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uu
 	for _, h := range hashes {
 		flat = append(flat, h[:]...)
 	}
-	s := audit.Seal{ID: uuid.Must(uuid.NewV7()), Tenant: t, Seq: 1, HorizonFrom: from, HorizonTo: to,
+	s := audit.Seal{ID: uuid.Must(uuid.NewV7()), Tenant: t, Seq: 1, HorizonFrom: uint64(from), HorizonTo: uint64(to), //nolint:gosec // positive
 		EventCount: len(hashes), CumulativeCount: int64(len(hashes)), At: now}
 	if found {
 		s.Seq, s.PrevHash, s.CumulativeCount = prev.Seq+1, prev.Hash, prev.CumulativeCount+int64(len(hashes))
 	}
-	s.Hash = audit.SealHash(s.PrevHash, t, s.Seq, from, to, s.CumulativeCount, hashes)
+	s.Hash = audit.SealHash(s.PrevHash, t, s.Seq, s.HorizonFrom, s.HorizonTo, s.CumulativeCount, hashes)
 	signer.Sign(&s)
-	_, err = tx.Exec(ctx, `INSERT INTO audit_seals (seal_id, tenant_id, seq, horizon_from, horizon_to, event_count, cumulative_count,
+	_, err = tx.Exec(ctx, `INSERT INTO audit_seals (seal_id, tenant_id, seq, horizon_from, horizon_to, seq_from, seq_to, event_count, cumulative_count,
 		prev_hash, seal_hash, signature, signing_key_id, created_at, event_hashes)
-		VALUES ($1, $2, $3, $4::text::xid8, $5::text::xid8, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		s.ID, nullUUID(t), s.Seq, fmt.Sprint(from), fmt.Sprint(to), s.EventCount, s.CumulativeCount,
+		VALUES ($1, $2, $3, $4::text::xid8, $5::text::xid8, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		s.ID, t, s.Seq, fmt.Sprint(from), fmt.Sprint(to), from, to, s.EventCount, s.CumulativeCount,
 		s.PrevHash[:], s.Hash[:], s.Signature, s.KeyID, s.At, flat)
+	if err == nil {
+		db.sealed.Store(t, sealedAt{id: s.ID, next: to})
+	}
 	return err
 }
 
-// sealedHorizon is where the last genuine sealing round stopped: the
-// horizon_to of the newest seal whose signature verifies with pub. A seal
-// someone inserted without the signing key (one with a huge horizon_to,
-// say) is passed over, so it can neither make the sealer skip events nor
-// make the sealing lag read 0. It returns 0 when no genuine seal exists.
-func (db *DB) sealedHorizon(ctx context.Context, tx *Tx, pub ed25519.PublicKey) (int64, error) {
-	// Normally the newest seal is genuine: read one page, then more only
-	// while they do not verify. The event hash lists are not needed to check
-	// a signature and are not read. The seals of one round share horizon_to,
-	// so any genuine one of them gives it; the index on horizon_to serves
-	// the order.
+// sealedAt is where a chain's newest genuine seal ends: the seal, and the
+// position of the first event after it.
+type sealedAt struct {
+	id   uuid.UUID
+	next int64
+}
+
+// sealedPosition is the position of chain t's first event not covered by
+// a genuine seal: the seq_to of its newest seal whose signature verifies
+// with pub (1 when it has none). A seal someone inserted without the
+// signing key (one reaching far past the head, say) is passed over, so it
+// can neither make the sealer skip events nor make the lag read 0. A
+// verified seal is remembered by id: a round verifies a chain's seal once,
+// not once per round.
+func (db *DB) sealedPosition(ctx context.Context, tx *Tx, t uuid.UUID, pub ed25519.PublicKey) (int64, error) {
 	const page = 16
 	seen := 0
 	for seen < maxForgedSeals {
-		rows, err := tx.Query(ctx, `SELECT seal_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), seq,
-				horizon_from::text::numeric::bigint, horizon_to::text::numeric::bigint, event_count, cumulative_count,
-				prev_hash, seal_hash, signature, signing_key_id, created_at, '\x'::bytea
-			FROM audit_seals /* all tenants: the sealer checks every chain's newest seals */ ORDER BY horizon_to DESC OFFSET $1 LIMIT $2`, seen, min(page, maxForgedSeals-seen))
+		rows, err := tx.Query(ctx, `SELECT coalesce(seq_to, 1), `+sealHeadCols+` FROM audit_seals
+			WHERE tenant_id = $1 ORDER BY seq DESC OFFSET $2 LIMIT $3`, t, seen, min(page, maxForgedSeals-seen))
 		if err != nil {
 			return 0, err
 		}
-		seals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Seal, error) {
-			s, _, err := scanSeal(r)
-			return s, err
+		type sealPos struct {
+			s    audit.Seal
+			next int64
+		}
+		seals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealPos, error) {
+			var sp sealPos
+			s, _, err := scanSeal(seqRow{r, &sp.next})
+			sp.s = s
+			return sp, err
 		})
 		if err != nil {
 			return 0, err
 		}
-		for _, s := range seals {
-			if audit.VerifyCheckpoint(audit.CheckpointOf(s), pub) == nil {
-				return int64(s.HorizonTo), nil //nolint:gosec // xid8 values are below 2^63
+		for _, sp := range seals {
+			if c, ok := db.sealed.Load(t); ok && c.(sealedAt).id == sp.s.ID { //nolint:forcetypeassert // only sealedAt is stored
+				return sp.next, nil
+			}
+			if audit.VerifyCheckpoint(audit.CheckpointOf(sp.s), pub) == nil {
+				db.sealed.Store(t, sealedAt{id: sp.s.ID, next: sp.next})
+				return sp.next, nil
 			}
 			db.forgedSeals.Add(1)
 		}
@@ -307,12 +376,17 @@ func (db *DB) sealedHorizon(ctx context.Context, tx *Tx, pub ed25519.PublicKey) 
 		}
 	}
 	if seen > 0 {
-		// Only forged seals on top: stop sealing (the lag then grows and
-		// alerts) rather than guess where the genuine chain ends.
-		return 0, fmt.Errorf("no seal among the newest %d verifies with the audit signing key: audit_seals was written without it", seen)
+		// Only forged seals on top: stop sealing this chain (the lag then
+		// grows and alerts) rather than guess where the genuine chain ends.
+		return 0, fmt.Errorf("no seal among the newest %d of chain %s verifies with the audit signing key: audit_seals was written without it", seen, t)
 	}
-	return 0, nil
+	return 1, nil
 }
+
+// sealHeadCols are sealCols without the event hash list, which checking a
+// signature does not need.
+const sealHeadCols = `seal_id, tenant_id, seq, horizon_from::text::numeric::bigint,
+	horizon_to::text::numeric::bigint, event_count, cumulative_count, prev_hash, seal_hash, signature, signing_key_id, created_at, '\x'::bytea`
 
 // maxForgedSeals bounds how many seals that do not verify a round reads
 // past before it gives up.
@@ -322,32 +396,43 @@ const maxForgedSeals = 1000
 // verify (each time a round or a lag reading met them).
 func (db *DB) ForgedSealsSeen() int64 { return db.forgedSeals.Load() }
 
-// SealingLag is how long the first event not covered by a genuine seal
-// has waited (0 if none): the event with the lowest transaction id above
-// the sealed horizon, which the txid index finds with one row read per
-// partition. (min(created_at) over every unsealed event read them all —
-// hundreds under load, 15 ms a reading, four readings a second, in bursts
-// that showed in the request tail; an event's created_at is its insert
-// time, so the two differ by milliseconds at most.)
+// SealingLag is how long the oldest event not covered by a genuine seal
+// has waited (0 if none): of every chain whose head passed its last seal,
+// the event just after that seal, found by the (tenant_id, seq) index.
 func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Duration, error) {
 	var lag time.Duration
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		h0, err := db.sealedHorizon(ctx, tx, pub)
-		if err != nil {
-			return err
-		}
-		lag, err = lagFrom(ctx, tx, h0)
+		var err error
+		lag, err = db.lag(ctx, tx, pub)
 		return err
 	})
 	return lag, err
 }
 
-// lagFrom is how long the first event at or above horizon h has waited.
-func lagFrom(ctx context.Context, tx *Tx, h int64) (time.Duration, error) {
-	var lag float64
-	err := tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM clock_timestamp() - (SELECT created_at FROM audit_events
-		WHERE txid >= $1::text::xid8 /* all tenants: the sealing lag is the oldest unsealed event of any chain */ ORDER BY txid LIMIT 1)), 0)`, txidRange, fmt.Sprint(h)).Scan(&lag)
-	return time.Duration(lag * float64(time.Second)), err
+func (db *DB) lag(ctx context.Context, tx *Tx, pub ed25519.PublicKey) (time.Duration, error) {
+	heads, err := chainHeads(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	var worst float64
+	for _, h := range heads {
+		at, err := db.sealedPosition(ctx, tx, h.tenant, pub)
+		if err != nil {
+			return 0, err
+		}
+		if h.last < at {
+			continue
+		}
+		var l float64
+		// The first event after the seal that is there (one may be missing:
+		// the round stopped at that gap).
+		if err := tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM clock_timestamp() - (SELECT created_at FROM audit_events
+			WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT 1)), 0)`, h.tenant, at).Scan(&l); err != nil {
+			return 0, err
+		}
+		worst = max(worst, l)
+	}
+	return time.Duration(worst * float64(time.Second)), nil
 }
 
 // AuditChain reads a chain for verification: seals of tenant t (uuid.Nil:
@@ -356,7 +441,7 @@ func lagFrom(ctx context.Context, tx *Tx, h int64) (time.Duration, error) {
 // reads what is stored, whatever the tenant.
 func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Seal, hashes [][32]byte, events []audit.Ref) error) error {
 	return db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq`, t)
+		rows, err := tx.Query(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id = $1 ORDER BY seq`, t)
 		if err != nil {
 			return err
 		}
@@ -372,9 +457,12 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 			return err
 		}
 		for _, sr := range seals {
+			// The positions the seal covers (NULL for a seal made before
+			// migration 00010 whose events retention dropped: none read).
 			rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
-				WHERE `+chainIs(t)+` AND txid >= $2::text::xid8 AND txid < $3::text::xid8 ORDER BY txid, audit_id`,
-				txidRange, t, fmt.Sprint(sr.s.HorizonFrom), fmt.Sprint(sr.s.HorizonTo))
+				WHERE tenant_id = $1 AND seq >= (SELECT seq_from FROM audit_seals WHERE tenant_id = $1 AND seal_id = $2)
+				  AND seq < (SELECT seq_to FROM audit_seals WHERE tenant_id = $1 AND seal_id = $2) ORDER BY seq`,
+				t, sr.s.ID)
 			if err != nil {
 				return err
 			}
@@ -428,13 +516,14 @@ func (db *DB) RetentionFloor(ctx context.Context) (time.Duration, error) {
 	return time.Duration(secs * float64(time.Second)), err
 }
 
-// CountEventsInRange counts tenant t's events with txid >= from and below
-// the highest horizon any seal reached.
-func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) (int64, error) {
+// CountEventsInRange counts chain t's events at the positions its seals
+// cover, from the start of seal number fromSeal to the end of its newest.
+func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, fromSeal int64) (int64, error) {
 	var n int64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		return tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE `+chainIs(t)+`
-			AND txid >= $2::text::xid8 AND txid < (SELECT max(horizon_to) FROM audit_seals)`, txidRange, t, fmt.Sprint(from)).Scan(&n)
+		return tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id = $1
+			AND seq >= (SELECT seq_from FROM audit_seals WHERE tenant_id = $1 AND seq = $2)
+			AND seq < (SELECT max(seq_to) FROM audit_seals WHERE tenant_id = $1)`, t, fromSeal).Scan(&n)
 	})
 	return n, err
 }
@@ -444,7 +533,7 @@ func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, from uint64) 
 func (db *DB) AuditChains(ctx context.Context) ([]uuid.UUID, error) {
 	var out []uuid.UUID
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT DISTINCT coalesce(tenant_id, '00000000-0000-0000-0000-000000000000') FROM audit_seals /* all tenants: every chain */ ORDER BY 1`)
+		rows, err := tx.Query(ctx, `SELECT DISTINCT tenant_id FROM audit_seals /* all tenants: every chain */ ORDER BY 1`)
 		if err != nil {
 			return err
 		}
@@ -459,7 +548,7 @@ func (db *DB) LatestSeal(ctx context.Context, t uuid.UUID) (audit.Seal, error) {
 	var s audit.Seal
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var err error
-		s, _, err = scanSeal(tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE `+chainIs(t)+` ORDER BY seq DESC LIMIT 1`, t))
+		s, _, err = scanSeal(tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`, t))
 		return err
 	})
 	return s, err
@@ -514,26 +603,6 @@ func (db *DB) DropAuditPartitionsBefore(ctx context.Context, cutoff time.Time, s
 		return db.appendAudit(ctx, tx, ev)
 	})
 	return dropped, err
-}
-
-// txidRange is how the queries over a range of transaction ids are sent:
-// with their values in the statement (simple protocol), so PostgreSQL plans
-// each for its actual range. As prepared statements they switch to a
-// generic plan after five executions, which cannot tell a range of a few
-// hundred new events from the whole month: the sealing-lag reading went
-// from under 1 ms to 110 ms on a month of 200,000 events
-// (BenchmarkSealingLag), every round.
-const txidRange = pgx.QueryExecModeSimpleProtocol
-
-// chainIs is the condition on tenant_id ($1) that selects chain t: an
-// equality for a tenant and IS NULL for the system chain — both can use
-// the (tenant_id, …) indexes, which IS NOT DISTINCT FROM cannot. For the
-// system chain $1 is still sent (and ignored) so the placeholders stay put.
-func chainIs(t uuid.UUID) string {
-	if t == uuid.Nil {
-		return "tenant_id IS NULL AND $1::uuid IS NOT NULL"
-	}
-	return "tenant_id = $1"
 }
 
 // session is a connection whose session lasts as long as it does: its own

@@ -203,12 +203,13 @@ func TestSealer_DetectsTampering(t *testing.T) {
 			superuser(t, url, fmt.Sprintf("DELETE FROM audit_events WHERE audit_id = '%s'", ids[1]))
 		}, "deleted", 1},
 		{"Insert", func(t *testing.T, url string, ids []uuid.UUID) {
-			superuser(t, url, fmt.Sprintf(`INSERT INTO audit_events (audit_id, created_at, txid, tenant_id, event_type, severity, actor_type, correlation_id)
-				SELECT '%s', created_at, txid, tenant_id, 'data.accessed', 'info', 'human', correlation_id FROM audit_events WHERE audit_id = '%s'`, newUUID(), ids[0]))
+			// At a sealed position, with the triggers off.
+			superuser(t, url, fmt.Sprintf(`INSERT INTO audit_events (audit_id, created_at, txid, seq, tenant_id, event_type, severity, actor_type, correlation_id)
+				SELECT '%s', created_at, txid, seq, tenant_id, 'data.accessed', 'info', 'human', correlation_id FROM audit_events WHERE audit_id = '%s'`, newUUID(), ids[0]))
 		}, "inserted", -1},
 		{"Reorder", func(t *testing.T, url string, ids []uuid.UUID) {
-			// Swap two events' places in the commit order.
-			superuser(t, url, fmt.Sprintf(`UPDATE audit_events e SET txid = o.txid FROM audit_events o
+			// Swap two events' places in the chain.
+			superuser(t, url, fmt.Sprintf(`UPDATE audit_events e SET seq = o.seq FROM audit_events o
 				WHERE (e.audit_id, o.audit_id) IN (('%[1]s', '%[2]s'), ('%[2]s', '%[1]s'))`, ids[3], ids[4]))
 		}, "", 3},
 	}
@@ -279,7 +280,7 @@ func TestSealer_Checkpoints(t *testing.T) {
 	// Wholesale rewrite: the attacker deletes everything and rebuilds a
 	// consistent chain with a key of their own. Without --checkpoint the
 	// signatures already fail; the checkpoint pins the old head too.
-	superuser(t, b.url, "DELETE FROM audit_seals", "DELETE FROM audit_events")
+	superuser(t, b.url, "DELETE FROM audit_seals", "DELETE FROM audit_events", "DELETE FROM audit_heads")
 	write(1)
 	rewritten, _ := b.db.LatestSeal(ctx, a.UUID())
 	_ = rewritten
@@ -317,7 +318,7 @@ func TestSealer_Truncation(t *testing.T) {
 	cp := audit.CheckpointOf(seal)
 	// Drop the newest seal and its event: the remaining chain is valid on
 	// its own, only the saved checkpoint shows it.
-	superuser(t, b.url, fmt.Sprintf("DELETE FROM audit_events WHERE txid >= (SELECT horizon_from FROM audit_seals WHERE seq = 2 AND tenant_id = '%s') AND tenant_id = '%[1]s'", a),
+	superuser(t, b.url, fmt.Sprintf("DELETE FROM audit_events WHERE seq >= (SELECT seq_from FROM audit_seals WHERE seq = 2 AND tenant_id = '%s') AND tenant_id = '%[1]s'", a),
 		fmt.Sprintf("DELETE FROM audit_seals WHERE seq = 2 AND tenant_id = '%s'", a))
 	if rep := verify(t, b.db, a.UUID(), signer, nil); rep.Status != "intact" {
 		t.Fatalf("truncated chain alone: %+v (a valid prefix)", rep)
@@ -412,8 +413,8 @@ func TestRetention_DropsWholePartitions(t *testing.T) {
 	signer := testSigner(t, 1)
 	pgtest.Exec(t, b.url, "SELECT audit_ensure_partitions(now() - interval '3 years', 0)")
 	old := time.Now().AddDate(-3, 0, 0).UTC()
-	pgtest.Exec(t, b.url, `INSERT INTO audit_events (audit_id, created_at, event_type, severity, actor_type, correlation_id)
-		VALUES ($1, $2, 'data.accessed', 'info', 'system', $1)`, newUUID(), old)
+	pgtest.Exec(t, b.url, `INSERT INTO audit_events (audit_id, created_at, tenant_id, event_type, severity, actor_type, correlation_id)
+		VALUES ($1, $2, '00000000-0000-0000-0000-000000000000', 'data.accessed', 'info', 'system', $1)`, newUUID(), old)
 	keep := event(tenant.ID{}, audit.DataAccessed)
 	if err := b.db.InsertAuditBatch(ctx, []audit.Event{keep}); err != nil {
 		t.Fatal(err)
@@ -545,11 +546,11 @@ func TestWriter_GroupCommitFlushAndFlood(t *testing.T) {
 	if n := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE audit_id = $1", last.ID); n != 1 {
 		t.Error("the event queued at shutdown was not flushed")
 	}
-	errs := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id IS NULL")
+	errs := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id = '00000000-0000-0000-0000-000000000000'")
 	var suppressed int
 	conn, _ := pgx.Connect(ctx, b.url)
 	defer conn.Close(ctx)
-	rows, _ := conn.Query(ctx, "SELECT audit_id, event_data FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id IS NULL")
+	rows, _ := conn.Query(ctx, "SELECT audit_id, event_data FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id = '00000000-0000-0000-0000-000000000000'")
 	for rows.Next() {
 		var id uuid.UUID
 		var data []byte
@@ -566,7 +567,7 @@ func TestWriter_GroupCommitFlushAndFlood(t *testing.T) {
 		}
 		suppressed += d.N
 	}
-	summaries := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id IS NULL AND severity = 'warning'")
+	summaries := countRows(t, b.url, "SELECT count(*) FROM audit_events WHERE event_type = 'error.occurred' AND tenant_id = '00000000-0000-0000-0000-000000000000' AND severity = 'warning'")
 	if errs-summaries+suppressed != 1000 || suppressed == 0 {
 		t.Errorf("error events: %d written + %d summarised, want 1000 accounted for", errs, suppressed)
 	}
@@ -653,10 +654,13 @@ func BenchmarkWriterWithSealer(b *testing.B) {
 	<-sealerDone
 }
 
-// A round reports the sealing lag it leaves: events committed behind a
-// transaction that is still open cannot be sealed yet, and the lag says how
-// long the first of them has waited; once they are sealed it is zero.
-func TestSealRound_ReportsLag(t *testing.T) {
+// A round reports the sealing lag it leaves, and stops a chain at a gap:
+// an event whose position is not there yet (on Citus: a transaction
+// committed on the coordinator and not yet visible on the worker) holds
+// back every later event of its chain, and the lag says how long the first
+// of them has waited; once the gap fills, everything is sealed and the lag
+// is zero.
+func TestSealRound_StopsAtAGapAndReportsLag(t *testing.T) {
 	t.Parallel()
 	b := auditSetup(t)
 	ctx := context.Background()
@@ -665,32 +669,35 @@ func TestSealRound_ReportsLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := seedTenant(t, b.url, "lag-a")
-	blocker, err := pgx.Connect(ctx, b.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blocker.Close(ctx)
-	btx, err := blocker.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := btx.Exec(ctx, "SELECT txid_current()"); err != nil { // holds every later txid back
-		t.Fatal(err)
-	}
 	appendEvent(t, b.db, a)
 	time.Sleep(150 * time.Millisecond)
+	if lag, err := b.db.SealingLag(ctx, signer.Public()); err != nil || lag < 150*time.Millisecond || lag > time.Minute {
+		t.Errorf("lag of an unsealed event = %v, %v; want at least 150ms", lag, err)
+	}
+	if r, err := b.db.SealRound(ctx, signer); err != nil || r.Sealed != 1 || r.Lag > 50*time.Millisecond {
+		t.Fatalf("round = %+v, %v; want 1 sealed, about no lag", r, err)
+	}
+
+	// Position 2 is missing, 3 is there: nothing of the chain is sealed.
+	late := newUUID()
+	insert := func(id uuid.UUID, seq int) string {
+		return fmt.Sprintf(`INSERT INTO audit_events (audit_id, tenant_id, seq, event_type, severity, actor_type, correlation_id)
+			VALUES ('%s', '%s', %d, 'data.accessed', 'info', 'system', '%[1]s')`, id, a, seq)
+	}
+	superuser(t, b.url, insert(newUUID(), 3), fmt.Sprintf("UPDATE audit_heads SET last_seq = 3 WHERE tenant_id = '%s'", a))
+	time.Sleep(150 * time.Millisecond)
 	r, err := b.db.SealRound(ctx, signer)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || r.Sealed != 0 {
+		t.Fatalf("round over a gap = %+v, %v; want nothing sealed", r, err)
 	}
 	if r.Lag < 150*time.Millisecond || r.Lag > time.Minute {
-		t.Errorf("lag with an event held behind an open transaction = %v, want at least 150ms", r.Lag)
+		t.Errorf("lag behind a gap = %v, want at least 150ms", r.Lag)
 	}
-	if err := btx.Rollback(ctx); err != nil {
-		t.Fatal(err)
+	superuser(t, b.url, insert(late, 2))
+	if r, err := b.db.SealRound(ctx, signer); err != nil || r.Sealed != 2 || r.Lag > 50*time.Millisecond {
+		t.Fatalf("round once the gap filled = %+v, %v; want 2 sealed, about no lag", r, err)
 	}
-	sealAll(t, b.db, signer, 1)
-	if r, err := b.db.SealRound(ctx, signer); err != nil || r.Lag > 50*time.Millisecond {
-		t.Errorf("lag once everything is sealed = %v, %v; want about zero", r.Lag, err)
+	if rep := verify(t, b.db, a.UUID(), signer, nil); rep.Status != "intact" || rep.EventsChecked != 3 {
+		t.Errorf("chain after the gap: %+v", rep)
 	}
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,7 +97,15 @@ func (t *entityTx) queueBlind(ctx context.Context, e *entity.Entity) error {
 	for i := range ids {
 		ids[i] = uuid.Must(uuid.NewV7())
 	}
-	t.Queue(insertBlindSQL, ids, e.ID, nullUUID(e.Tenant.UUID()), kinds, idx, keys)
+	if t.db.onCitus() {
+		// No INSERT … SELECT from unnest() on Citus (InsertAuditBatch).
+		for i := range ids {
+			t.Queue(`INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index, blind_key)
+				VALUES ($1, $2, $3, $4, $5, $6)`, ids[i], e.ID, e.Tenant.UUID(), kinds[i], idx[i], keys[i])
+		}
+		return nil
+	}
+	t.Queue(insertBlindSQL, ids, e.ID, e.Tenant.UUID(), kinds, idx, keys)
 	return nil
 }
 
@@ -109,8 +118,8 @@ func (db *DB) duplicateOf(ctx context.Context, sc tenant.Scope, e entity.Entity)
 	}
 	var dup entity.DuplicateError
 	err = db.readRow(ctx, sc, `SELECT kind, entity_id FROM entity_identifiers
-			WHERE tenant_id IS NOT DISTINCT FROM $1 AND (kind, blind_index) IN (SELECT * FROM unnest($2::text[], $3::bytea[]))
-			  AND entity_id <> $4 ORDER BY kind LIMIT 1`, []any{nullUUID(e.Tenant.UUID()), kinds, idx, e.ID},
+			WHERE tenant_id = $1 AND (kind, blind_index) IN (SELECT * FROM unnest($2::text[], $3::bytea[]))
+			  AND entity_id <> $4 ORDER BY kind LIMIT 1`, []any{e.Tenant.UUID(), kinds, idx, e.ID},
 		func(row pgx.Row) error { return row.Scan(&dup.Kind, &dup.Existing) })
 	if err != nil {
 		// The other entity went away meanwhile: report a plain conflict.
@@ -142,7 +151,7 @@ func (t *entityTx) Insert(ctx context.Context, e *entity.Entity) error {
 	}
 	t.QueueRow(`INSERT INTO entities (entity_id, tenant_id, entity_type, external_id, sealed_metadata, identifiers)
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`,
-		[]any{e.ID, nullUUID(e.Tenant.UUID()), e.Type, ext, meta, sealed},
+		[]any{e.ID, e.Tenant.UUID(), e.Type, ext, meta, sealed},
 		func(row pgx.Row) error { return row.Scan(&e.CreatedAt, &e.UpdatedAt) })
 	return t.queueBlind(ctx, e)
 }
@@ -186,12 +195,18 @@ func (db *DB) scanEntity(ctx context.Context, row pgx.Row) (entity.Entity, error
 // Anything else is entity.ErrNotFound.
 func (s *EntityStore) Entity(ctx context.Context, sc tenant.Scope, id uuid.UUID) (entity.Entity, error) {
 	var out entity.Entity
-	err := s.db.readRow(ctx, sc, `SELECT `+entityCols+` FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`,
-		[]any{id, nullUUID(sc.Tenant().UUID())}, func(row pgx.Row) error {
-			var err error
-			out, err = s.db.scanEntity(ctx, row)
-			return err
-		})
+	var err error
+	for _, owner := range ownThenShared(sc.Tenant().UUID()) {
+		err = s.db.readRow(ctx, sc, `SELECT `+entityCols+` FROM entities WHERE tenant_id = $1 AND entity_id = $2`,
+			[]any{owner, id}, func(row pgx.Row) error {
+				var err error
+				out, err = s.db.scanEntity(ctx, row)
+				return err
+			})
+		if !errors.Is(err, ErrNotFound) {
+			break
+		}
+	}
 	if errors.Is(err, ErrNotFound) {
 		return entity.Entity{}, entity.ErrNotFound.Wrap(err)
 	}
@@ -207,9 +222,9 @@ func (s *EntityStore) Entities(ctx context.Context, sc tenant.Scope, f entity.Fi
 	db := s.db
 	err = db.InScope(ctx, sc, func(tx *Tx) error {
 		const where = `FROM entities
-			WHERE (tenant_id = $1 OR tenant_id IS NULL) AND ($2 = '' OR entity_type = $2) AND ($3 = '' OR external_id = $3)
+			WHERE tenant_id IN ($1, '00000000-0000-0000-0000-000000000000') AND ($2 = '' OR entity_type = $2) AND ($3 = '' OR external_id = $3)
 			  AND ($4::uuid IS NULL OR entity_id < $4) ORDER BY entity_id DESC LIMIT $5`
-		args := []any{nullUUID(sc.Tenant().UUID()), f.Type, f.ExternalID, nullUUID(after), limit + 1}
+		args := []any{sc.Tenant().UUID(), f.Type, f.ExternalID, nullUUID(after), limit + 1}
 		n, m, err := fit(ctx, tx, `SELECT coalesce(octet_length(identifiers), 0) + coalesce(octet_length(sealed_metadata), 0) + octet_length(metadata::text) `+where, limit, args...)
 		if err != nil || n == 0 {
 			return err
@@ -248,17 +263,29 @@ func (s *EntityStore) FindByIdentifier(ctx context.Context, sc tenant.Scope, kin
 	if err != nil {
 		return nil, err
 	}
+	// One query per tenant (the own, then the platform's): each stays on
+	// one shard on Citus. Entity ids are time-ordered, and the own entities
+	// and the shared ones are merged newest first.
 	err = db.InScope(ctx, sc, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+entityCols+` FROM entities WHERE entity_id IN (
-				SELECT entity_id FROM entity_identifiers WHERE tenant_id = $1 AND kind = $2 AND blind_index = ANY($3)
-				UNION ALL
-				SELECT entity_id FROM entity_identifiers WHERE tenant_id IS NULL AND kind = $2 AND blind_index = ANY($4))
-			ORDER BY entity_id DESC`, nullUUID(sc.Tenant().UUID()), kind, own, shared)
-		if err != nil {
-			return err
+		for i, owner := range ownThenShared(sc.Tenant().UUID()) {
+			idx := own
+			if i > 0 || owner == uuid.Nil {
+				idx = shared
+			}
+			rows, err := tx.Query(ctx, `SELECT `+entityCols+` FROM entities WHERE tenant_id = $1 AND entity_id IN (
+					SELECT entity_id FROM entity_identifiers WHERE tenant_id = $1 AND kind = $2 AND blind_index = ANY($3))`,
+				owner, kind, idx)
+			if err != nil {
+				return err
+			}
+			found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(ctx, r) })
+			if err != nil {
+				return err
+			}
+			out = append(out, found...)
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(ctx, r) })
-		return err
+		slices.SortFunc(out, func(a, b entity.Entity) int { return bytes.Compare(b.ID[:], a.ID[:]) })
+		return nil
 	})
 	return out, err
 }
@@ -268,19 +295,14 @@ func (s *EntityStore) FindByIdentifier(ctx context.Context, sc tenant.Scope, kin
 // (Tenant zero): row-level security applies UPDATE policies to locking
 // reads, which would hide it, and the service refuses the change anyway.
 func (t *entityTx) Lock(ctx context.Context, id uuid.UUID) (entity.Entity, error) {
-	var owner *uuid.UUID
-	err := t.QueryRow(ctx, `SELECT tenant_id FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`,
-		id, nullUUID(t.tenant.UUID())).Scan(&owner)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return entity.Entity{}, entity.ErrNotFound.Wrap(err)
-	}
+	owner, err := entityOwner(ctx, t.Tx, t.tenant.UUID(), id)
 	if err != nil {
 		return entity.Entity{}, err
 	}
-	if owner == nil && !t.tenant.IsZero() {
+	if owner == uuid.Nil && !t.tenant.IsZero() {
 		return entity.Entity{ID: id}, nil
 	}
-	e, err := t.db.scanEntity(ctx, t.QueryRow(ctx, `SELECT `+entityCols+` FROM entities WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2 FOR UPDATE`, id, owner))
+	e, err := t.db.scanEntity(ctx, t.QueryRow(ctx, `SELECT `+entityCols+` FROM entities WHERE tenant_id = $1 AND entity_id = $2 FOR UPDATE`, owner, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return e, entity.ErrNotFound.Wrap(err)
 	}
@@ -295,25 +317,39 @@ func (t *entityTx) SaveIdentifiers(ctx context.Context, e *entity.Entity) error 
 	if err != nil {
 		return err
 	}
-	owner := nullUUID(e.Tenant.UUID())
-	t.QueueRow(`UPDATE entities SET identifiers = $2, updated_at = now() WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $3 RETURNING updated_at`,
+	owner := e.Tenant.UUID()
+	t.QueueRow(`UPDATE entities SET identifiers = $2, updated_at = now() WHERE tenant_id = $3 AND entity_id = $1 RETURNING updated_at`,
 		[]any{e.ID, sealed, owner}, func(row pgx.Row) error { return row.Scan(&e.UpdatedAt) })
-	t.Queue(`DELETE FROM entity_identifiers WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2`, e.ID, owner)
+	t.Queue(`DELETE FROM entity_identifiers WHERE tenant_id = $2 AND entity_id = $1`, e.ID, owner)
 	return t.queueBlind(ctx, e)
 }
 
 // Erase deletes a locked entity; its identifiers, relations, profiles and
-// cache rows go with it (foreign keys cascade).
+// cache rows go with it (foreign keys cascade). A platform-shared entity
+// (erased in the platform's scope) also takes every tenant's profiles of
+// it and relations to it, which no foreign key can reach across shards.
 func (t *entityTx) Erase(ctx context.Context, id uuid.UUID) (entity.Erased, error) {
 	var n entity.Erased
-	owner := nullUUID(t.tenant.UUID())
+	owner := t.tenant.UUID()
 	if err := t.QueryRow(ctx, `SELECT
-			(SELECT count(*) FROM entity_relations WHERE (from_entity_id = $1 OR to_entity_id = $1) AND tenant_id IS NOT DISTINCT FROM $2),
-			(SELECT count(*) FROM entity_profiles WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2),
-			(SELECT count(*) FROM cached_data_sources WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2)`, id, owner).Scan(&n.Relations, &n.Profiles, &n.CacheEntries); err != nil {
+			(SELECT count(*) FROM entity_relations WHERE tenant_id = $2 AND (from_entity_id = $1 OR to_entity_id = $1)),
+			(SELECT count(*) FROM entity_profiles WHERE tenant_id = $2 AND entity_id = $1),
+			(SELECT count(*) FROM cached_data_sources WHERE tenant_id = $2 AND entity_id = $1)`, id, owner).Scan(&n.Relations, &n.Profiles, &n.CacheEntries); err != nil {
 		return n, err
 	}
-	t.Queue(`DELETE FROM entities WHERE entity_id = $1 AND tenant_id IS NOT DISTINCT FROM $2`, id, owner)
+	// Relations found in the entity's profiles lose that link (the foreign
+	// key takes no action: Citus refuses SET NULL on a distributed key).
+	t.Queue(`UPDATE entity_relations r SET discovered_in_profile_id = NULL FROM entity_profiles p
+		WHERE r.tenant_id = $2 AND p.tenant_id = r.tenant_id AND p.profile_id = r.discovered_in_profile_id AND p.entity_id = $1`, id, owner)
+	if owner == uuid.Nil {
+		t.Queue(`UPDATE entity_relations r SET discovered_in_profile_id = NULL FROM entity_profiles p /* all tenants: links to every tenant's profiles of a shared entity */
+			WHERE p.tenant_id = r.tenant_id AND p.profile_id = r.discovered_in_profile_id AND p.entity_shared AND p.entity_id = $1`, id)
+		t.Queue(`DELETE FROM entity_relations /* all tenants: every tenant's relations to a shared entity */
+			WHERE (from_shared AND from_entity_id = $1) OR (to_shared AND to_entity_id = $1)`, id)
+		t.Queue(`DELETE FROM entity_profiles /* all tenants: every tenant's profiles of a shared entity */
+			WHERE entity_shared AND entity_id = $1`, id)
+	}
+	t.Queue(`DELETE FROM entities WHERE tenant_id = $2 AND entity_id = $1`, id, owner)
 	return n, nil
 }
 
@@ -321,7 +357,7 @@ func (t *entityTx) Erase(ctx context.Context, id uuid.UUID) (entity.Erased, erro
 // ignore row-level security, so the service checks before it links).
 func (t *entityTx) ProfileVisible(ctx context.Context, id uuid.UUID) (bool, error) {
 	var n int
-	err := t.QueryRow(ctx, `SELECT count(*) FROM entity_profiles WHERE profile_id = $1 AND tenant_id IS NOT DISTINCT FROM $2`, id, nullUUID(t.tenant.UUID())).Scan(&n)
+	err := t.QueryRow(ctx, `SELECT count(*) FROM entity_profiles WHERE tenant_id = $2 AND profile_id = $1`, id, t.tenant.UUID()).Scan(&n)
 	return n > 0, err
 }
 
@@ -329,8 +365,9 @@ func (t *entityTx) ProfileVisible(ctx context.Context, id uuid.UUID) (bool, erro
 // is sent.
 func (t *entityTx) InsertRelation(_ context.Context, r *entity.Relation) error {
 	t.QueueRow(`INSERT INTO entity_relations (relation_id, tenant_id, from_entity_id, to_entity_id, relation_type,
-			confidence_score, discovered_in_profile_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at`,
-		[]any{r.ID, nullUUID(r.Tenant.UUID()), r.From, r.To, r.Type, r.Confidence, nullUUID(r.DiscoveredInProfile)},
+			confidence_score, discovered_in_profile_id, from_shared, to_shared) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING created_at`,
+		[]any{r.ID, r.Tenant.UUID(), r.From, r.To, r.Type, r.Confidence, nullUUID(r.DiscoveredInProfile),
+			t.sharedRef(r.Tenant.UUID(), r.From), t.sharedRef(r.Tenant.UUID(), r.To)},
 		func(row pgx.Row) error { return row.Scan(&r.CreatedAt) })
 	return nil
 }

@@ -19,7 +19,7 @@ import (
 func (t *tenancyTx) BeginErasure(ctx context.Context, id tenant.ID) error {
 	var hold bool
 	err := t.QueryRow(ctx, `UPDATE tenants SET active = false, erasure_started_at = coalesce(erasure_started_at, now()), updated_at = now()
-		WHERE tenant_id = $1 RETURNING legal_hold`, id.UUID()).Scan(&hold)
+		WHERE tenant_id = $1 AND `+notPlatform+` RETURNING legal_hold`, id.UUID()).Scan(&hold)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return tenant.ErrNotFound.Wrap(err)
@@ -33,7 +33,7 @@ func (t *tenancyTx) BeginErasure(ctx context.Context, id tenant.ID) error {
 
 // DeleteTenant deletes the tenant's row (tenancy.Tx).
 func (t *tenancyTx) DeleteTenant(ctx context.Context, id tenant.ID) error {
-	_, err := t.Exec(ctx, `DELETE FROM tenants WHERE tenant_id = $1`, id.UUID())
+	_, err := t.Exec(ctx, `DELETE FROM tenants WHERE tenant_id = $1 AND `+notPlatform, id.UUID())
 	return err
 }
 

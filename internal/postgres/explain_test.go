@@ -84,7 +84,7 @@ func TestExplain_EntityQueries(t *testing.T) {
 	b := auditSetup(t)
 	a := seedTenant(t, b.url, "explain-ent")
 	pgtest.Exec(t, b.url, `INSERT INTO entities (entity_id, tenant_id, entity_type)
-		SELECT gen_random_uuid(), CASE WHEN i % 3 = 0 THEN $1::uuid END, 'individual' FROM generate_series(1, 20000) i`, a.UUID())
+		SELECT gen_random_uuid(), CASE WHEN i % 3 = 0 THEN $1::uuid ELSE '00000000-0000-0000-0000-000000000000' END, 'individual' FROM generate_series(1, 20000) i`, a.UUID())
 	pgtest.Exec(t, b.url, `INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index)
 		SELECT gen_random_uuid(), entity_id, tenant_id, 'ssn', sha256(entity_id::text::bytea) FROM entities`)
 	pgtest.Exec(t, b.url, `INSERT INTO entity_profiles (profile_id, entity_id, tenant_id, version, trigger_type, findings, connections, risk_score, connection_count)
@@ -105,7 +105,7 @@ func TestExplain_EntityQueries(t *testing.T) {
 		q    string
 		args []any
 	}{
-		"EntityByID":       {`SELECT entity_id FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`, []any{e, a.UUID()}},
+		"EntityByID":       {`SELECT entity_id FROM entities WHERE tenant_id = $2 AND entity_id = $1`, []any{e, a.UUID()}},
 		"IdentifierLookup": {`SELECT entity_id FROM entity_identifiers WHERE tenant_id = $1 AND kind = 'ssn' AND blind_index = $2`, []any{a.UUID(), []byte("0123456789abcdef0123456789abcdef")}},
 		"ProfileByVersion": {`SELECT profile_id FROM entity_profiles WHERE entity_id = $1 AND tenant_id = $2 AND version = 3`, []any{e, a.UUID()}},
 		"LatestProfile":    {`SELECT profile_id FROM entity_profiles WHERE entity_id = $1 AND tenant_id = $2 ORDER BY version DESC LIMIT 1`, []any{e, a.UUID()}},

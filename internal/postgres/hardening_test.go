@@ -194,13 +194,15 @@ func TestTenantReferences_RefusedByTheDatabase(t *testing.T) {
 	ta, tb := seedTenant(t, b.url, "refs-a"), seedTenant(t, b.url, "refs-b")
 	ea, eb, shared := seedEntity(t, b.url, &ta), seedEntity(t, b.url, &tb), seedEntity(t, b.url, nil)
 	conn := appConn(t, b.url)
-	profile := func(entity uuid.UUID) string {
+	// A reference flagged shared skips the composite foreign key (the
+	// shared entity lives on the platform's shard); the flag is checked.
+	profile := func(entity uuid.UUID, shared bool) string {
 		return fmt.Sprintf(`INSERT INTO entity_profiles (profile_id, entity_id, tenant_id, version, trigger_type, findings, connections,
-			risk_score, connection_count) VALUES (gen_random_uuid(), '%s', '%s', 1, 'manual', '\x00', '\x00', '{}', 0)`, entity, ta)
+			risk_score, connection_count, entity_shared) VALUES (gen_random_uuid(), '%s', '%s', 1, 'manual', '\x00', '\x00', '{}', 0, %t)`, entity, ta, shared)
 	}
-	relation := func(from, to uuid.UUID) string {
-		return fmt.Sprintf(`INSERT INTO entity_relations (relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score)
-			VALUES (gen_random_uuid(), '%s', '%s', '%s', 'knows', 0.5)`, ta, from, to)
+	relation := func(from, to uuid.UUID, fromShared, toShared bool) string {
+		return fmt.Sprintf(`INSERT INTO entity_relations (relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score, from_shared, to_shared)
+			VALUES (gen_random_uuid(), '%s', '%s', '%s', 'knows', 0.5, %t, %t)`, ta, from, to, fromShared, toShared)
 	}
 	cache := func(entity uuid.UUID, owner string) string {
 		return fmt.Sprintf(`INSERT INTO cached_data_sources (cache_id, entity_id, tenant_id, customer_id, provider_id, check_type, data_origin,
@@ -210,12 +212,18 @@ func TestTenantReferences_RefusedByTheDatabase(t *testing.T) {
 	ident := fmt.Sprintf(`INSERT INTO entity_identifiers (identifier_id, entity_id, tenant_id, kind, blind_index)
 		VALUES (gen_random_uuid(), '%s', '%s', 'ssn', '\x%064x')`, eb, ta, 1)
 	attacks := map[string]string{
-		"profile on B's entity":            profile(eb),
-		"relation to B's entity":           relation(ea, eb),
-		"relation from B's entity":         relation(eb, ea),
-		"cache row on B's entity":          cache(eb, "'"+tb.String()+"'"),
-		"identifier row on B's entity":     ident,
-		"move an entity to another tenant": fmt.Sprintf(`UPDATE entities SET tenant_id = '%s' WHERE entity_id = '%s'`, tb, ea),
+		"profile on B's entity":                      profile(eb, false),
+		"profile on B's entity flagged shared":       profile(eb, true),
+		"profile on a missing entity flagged shared": profile(newUUID(), true),
+		"relation to B's entity":                     relation(ea, eb, false, false),
+		"relation from B's entity":                   relation(eb, ea, false, false),
+		"relation to B's entity flagged shared":      relation(ea, eb, false, true),
+		"relation from B's entity flagged shared":    relation(eb, ea, true, false),
+		"own entity flagged shared":                  relation(ea, shared, true, true),
+		"relation to a shared entity not flagged":    relation(ea, shared, false, false),
+		"cache row on B's entity":                    cache(eb, "'"+tb.String()+"'"),
+		"identifier row on B's entity":               ident,
+		"move an entity to another tenant":           fmt.Sprintf(`UPDATE entities SET tenant_id = '%s' WHERE entity_id = '%s'`, tb, ea),
 	}
 	for name, q := range attacks {
 		for _, role := range []string{"elile_app", "elile_platform"} {
@@ -228,8 +236,8 @@ func TestTenantReferences_RefusedByTheDatabase(t *testing.T) {
 		}
 	}
 	// Shared entities stay referable.
-	for name, q := range map[string]string{"profile on a shared entity": profile(shared), "relation to a shared entity": relation(ea, shared),
-		"own cache row on a shared entity": cache(shared, "NULL")} {
+	for name, q := range map[string]string{"profile on a shared entity": profile(shared, true), "relation to a shared entity": relation(ea, shared, false, true),
+		"own cache row on a shared entity": cache(shared, "'00000000-0000-0000-0000-000000000000'")} {
 		if err := asRole(ctx, conn, "elile_app", ta.String(), q); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -392,5 +400,40 @@ func BenchmarkSealingLag(b *testing.B) {
 		if _, err := db.SealingLag(context.Background(), signer.Public()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The chain positions the sealer trusts (migration 00010) are not the
+// caller's: no runtime role can move a head (a head moved past its events
+// would be a gap that stops the chain's sealing), and an event's position
+// is the trigger's, whatever the insert says.
+func TestChainPositions_NotTheCallers(t *testing.T) {
+	t.Parallel()
+	b := auditSetup(t)
+	ctx := context.Background()
+	a := seedTenant(t, b.url, "heads")
+	appendEvent(t, b.db, a)
+	conn := appConn(t, b.url)
+	for _, role := range []string{"elile_app", "elile_platform", "elile_audit_writer"} {
+		for _, q := range []string{
+			"UPDATE audit_heads SET last_seq = last_seq + 10",
+			fmt.Sprintf("INSERT INTO audit_heads (tenant_id, last_seq) VALUES ('%s', 99)", newUUID()),
+			"DELETE FROM audit_heads",
+		} {
+			if err := asRole(ctx, conn, role, a.String(), q); sqlState(err) != "42501" {
+				t.Errorf("%s as %s = %v, want permission denied", q, role, err)
+			}
+		}
+	}
+	id := newUUID()
+	if err := asRole(ctx, conn, "elile_app", a.String(), fmt.Sprintf(`INSERT INTO audit_events (audit_id, tenant_id, seq, event_type, severity, actor_type, correlation_id)
+		VALUES ('%s', '%s', 1000, 'data.accessed', 'info', 'human', '%[1]s')`, id, a)); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, b.url, "SELECT seq FROM audit_events WHERE audit_id = $1", id); n != 2 {
+		t.Errorf("the event chose position %d, want 2 (the chain's next)", n)
+	}
+	if n := countRows(t, b.url, "SELECT last_seq FROM audit_heads WHERE tenant_id = $1", a.UUID()); n != 2 {
+		t.Errorf("head = %d, want 2", n)
 	}
 }

@@ -212,7 +212,7 @@ func (db *DB) countPlainMetadata(ctx context.Context) (int64, error) {
 func (db *DB) sealMetadataBatch(ctx context.Context, limit int) (int, error) {
 	var n int
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT entity_id, coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), metadata::text
+		rows, err := tx.Query(ctx, `SELECT entity_id, tenant_id, metadata::text
 			FROM entities WHERE metadata <> '{}'::jsonb /* all tenants: key rotation seals every tenant's clear metadata */ ORDER BY entity_id LIMIT $1`, limit)
 		if err != nil {
 			return err

@@ -34,6 +34,9 @@ func Migrations() fs.FS {
 type Migrator struct {
 	db       *sql.DB
 	provider *goose.Provider
+	// Distributed reports whether the last Up laid the schema out on a
+	// Citus cluster (false on plain PostgreSQL, or when it already was).
+	Distributed bool
 }
 
 // NewMigrator opens a connection for migrations. A session-level advisory
@@ -61,8 +64,19 @@ func NewMigrator(databaseURL string) (*Migrator, error) {
 func (m *Migrator) Close() error { return m.db.Close() }
 
 // Up applies every pending migration and returns the versions applied.
+// On a Citus coordinator it then distributes the schema (Distribute),
+// which does nothing once done.
 func (m *Migrator) Up(ctx context.Context) ([]int64, error) {
 	res, err := m.provider.Up(ctx)
+	if err != nil {
+		return versions(res), err
+	}
+	m.Distributed = false
+	citus, err := OnCitus(ctx, m.db)
+	if err != nil || !citus {
+		return versions(res), err
+	}
+	m.Distributed, err = Distribute(ctx, m.db)
 	return versions(res), err
 }
 

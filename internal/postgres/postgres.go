@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -127,7 +128,14 @@ type DB struct {
 	directURL      string // leader election's sessions; empty: the pool
 	keys           *fieldcrypt.Keys
 	forgedSeals    atomic.Int64
+	sealed         sync.Map     // chain (uuid.UUID) -> sealedAt: its newest verified seal
+	citus          atomic.Int32 // 0: not yet known, 1: plain PostgreSQL, 2: a Citus coordinator
 }
+
+// onCitus reports whether the database is a Citus coordinator, as the
+// pool's first connection found (AfterConnect): every unit of work holds a
+// connection, so it is known before any statement is sent.
+func (db *DB) onCitus() bool { return db.citus.Load() == 2 }
 
 // Open creates the pool. It does not wait for the server: use Ping or
 // WaitReady for that.
@@ -154,19 +162,30 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		return nil, err
 	}
 	cfg.ConnConfig.DefaultQueryExecMode = mode
-	if !o.TransactionPooler {
+	db := &DB{acquireTimeout: o.AcquireTimeout, directURL: o.DirectURL}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if db.citus.Load() == 0 {
+			// Whether this is a Citus coordinator, asked on the first
+			// connection (onCitus).
+			var on bool
+			if err := c.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')`).Scan(&on); err != nil {
+				return err
+			}
+			db.citus.Store(map[bool]int32{false: 1, true: 2}[on])
+		}
+		if o.TransactionPooler {
+			return nil
+		}
 		// Defence in depth on a connection of our own: anything outside a
 		// unit of work runs as the application role too.
-		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-			_, err := c.Exec(ctx, "SET ROLE "+AppRole)
-			return err
-		}
+		_, err := c.Exec(ctx, "SET ROLE "+AppRole)
+		return err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
-	db := &DB{pool: pool, acquireTimeout: o.AcquireTimeout, directURL: o.DirectURL}
+	db.pool = pool
 	if o.KMS == nil && o.Keyring != nil {
 		local, err := kms.NewLocal(fieldcrypt.LocalMaster(o.Keyring))
 		if err != nil {
@@ -349,9 +368,22 @@ func (db *DB) readRow(ctx context.Context, sc tenant.Scope, sql string, args []a
 	}
 	defer conn.Release()
 	var b pgx.Batch
+	citus := db.onCitus() // a transaction block, as Tx.send explains
+	if citus {
+		b.Queue("BEGIN")
+	}
 	b.Queue(setScopeSQL, role, tenantID)
 	b.Queue(sql, args...).QueryRow(scan)
-	return translate(conn.SendBatch(ctx, &b).Close())
+	if citus {
+		b.Queue("COMMIT")
+	}
+	err = conn.SendBatch(ctx, &b).Close()
+	if citus && err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
+		if _, rerr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}
+	return translate(err)
 }
 
 // translate turns driver errors into apperr kinds, once, at the edge.

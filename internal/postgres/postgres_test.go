@@ -51,7 +51,7 @@ func seedTenant(t *testing.T, url, slug string) tenant.ID {
 func seedEntity(t *testing.T, url string, tid *tenant.ID) uuid.UUID {
 	t.Helper()
 	id := newUUID()
-	var tv any
+	tv := uuid.Nil // the platform's: a shared entity
 	if tid != nil {
 		tv = tid.UUID()
 	}
@@ -70,7 +70,7 @@ func tenantsIn(t *testing.T, tx *postgres.Tx, query string) []string {
 	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
 		var id *uuid.UUID
 		err := r.Scan(&id)
-		if id == nil {
+		if id == nil || *id == uuid.Nil { // a cache row's customer; the platform's rows
 			return "shared", err
 		}
 		return id.String(), err
@@ -98,7 +98,7 @@ func TestMigrations_UpDownUp(t *testing.T) {
 	if len(applied) == 0 || applied[len(applied)-1] != postgres.LatestVersion() {
 		t.Fatalf("Up applied %v, want up to %d", applied, postgres.LatestVersion())
 	}
-	wantTables := []string{"api_keys", "audit_events", "audit_retention", "audit_retention_floor", "audit_seals", "cached_data_sources", "entities",
+	wantTables := []string{"api_keys", "audit_events", "audit_heads", "audit_retention", "audit_retention_floor", "audit_seals", "cached_data_sources", "entities",
 		"entity_identifiers", "entity_profiles", "entity_relations", "tenant_keks", "tenant_keys", "tenants"}
 	if diff := cmp.Diff(wantTables, tables(t, url)); diff != "" {
 		t.Fatalf("tables after Up (-want +got):\n%s", diff)
@@ -263,14 +263,14 @@ func TestRLS_DatabaseAloneIsolatesTenants(t *testing.T) {
 	insCache := `INSERT INTO cached_data_sources (cache_id, entity_id, tenant_id, customer_id, provider_id, check_type, data_origin,
 		raw_response, normalized_data, acquired_at, fresh_until) VALUES ($1, $2, $3, $4, 'p', 'criminal', $5, '\x00', '\x00', now(), now())`
 	pgtest.Exec(t, b.url, insCache, newUUID(), ea, a.UUID(), nil, "paid_external")
-	pgtest.Exec(t, b.url, insCache, newUUID(), es, nil, bt.UUID(), "customer_provided")
-	pgtest.Exec(t, b.url, insCache, newUUID(), es, nil, nil, "paid_external")
+	pgtest.Exec(t, b.url, insCache, newUUID(), es, uuid.Nil, bt.UUID(), "customer_provided")
+	pgtest.Exec(t, b.url, insCache, newUUID(), es, uuid.Nil, nil, "paid_external")
 
 	t.Run("SeesOwnAndShared", func(t *testing.T) {
 		err := b.db.InTx(ctx, a, func(tx *postgres.Tx) error {
 			want := []string{a.String(), "shared"}
 			for _, table := range []string{"entities", "entity_identifiers"} {
-				got := tenantsIn(t, tx, "SELECT tenant_id FROM "+table+" ORDER BY tenant_id NULLS LAST")
+				got := tenantsIn(t, tx, "SELECT tenant_id FROM "+table+" ORDER BY tenant_id = '00000000-0000-0000-0000-000000000000', tenant_id")
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("%s seen by A (-want +got):\n%s", table, diff)
 				}
@@ -328,7 +328,7 @@ func TestRLS_DatabaseAloneIsolatesTenants(t *testing.T) {
 			args []any
 		}{
 			{"InsertEntityForB", "INSERT INTO entities (entity_id, tenant_id, entity_type) VALUES ($1, $2, 'individual')", []any{newUUID(), bt.UUID()}},
-			{"InsertSharedEntity", "INSERT INTO entities (entity_id, tenant_id, entity_type) VALUES ($1, NULL, 'individual')", []any{newUUID()}},
+			{"InsertSharedEntity", "INSERT INTO entities (entity_id, tenant_id, entity_type) VALUES ($1, '00000000-0000-0000-0000-000000000000', 'individual')", []any{newUUID()}},
 			{"MoveOwnEntityToB", "UPDATE entities SET tenant_id = $1 WHERE entity_id = $2", []any{bt.UUID(), ea}},
 			{"InsertProfileForB", `INSERT INTO entity_profiles (profile_id, entity_id, tenant_id, version, trigger_type, findings, connections, risk_score, connection_count)
 				VALUES ($1, $2, $3, 2, 'manual', '\x00', '\x00', '{}', 0)`, []any{newUUID(), eb, bt.UUID()}},
@@ -537,7 +537,7 @@ func TestAudit_AppendOnly(t *testing.T) {
 		if _, err := tx.Raw().Exec(ctx, insert, newUUID(), other.UUID()); err != nil {
 			return err
 		}
-		if _, err := tx.Raw().Exec(ctx, insert, newUUID(), nil); err != nil {
+		if _, err := tx.Raw().Exec(ctx, insert, newUUID(), uuid.Nil); err != nil {
 			return err
 		}
 		return nil

@@ -23,15 +23,54 @@ var (
 	normalizedColumn  = EncryptedColumn{Table: "cached_data_sources", Column: "normalized_data", ID: "cache_id", Tenant: "coalesce(customer_id, tenant_id)"}
 )
 
+// ownThenShared lists the tenants whose entities scope t sees, its own
+// first: t and the platform (shared entities), or the platform alone. They
+// are read by one query each, so on Citus every query stays on one shard.
+func ownThenShared(t uuid.UUID) []uuid.UUID {
+	if t == uuid.Nil {
+		return []uuid.UUID{uuid.Nil}
+	}
+	return []uuid.UUID{t, uuid.Nil}
+}
+
+// entityOwner returns the tenant of entity id as scope t sees it: t, or
+// the platform (uuid.Nil) for a shared entity; entity.ErrNotFound when
+// neither has it. The owner is remembered for the rest of the unit of work
+// (sharedRef).
+func entityOwner(ctx context.Context, tx *Tx, t, id uuid.UUID) (uuid.UUID, error) {
+	if owner, ok := tx.owners[id]; ok {
+		return owner, nil
+	}
+	for _, owner := range ownThenShared(t) {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM entities WHERE tenant_id = $1 AND entity_id = $2`, owner, id).Scan(&n); err != nil {
+			return uuid.Nil, err
+		}
+		if n > 0 {
+			if tx.owners == nil {
+				tx.owners = map[uuid.UUID]uuid.UUID{}
+			}
+			tx.owners[id] = owner
+			return owner, nil
+		}
+	}
+	return uuid.Nil, entity.ErrNotFound
+}
+
+// sharedRef reports whether a row of tenant t naming entity id names a
+// platform-shared entity (the row's foreign key then skips it); the owner
+// was looked up by visible or entityOwner in this unit of work.
+func (t *Tx) sharedRef(rowTenant, id uuid.UUID) bool {
+	owner, ok := t.owners[id]
+	return ok && owner == uuid.Nil && rowTenant != uuid.Nil
+}
+
 // visible checks that every id is an entity t can see.
 func visible(ctx context.Context, tx *Tx, t tenant.ID, ids ...uuid.UUID) error {
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM entities WHERE entity_id = ANY($1) AND (tenant_id = $2 OR tenant_id IS NULL)`,
-		ids, nullUUID(t.UUID())).Scan(&n); err != nil {
-		return err
-	}
-	if n != len(ids) {
-		return entity.ErrNotFound
+	for _, id := range ids {
+		if _, err := entityOwner(ctx, tx, t.UUID(), id); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -47,12 +86,12 @@ func (s *EntityStore) Relations(ctx context.Context, sc tenant.Scope, id, after 
 		}
 		rows, err := tx.Query(ctx, `SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
 				discovered_in_profile_id, created_at FROM entity_relations
-			WHERE (tenant_id = $2 OR tenant_id IS NULL) AND from_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
+			WHERE tenant_id IN ($2, '00000000-0000-0000-0000-000000000000') AND from_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
 			UNION ALL
 			SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
 				discovered_in_profile_id, created_at FROM entity_relations
-			WHERE (tenant_id = $2 OR tenant_id IS NULL) AND to_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
-			ORDER BY relation_id DESC LIMIT $4`, id, nullUUID(t.UUID()), nullUUID(after), limit)
+			WHERE tenant_id IN ($2, '00000000-0000-0000-0000-000000000000') AND to_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
+			ORDER BY relation_id DESC LIMIT $4`, id, t.UUID(), nullUUID(after), limit)
 		if err != nil {
 			return err
 		}
@@ -187,10 +226,10 @@ func (t *profileTx) InsertProfile(ctx context.Context, p *entity.Profile) error 
 	stale, _ := json.Marshal(nonNilRaw(p.StaleDataUsed))
 	signals, _ := json.Marshal(nonNilRaw(p.EvolutionSignals))
 	t.QueueRow(`INSERT INTO entity_profiles (profile_id, entity_id, tenant_id, version, previous_version, trigger_type,
-		trigger_id, findings, connections, delta, risk_score, connection_count, data_sources_used, stale_data_used, evolution_signals)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING created_at`,
+		trigger_id, findings, connections, delta, risk_score, connection_count, data_sources_used, stale_data_used, evolution_signals,
+		entity_shared) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING created_at`,
 		[]any{p.ID, p.EntityID, tid, p.Version, prevVersion, p.TriggerType, nullUUID(p.TriggerID), findings, conns, delta,
-			score, len(p.Connections), used, stale, signals}, func(row pgx.Row) error { return row.Scan(&p.CreatedAt) })
+			score, len(p.Connections), used, stale, signals, t.sharedRef(tid, p.EntityID)}, func(row pgx.Row) error { return row.Scan(&p.CreatedAt) })
 	return nil
 }
 
@@ -325,30 +364,21 @@ func (s *CacheStore) InScope(ctx context.Context, sc tenant.Scope, fn func(sourc
 	return s.db.InScope(ctx, sc, func(tx *Tx) error { return fn(&cacheTx{tx}) })
 }
 
-const ownerSQL = `SELECT tenant_id FROM entities WHERE entity_id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)`
-
-func ownerOf(owner *uuid.UUID, err error) (tenant.ID, error) {
-	if errors.Is(err, pgx.ErrNoRows) || errors.Is(err, ErrNotFound) {
-		return tenant.ID{}, entity.ErrNotFound.Wrap(err)
-	}
-	if err != nil || owner == nil {
-		return tenant.ID{}, err
-	}
-	return tenant.ID(*owner), nil
-}
-
 // Owner returns the tenant of an entity sc can see (zero: shared).
 func (s *CacheStore) Owner(ctx context.Context, sc tenant.Scope, entityID uuid.UUID) (tenant.ID, error) {
-	var owner *uuid.UUID
-	err := s.db.readRow(ctx, sc, ownerSQL, []any{entityID, nullUUID(sc.Tenant().UUID())}, func(row pgx.Row) error { return row.Scan(&owner) })
-	return ownerOf(owner, err)
+	var owner uuid.UUID
+	err := s.db.InScope(ctx, sc, func(tx *Tx) error {
+		var err error
+		owner, err = entityOwner(ctx, tx, sc.Tenant().UUID(), entityID)
+		return err
+	})
+	return tenant.ID(owner), err
 }
 
 // Owner returns the tenant of an entity the unit of work can see.
 func (t *cacheTx) Owner(ctx context.Context, entityID uuid.UUID) (tenant.ID, error) {
-	var owner *uuid.UUID
-	err := t.QueryRow(ctx, ownerSQL, entityID, nullUUID(t.tenant.UUID())).Scan(&owner)
-	return ownerOf(owner, err)
+	owner, err := entityOwner(ctx, t.Tx, t.tenant.UUID(), entityID)
+	return tenant.ID(owner), err
 }
 
 // Insert queues e with its ciphertexts bound to the tenant that may read
@@ -369,7 +399,7 @@ func (t *cacheTx) Insert(ctx context.Context, e *sourcecache.Entry) error {
 	t.QueueRow(`INSERT INTO cached_data_sources (cache_id, entity_id, tenant_id, customer_id, provider_id, check_type,
 		data_origin, raw_response, normalized_data, cost_incurred, cost_currency, acquired_at, fresh_until, stale_until)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11, $12, $13, $14) RETURNING created_at, cost_incurred::text`,
-		[]any{e.ID, e.EntityID, nullUUID(e.Owner.UUID()), nullUUID(e.Customer.UUID()), e.ProviderID, e.CheckType, e.Origin, raw, norm,
+		[]any{e.ID, e.EntityID, e.Owner.UUID(), nullUUID(e.Customer.UUID()), e.ProviderID, e.CheckType, e.Origin, raw, norm,
 			e.Cost, e.Currency, e.AcquiredAt, e.FreshUntil, e.StaleUntil},
 		func(row pgx.Row) error { return row.Scan(&e.CreatedAt, &e.Cost) })
 	return nil
@@ -385,14 +415,17 @@ func (t *cacheTx) Insert(ctx context.Context, e *sourcecache.Entry) error {
 func (s *CacheStore) Entries(ctx context.Context, sc tenant.Scope, entityID uuid.UUID, f sourcecache.Filter, withRaw bool, after uuid.UUID, limit int) (out []sourcecache.Entry, more bool, err error) {
 	db, t := s.db, sc.Tenant()
 	err = db.InScope(ctx, sc, func(tx *Tx) error {
-		if err := visible(ctx, tx, t, entityID); err != nil {
+		// A cache row lives with its entity (its tenant is the entity's
+		// owner): one shard on Citus.
+		owner, err := entityOwner(ctx, tx, t.UUID(), entityID)
+		if err != nil {
 			return err
 		}
-		const where = `FROM cached_data_sources /* all tenants: paid_external entries are shared by every tenant that sees the entity */
-			WHERE entity_id = $1 AND ($2 = '' OR check_type = $2) AND ($3 = '' OR provider_id = $3)
+		const where = `FROM cached_data_sources
+			WHERE tenant_id = $7 AND entity_id = $1 AND ($2 = '' OR check_type = $2) AND ($3 = '' OR provider_id = $3)
 			  AND (customer_id IS NULL OR customer_id = $4) AND ($5::uuid IS NULL OR cache_id < $5) ORDER BY cache_id DESC LIMIT $6`
-		args := []any{entityID, f.CheckType, f.ProviderID, t.UUID(), nullUUID(after), limit + 1}
-		n, m, err := fit(ctx, tx, `SELECT octet_length(normalized_data) + CASE WHEN $7 THEN octet_length(raw_response) * 4 / 3 ELSE 0 END `+where,
+		args := []any{entityID, f.CheckType, f.ProviderID, t.UUID(), nullUUID(after), limit + 1, owner}
+		n, m, err := fit(ctx, tx, `SELECT octet_length(normalized_data) + CASE WHEN $8 THEN octet_length(raw_response) * 4 / 3 ELSE 0 END `+where,
 			limit, append(args, withRaw)...)
 		if err != nil || n == 0 {
 			return err
@@ -414,9 +447,15 @@ func (s *CacheStore) Entry(ctx context.Context, sc tenant.Scope, entityID, id uu
 	db, t := s.db, sc.Tenant()
 	var out sourcecache.Entry
 	err := db.InScope(ctx, sc, func(tx *Tx) error {
-		var err error
-		out, err = db.scanCache(ctx, tx.QueryRow(ctx, `SELECT `+cacheCols+` FROM cached_data_sources /* all tenants: paid_external entries are shared */
-			WHERE cache_id = $1 AND entity_id = $2 AND (customer_id IS NULL OR customer_id = $3)`, id, entityID, t.UUID()), withRaw)
+		owner, err := entityOwner(ctx, tx, t.UUID(), entityID)
+		if errors.Is(err, entity.ErrNotFound) {
+			return sourcecache.ErrNotFound.Wrap(err)
+		}
+		if err != nil {
+			return err
+		}
+		out, err = db.scanCache(ctx, tx.QueryRow(ctx, `SELECT `+cacheCols+` FROM cached_data_sources
+			WHERE tenant_id = $4 AND cache_id = $1 AND entity_id = $2 AND (customer_id IS NULL OR customer_id = $3)`, id, entityID, t.UUID(), owner), withRaw)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return sourcecache.ErrNotFound.Wrap(err)
 		}

@@ -81,8 +81,8 @@ func (db *DB) Reindex(ctx context.Context, t uuid.UUID, batch int, wait func(tim
 		}
 	}
 	err = db.InPlatformTx(ctx, func(tx *Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM entity_identifiers WHERE tenant_id IS NOT DISTINCT FROM $1 AND blind_key IS DISTINCT FROM $2`,
-			nullUUID(t), int64(res.NewKey))
+		tag, err := tx.Exec(ctx, `DELETE FROM entity_identifiers WHERE tenant_id = $1 AND blind_key IS DISTINCT FROM $2`,
+			t, int64(res.NewKey))
 		if err != nil {
 			return err
 		}
@@ -102,10 +102,10 @@ func (db *DB) reindexBatch(ctx context.Context, t uuid.UUID, key uint32, limit i
 	n := 0
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		rows, err := tx.Query(ctx, `SELECT e.entity_id, e.identifiers FROM entities e
-			WHERE e.tenant_id IS NOT DISTINCT FROM $1
-			  AND EXISTS (SELECT FROM entity_identifiers i WHERE i.entity_id = e.entity_id)
-			  AND NOT EXISTS (SELECT FROM entity_identifiers i WHERE i.entity_id = e.entity_id AND i.blind_key = $2)
-			ORDER BY e.entity_id LIMIT $3 FOR UPDATE OF e`, nullUUID(t), int64(key), limit)
+			WHERE e.tenant_id = $1
+			  AND EXISTS (SELECT FROM entity_identifiers i WHERE i.tenant_id = $1 AND i.entity_id = e.entity_id)
+			  AND NOT EXISTS (SELECT FROM entity_identifiers i WHERE i.tenant_id = $1 AND i.entity_id = e.entity_id AND i.blind_key = $2)
+			ORDER BY e.entity_id LIMIT $3 FOR UPDATE OF e`, t, int64(key), limit)
 		if err != nil {
 			return err
 		}
@@ -152,7 +152,7 @@ func (db *DB) reindexBatch(ctx context.Context, t uuid.UUID, key uint32, limit i
 			if len(kinds) == 0 {
 				return fmt.Errorf("entity %s: the new blind key %d is not among the tenant's keys", x.id, key)
 			}
-			tag, err := tx.Exec(ctx, insertBlindSQL+` ON CONFLICT DO NOTHING`, rowIDs, x.id, nullUUID(t), kinds, idx, ks)
+			tag, err := tx.Exec(ctx, insertBlindSQL+` ON CONFLICT DO NOTHING`, rowIDs, x.id, t, kinds, idx, ks)
 			if err != nil {
 				return err
 			}

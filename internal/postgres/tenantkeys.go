@@ -122,15 +122,18 @@ func (s keyStore) DEK(ctx context.Context, id uint32) (fieldcrypt.DEK, error) {
 func (s keyStore) SaveTenantKeys(ctx context.Context, tk fieldcrypt.TenantKeys) (fieldcrypt.TenantKeys, error) {
 	err := s.db.runCold(ctx, PlatformRole, "", tenant.ID{}, func(tx *Tx) error {
 		// The KEK row, and the ids of the two keys it wraps.
+		// (Citus refuses nextval() in a RETURNING clause: a second statement.)
 		var a, b int64
 		err := tx.QueryRow(ctx, `INSERT INTO tenant_keks (tenant_id, version, provider, key_id, label, byok)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
-			RETURNING nextval('tenant_keys_id_seq'), nextval('tenant_keys_id_seq')`,
-			tk.KEK.Tenant, tk.KEK.Version, tk.KEK.KEK.Provider, tk.KEK.KEK.ID, tk.KEK.KEK.Label, tk.KEK.BYOK).Scan(&a, &b)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING version`,
+			tk.KEK.Tenant, tk.KEK.Version, tk.KEK.KEK.Provider, tk.KEK.KEK.ID, tk.KEK.KEK.Label, tk.KEK.BYOK).Scan(new(int32))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldcrypt.ErrTenantKeysExist
 		}
 		if err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT nextval('tenant_keys_id_seq'), nextval('tenant_keys_id_seq')`).Scan(&a, &b); err != nil {
 			return err
 		}
 		tk.Data.ID, tk.Blind.ID = uint32(a), uint32(b) //nolint:gosec // key ids are positive int4

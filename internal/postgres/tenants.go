@@ -38,11 +38,16 @@ func scanTenant(row pgx.Row) (tenant.Tenant, error) {
 	return t, nil
 }
 
+// notPlatform leaves out the platform's own row (tenant_id = the nil UUID,
+// migration 00009), which holds shared entities and the system audit
+// chain: it is no tenant anyone can name, list, change or erase.
+const notPlatform = "tenant_id <> '00000000-0000-0000-0000-000000000000'"
+
 // Tenant returns a tenant by id through the platform path (it is used to
 // validate X-Tenant-ID before any tenant scope exists).
 func (db *DB) Tenant(ctx context.Context, id tenant.ID) (tenant.Tenant, error) {
 	var out tenant.Tenant
-	err := db.readRow(ctx, tenant.Platform(), "SELECT "+tenantCols+" FROM tenants WHERE tenant_id = $1", []any{id.UUID()},
+	err := db.readRow(ctx, tenant.Platform(), "SELECT "+tenantCols+" FROM tenants WHERE tenant_id = $1 AND "+notPlatform, []any{id.UUID()},
 		func(row pgx.Row) error {
 			var err error
 			out, err = scanTenant(row)
@@ -60,7 +65,7 @@ func (db *DB) Tenants(ctx context.Context, after uuid.UUID, limit int) ([]tenant
 	var out []tenant.Tenant
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		rows, err := tx.Query(ctx, "SELECT "+tenantCols+` FROM tenants
-			WHERE ($1::uuid IS NULL OR tenant_id < $1) ORDER BY tenant_id DESC LIMIT $2`, nullUUID(after), limit)
+			WHERE `+notPlatform+` AND ($1::uuid IS NULL OR tenant_id < $1) ORDER BY tenant_id DESC LIMIT $2`, nullUUID(after), limit)
 		if err != nil {
 			return err
 		}
@@ -213,7 +218,7 @@ func (t *tenancyTx) UpdateTenant(ctx context.Context, id tenant.ID, p tenant.Pat
 	out, err := scanTenant(t.QueryRow(ctx, `UPDATE tenants SET
 			name = coalesce($2, name), locale = coalesce($3, locale), active = coalesce($4, active),
 			config = coalesce($5, config), legal_hold = coalesce($6, legal_hold), updated_at = now()
-		WHERE tenant_id = $1 RETURNING `+tenantCols, id.UUID(), p.Name, p.Locale, p.Active, cfg, p.LegalHold))
+		WHERE tenant_id = $1 AND `+notPlatform+` RETURNING `+tenantCols, id.UUID(), p.Name, p.Locale, p.Active, cfg, p.LegalHold))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tenant.Tenant{}, tenant.ErrNotFound.Wrap(err)
 	}

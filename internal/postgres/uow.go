@@ -40,6 +40,7 @@ type Tx struct {
 	begun   bool      // an explicit transaction is open
 	pending []queued
 	aborts  []func(context.Context)
+	owners  map[uuid.UUID]uuid.UUID // entity -> its tenant, as looked up in this unit (entityOwner)
 }
 
 // onAbort registers fn to undo, outside the database, what the unit of
@@ -73,10 +74,15 @@ func (t *Tx) QueueRow(sql string, args []any, scan func(pgx.Row) error) {
 // transaction (opening it first) unless final is set and none is open, in
 // which case the pipeline is the whole unit of work.
 func (t *Tx) send(ctx context.Context, final bool, add func(*pgx.Batch)) error {
-	implicit := final && !t.begun
-	if implicit && len(t.pending) == 0 && add == nil {
+	if final && !t.begun && len(t.pending) == 0 && add == nil {
 		return nil // nothing was ever asked of the database
 	}
+	// On Citus the pipeline is wrapped in BEGIN … COMMIT (still one round
+	// trip): it propagates SET LOCAL to the workers only inside a
+	// transaction block, and an implicit one is not — a worker would see
+	// no tenant, and row-level security there would return nothing.
+	wrap := final && !t.begun && t.db.onCitus()
+	implicit := final && !t.begun && !wrap
 	var b pgx.Batch
 	if !t.begun {
 		if !implicit {
@@ -94,7 +100,7 @@ func (t *Tx) send(ctx context.Context, final bool, add func(*pgx.Batch)) error {
 	if add != nil {
 		add(&b)
 	}
-	if final && t.begun {
+	if final && (t.begun || wrap) {
 		b.Queue("COMMIT")
 	}
 	if !implicit {
