@@ -194,104 +194,81 @@ func scanSeal(row pgx.Row) (audit.Seal, [][32]byte, error) {
 	return s, list, nil
 }
 
-// SealRound seals every chain's events committed since its last seal.
-// Each chain (a tenant's events, or the system events) numbers its events
-// in commit order (migration 00010): the round reads every chain's head,
-// and for each chain whose head passed its last genuine seal, reads the
-// events after that seal in order, stops at the first missing number (a
-// transaction not yet visible here), and appends one signed seal chained
-// to the chain's previous one. It returns how many events it sealed and
-// the sealing lag after it. Run by one leader at a time.
+// SealRound seals every event that became visible since the last round:
+// for each chain (a tenant's events, or the system events) with pending
+// events (migration 00010), it deletes their pending rows and appends one
+// signed seal listing them, chained to the chain's previous seal, in one
+// transaction. An event whose transaction has not committed here yet (on
+// Citus: committed on the coordinator, not yet on the worker) is not
+// pending yet either, and a later round seals it: none is skipped, and no
+// ordering among the writers is needed. It returns how many events it
+// sealed and the sealing lag after it. Run by one leader at a time (two
+// would each fail on the other's seal numbers, not seal twice).
 func (db *DB) SealRound(ctx context.Context, signer *audit.Signer) (audit.Round, error) {
 	var round audit.Round
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		heads, err := chainHeads(ctx, tx)
+		rows, err := tx.Query(ctx, `SELECT DISTINCT tenant_id FROM audit_pending /* all tenants: a round seals every chain */ ORDER BY 1`)
+		if err != nil {
+			return err
+		}
+		chains, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 		if err != nil {
 			return err
 		}
 		now := time.Now().UTC().Truncate(time.Microsecond)
-		for _, h := range heads {
-			at, err := db.sealedPosition(ctx, tx, h.tenant, signer.Public())
+		for _, t := range chains {
+			ids, hashes, err := takePending(ctx, tx, t)
 			if err != nil {
 				return err
 			}
-			if h.last < at {
-				continue // every event of the chain is sealed
-			}
-			hashes, next, err := chainEvents(ctx, tx, h.tenant, at, h.last)
-			if err != nil {
-				return err
-			}
-			if len(hashes) == 0 {
+			if len(ids) == 0 {
 				continue
 			}
-			if err := db.appendSeal(ctx, tx, signer, h.tenant, at, next, hashes, now); err != nil {
+			if err := db.appendSeal(ctx, tx, signer, t, ids, hashes, now); err != nil {
 				return err
 			}
-			round.Sealed += len(hashes)
+			round.Sealed += len(ids)
 		}
-		round.Lag, err = db.lag(ctx, tx, signer.Public())
+		round.Lag, err = lag(ctx, tx)
 		return err
 	})
 	return round, err
 }
 
-type chainHead struct {
-	tenant uuid.UUID
-	last   int64
-}
+// maxSealEvents bounds one seal: a chain with more pending events (after a
+// long sealer outage) is sealed over several rounds.
+const maxSealEvents = 100_000
 
-// chainHeads reads every chain's last given position.
-func chainHeads(ctx context.Context, tx *Tx) ([]chainHead, error) {
-	rows, err := tx.Query(ctx, `SELECT tenant_id, last_seq FROM audit_heads /* all tenants: a round looks at every chain */ ORDER BY tenant_id`)
+// takePending deletes up to maxSealEvents of chain t's pending rows, oldest
+// first, and returns their events' ids and hashes in that order. A pending
+// row whose event is not there (deleted by someone who could) is dropped:
+// what is gone before it was sealed cannot be vouched for either way.
+func takePending(ctx context.Context, tx *Tx, t uuid.UUID) ([]uuid.UUID, [][32]byte, error) {
+	rows, err := tx.Query(ctx, `WITH taken AS (
+			DELETE FROM audit_pending WHERE tenant_id = $1 AND (created_at, audit_id) IN (
+				SELECT created_at, audit_id FROM audit_pending WHERE tenant_id = $1 ORDER BY created_at, audit_id LIMIT $2)
+			RETURNING created_at, audit_id)
+		SELECT `+storedCols+` FROM audit_events e
+		WHERE e.tenant_id = $1 AND (e.created_at, e.audit_id) IN (SELECT created_at, audit_id FROM taken)
+		ORDER BY e.created_at, e.audit_id`, t, maxSealEvents)
 	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (chainHead, error) {
-		var h chainHead
-		err := r.Scan(&h.tenant, &h.last)
-		return h, err
-	})
-}
-
-// chainEvents streams chain t's events from position from through last,
-// in order, keeping only each event's 32-byte hash (a round after a long
-// sealer outage may cover millions of events), and stops before the first
-// position it does not find: the events it returns are from, from+1, …,
-// next-1.
-func chainEvents(ctx context.Context, tx *Tx, t uuid.UUID, from, last int64) (hashes [][32]byte, next int64, err error) {
-	rows, err := tx.Query(ctx, `SELECT seq, `+storedCols+` FROM audit_events
-		WHERE tenant_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq`, t, from, last)
-	if err != nil {
-		return nil, from, err
+		return nil, nil, err
 	}
 	defer rows.Close()
-	next = from
+	var ids []uuid.UUID
+	var hashes [][32]byte
 	for rows.Next() {
-		var seq int64
-		ev, err := scanStored(seqRow{rows, &seq})
+		ev, err := scanStored(rows)
 		if err != nil {
-			return nil, from, err
+			return nil, nil, err
 		}
-		if seq != next {
-			break // a gap: the rest waits for a later round
-		}
+		ids = append(ids, ev.ID)
 		hashes = append(hashes, ev.Hash())
-		next++
 	}
-	rows.Close()
-	return hashes, next, rows.Err()
+	return ids, hashes, rows.Err()
 }
 
-// seqRow scans a leading seq column, then hands the rest to scanStored.
-type seqRow struct {
-	pgx.Row
-	seq *int64
-}
-
-func (r seqRow) Scan(dest ...any) error { return r.Row.Scan(append([]any{r.seq}, dest...)...) }
-
-func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, from, to int64, hashes [][32]byte, now time.Time) error {
+func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uuid.UUID, ids []uuid.UUID, hashes [][32]byte, now time.Time) error {
 	var prev audit.Seal
 	var found bool
 	row := tx.QueryRow(ctx, `SELECT `+sealCols+` FROM audit_seals WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`, t)
@@ -299,6 +276,11 @@ func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uu
 	switch {
 	case err == nil:
 		prev, found = p, true
+		if audit.VerifyCheckpoint(audit.CheckpointOf(p), signer.Public()) != nil {
+			// Chained onto all the same (the seal numbers are unique):
+			// verification names it; the metric and its alert tell now.
+			db.forgedSeals.Add(1)
+		}
 	case !errors.Is(err, pgx.ErrNoRows):
 		return err
 	}
@@ -306,133 +288,46 @@ func (db *DB) appendSeal(ctx context.Context, tx *Tx, signer *audit.Signer, t uu
 	for _, h := range hashes {
 		flat = append(flat, h[:]...)
 	}
-	s := audit.Seal{ID: uuid.Must(uuid.NewV7()), Tenant: t, Seq: 1, HorizonFrom: uint64(from), HorizonTo: uint64(to), //nolint:gosec // positive
-		EventCount: len(hashes), CumulativeCount: int64(len(hashes)), At: now}
+	s := audit.Seal{ID: uuid.Must(uuid.NewV7()), Tenant: t, Seq: 1, EventCount: len(hashes), CumulativeCount: int64(len(hashes)), At: now}
 	if found {
 		s.Seq, s.PrevHash, s.CumulativeCount = prev.Seq+1, prev.Hash, prev.CumulativeCount+int64(len(hashes))
 	}
+	// The chain positions the seal covers: its events are the chain's
+	// events number from+1 through to.
+	s.HorizonFrom, s.HorizonTo = uint64(s.CumulativeCount-int64(len(hashes))), uint64(s.CumulativeCount) //nolint:gosec // non-negative
 	s.Hash = audit.SealHash(s.PrevHash, t, s.Seq, s.HorizonFrom, s.HorizonTo, s.CumulativeCount, hashes)
 	signer.Sign(&s)
-	_, err = tx.Exec(ctx, `INSERT INTO audit_seals (seal_id, tenant_id, seq, horizon_from, horizon_to, seq_from, seq_to, event_count, cumulative_count,
-		prev_hash, seal_hash, signature, signing_key_id, created_at, event_hashes)
-		VALUES ($1, $2, $3, $4::text::xid8, $5::text::xid8, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		s.ID, t, s.Seq, fmt.Sprint(from), fmt.Sprint(to), from, to, s.EventCount, s.CumulativeCount,
-		s.PrevHash[:], s.Hash[:], s.Signature, s.KeyID, s.At, flat)
-	if err == nil {
-		db.sealed.Store(t, sealedAt{id: s.ID, next: to})
-	}
+	_, err = tx.Exec(ctx, `INSERT INTO audit_seals (seal_id, tenant_id, seq, horizon_from, horizon_to, event_count, cumulative_count,
+		prev_hash, seal_hash, signature, signing_key_id, created_at, event_hashes, event_ids)
+		VALUES ($1, $2, $3, $4::text::xid8, $5::text::xid8, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		s.ID, t, s.Seq, fmt.Sprint(s.HorizonFrom), fmt.Sprint(s.HorizonTo), s.EventCount, s.CumulativeCount,
+		s.PrevHash[:], s.Hash[:], s.Signature, s.KeyID, s.At, flat, ids)
 	return err
 }
 
-// sealedAt is where a chain's newest genuine seal ends: the seal, and the
-// position of the first event after it.
-type sealedAt struct {
-	id   uuid.UUID
-	next int64
-}
-
-// sealedPosition is the position of chain t's first event not covered by
-// a genuine seal: the seq_to of its newest seal whose signature verifies
-// with pub (1 when it has none). A seal someone inserted without the
-// signing key (one reaching far past the head, say) is passed over, so it
-// can neither make the sealer skip events nor make the lag read 0. A
-// verified seal is remembered by id: a round verifies a chain's seal once,
-// not once per round.
-func (db *DB) sealedPosition(ctx context.Context, tx *Tx, t uuid.UUID, pub ed25519.PublicKey) (int64, error) {
-	const page = 16
-	seen := 0
-	for seen < maxForgedSeals {
-		rows, err := tx.Query(ctx, `SELECT coalesce(seq_to, 1), `+sealHeadCols+` FROM audit_seals
-			WHERE tenant_id = $1 ORDER BY seq DESC OFFSET $2 LIMIT $3`, t, seen, min(page, maxForgedSeals-seen))
-		if err != nil {
-			return 0, err
-		}
-		type sealPos struct {
-			s    audit.Seal
-			next int64
-		}
-		seals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealPos, error) {
-			var sp sealPos
-			s, _, err := scanSeal(seqRow{r, &sp.next})
-			sp.s = s
-			return sp, err
-		})
-		if err != nil {
-			return 0, err
-		}
-		for _, sp := range seals {
-			if c, ok := db.sealed.Load(t); ok && c.(sealedAt).id == sp.s.ID { //nolint:forcetypeassert // only sealedAt is stored
-				return sp.next, nil
-			}
-			if audit.VerifyCheckpoint(audit.CheckpointOf(sp.s), pub) == nil {
-				db.sealed.Store(t, sealedAt{id: sp.s.ID, next: sp.next})
-				return sp.next, nil
-			}
-			db.forgedSeals.Add(1)
-		}
-		seen += len(seals)
-		if len(seals) < page {
-			break
-		}
-	}
-	if seen > 0 {
-		// Only forged seals on top: stop sealing this chain (the lag then
-		// grows and alerts) rather than guess where the genuine chain ends.
-		return 0, fmt.Errorf("no seal among the newest %d of chain %s verifies with the audit signing key: audit_seals was written without it", seen, t)
-	}
-	return 1, nil
-}
-
-// sealHeadCols are sealCols without the event hash list, which checking a
-// signature does not need.
-const sealHeadCols = `seal_id, tenant_id, seq, horizon_from::text::numeric::bigint,
-	horizon_to::text::numeric::bigint, event_count, cumulative_count, prev_hash, seal_hash, signature, signing_key_id, created_at, '\x'::bytea`
-
-// maxForgedSeals bounds how many seals that do not verify a round reads
-// past before it gives up.
-const maxForgedSeals = 1000
-
-// ForgedSealsSeen counts seals passed over because their signature did not
-// verify (each time a round or a lag reading met them).
+// ForgedSealsSeen counts seals met on top of a chain whose signature did
+// not verify (a round chains onto them all the same; verification names
+// them).
 func (db *DB) ForgedSealsSeen() int64 { return db.forgedSeals.Load() }
 
-// SealingLag is how long the oldest event not covered by a genuine seal
-// has waited (0 if none): of every chain whose head passed its last seal,
-// the event just after that seal, found by the (tenant_id, seq) index.
-func (db *DB) SealingLag(ctx context.Context, pub ed25519.PublicKey) (time.Duration, error) {
-	var lag time.Duration
+// SealingLag is how long the oldest event not yet sealed has waited (0 if
+// none): the oldest pending row, which the primary key finds per chain.
+// Nothing a seal says enters it: a forged seal cannot make it read 0.
+func (db *DB) SealingLag(ctx context.Context, _ ed25519.PublicKey) (time.Duration, error) {
+	var l time.Duration
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
 		var err error
-		lag, err = db.lag(ctx, tx, pub)
+		l, err = lag(ctx, tx)
 		return err
 	})
-	return lag, err
+	return l, err
 }
 
-func (db *DB) lag(ctx context.Context, tx *Tx, pub ed25519.PublicKey) (time.Duration, error) {
-	heads, err := chainHeads(ctx, tx)
-	if err != nil {
-		return 0, err
-	}
-	var worst float64
-	for _, h := range heads {
-		at, err := db.sealedPosition(ctx, tx, h.tenant, pub)
-		if err != nil {
-			return 0, err
-		}
-		if h.last < at {
-			continue
-		}
-		var l float64
-		// The first event after the seal that is there (one may be missing:
-		// the round stopped at that gap).
-		if err := tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM clock_timestamp() - (SELECT created_at FROM audit_events
-			WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT 1)), 0)`, h.tenant, at).Scan(&l); err != nil {
-			return 0, err
-		}
-		worst = max(worst, l)
-	}
-	return time.Duration(worst * float64(time.Second)), nil
+func lag(ctx context.Context, tx *Tx) (time.Duration, error) {
+	var secs float64
+	err := tx.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)
+		FROM audit_pending /* all tenants: the sealing lag is the oldest unsealed event of any chain */`).Scan(&secs)
+	return time.Duration(secs * float64(time.Second)), err
 }
 
 // AuditChain reads a chain for verification: seals of tenant t (uuid.Nil:
@@ -457,12 +352,21 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 			return err
 		}
 		for _, sr := range seals {
-			// The positions the seal covers (NULL for a seal made before
-			// migration 00010 whose events retention dropped: none read).
-			rows, err := tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
-				WHERE tenant_id = $1 AND seq >= (SELECT seq_from FROM audit_seals WHERE tenant_id = $1 AND seal_id = $2)
-				  AND seq < (SELECT seq_to FROM audit_seals WHERE tenant_id = $1 AND seal_id = $2) ORDER BY seq`,
-				t, sr.s.ID)
+			// The events the seal lists, in its order; for a seal made
+			// before migration 00010, those in its txid range.
+			var ids []uuid.UUID
+			if err := tx.QueryRow(ctx, `SELECT event_ids FROM audit_seals WHERE tenant_id = $1 AND seal_id = $2`, t, sr.s.ID).Scan(&ids); err != nil {
+				return err
+			}
+			var rows pgx.Rows
+			var err error
+			if ids != nil {
+				rows, err = tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events WHERE tenant_id = $1 AND audit_id = ANY($2)`, t, ids)
+			} else {
+				rows, err = tx.Query(ctx, `SELECT `+storedCols+` FROM audit_events
+					WHERE tenant_id = $1 AND txid >= $2::text::xid8 AND txid < $3::text::xid8 ORDER BY txid, audit_id`,
+					t, fmt.Sprint(sr.s.HorizonFrom), fmt.Sprint(sr.s.HorizonTo))
+			}
 			if err != nil {
 				return err
 			}
@@ -478,6 +382,13 @@ func (db *DB) AuditChain(ctx context.Context, t uuid.UUID, each func(s audit.Sea
 			rows.Close()
 			if err := rows.Err(); err != nil {
 				return err
+			}
+			if ids != nil {
+				inSeal := make(map[uuid.UUID]int, len(ids))
+				for i, id := range ids {
+					inSeal[id] = i
+				}
+				slices.SortStableFunc(refs, func(x, y audit.Ref) int { return inSeal[x.ID] - inSeal[y.ID] })
 			}
 			if err := each(sr.s, sr.hashes, refs); err != nil {
 				return err
@@ -516,14 +427,19 @@ func (db *DB) RetentionFloor(ctx context.Context) (time.Duration, error) {
 	return time.Duration(secs * float64(time.Second)), err
 }
 
-// CountEventsInRange counts chain t's events at the positions its seals
-// cover, from the start of seal number fromSeal to the end of its newest.
-func (db *DB) CountEventsInRange(ctx context.Context, t uuid.UUID, fromSeal int64) (int64, error) {
+// UnsealedEvents counts chain t's events created at or after since that
+// are neither pending nor sealed: events that appeared without passing
+// through the sealer (someone wrote them with the triggers off). One
+// statement, so a round committing meanwhile cannot make it miscount.
+func (db *DB) UnsealedEvents(ctx context.Context, t uuid.UUID, since time.Time) (int64, error) {
 	var n int64
 	err := db.InPlatformTx(ctx, func(tx *Tx) error {
-		return tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id = $1
-			AND seq >= (SELECT seq_from FROM audit_seals WHERE tenant_id = $1 AND seq = $2)
-			AND seq < (SELECT max(seq_to) FROM audit_seals WHERE tenant_id = $1)`, t, fromSeal).Scan(&n)
+		return tx.QueryRow(ctx, `SELECT count(*) FROM audit_events e
+			WHERE e.tenant_id = $1 AND e.created_at >= $2
+			  AND NOT EXISTS (SELECT FROM audit_pending p WHERE p.tenant_id = $1 AND p.created_at = e.created_at AND p.audit_id = e.audit_id)
+			  AND e.audit_id NOT IN (SELECT unnest(event_ids) FROM audit_seals WHERE tenant_id = $1 AND event_ids IS NOT NULL)
+			  AND NOT EXISTS (SELECT FROM audit_seals s WHERE s.tenant_id = $1 AND s.event_ids IS NULL
+			                  AND e.txid >= s.horizon_from AND e.txid < s.horizon_to)`, t, since).Scan(&n)
 	})
 	return n, err
 }

@@ -403,37 +403,45 @@ func BenchmarkSealingLag(b *testing.B) {
 	}
 }
 
-// The chain positions the sealer trusts (migration 00010) are not the
-// caller's: no runtime role can move a head (a head moved past its events
-// would be a gap that stops the chain's sealing), and an event's position
-// is the trigger's, whatever the insert says.
-func TestChainPositions_NotTheCallers(t *testing.T) {
+// What waits for a seal (migration 00010) is not the caller's to write:
+// no runtime role can add, change or remove a pending row but the
+// platform's sealing path, and an event kept out of the seals by deleting
+// its pending row (the platform role can) is reported by verification.
+func TestPendingEvents_NotTheCallers(t *testing.T) {
 	t.Parallel()
 	b := auditSetup(t)
 	ctx := context.Background()
-	a := seedTenant(t, b.url, "heads")
+	signer := testSigner(t, 1)
+	a := seedTenant(t, b.url, "pending")
 	appendEvent(t, b.db, a)
 	conn := appConn(t, b.url)
 	for _, role := range []string{"elile_app", "elile_platform", "elile_audit_writer"} {
 		for _, q := range []string{
-			"UPDATE audit_heads SET last_seq = last_seq + 10",
-			fmt.Sprintf("INSERT INTO audit_heads (tenant_id, last_seq) VALUES ('%s', 99)", newUUID()),
-			"DELETE FROM audit_heads",
+			fmt.Sprintf("INSERT INTO audit_pending (tenant_id, created_at, audit_id) VALUES ('%s', now(), '%s')", a, newUUID()),
+			"UPDATE audit_pending SET created_at = now()",
 		} {
 			if err := asRole(ctx, conn, role, a.String(), q); sqlState(err) != "42501" {
 				t.Errorf("%s as %s = %v, want permission denied", q, role, err)
 			}
 		}
 	}
-	id := newUUID()
-	if err := asRole(ctx, conn, "elile_app", a.String(), fmt.Sprintf(`INSERT INTO audit_events (audit_id, tenant_id, seq, event_type, severity, actor_type, correlation_id)
-		VALUES ('%s', '%s', 1000, 'data.accessed', 'info', 'human', '%[1]s')`, id, a)); err != nil {
+	for _, role := range []string{"elile_app", "elile_audit_writer"} {
+		if err := asRole(ctx, conn, role, a.String(), "DELETE FROM audit_pending"); sqlState(err) != "42501" {
+			t.Errorf("DELETE FROM audit_pending as %s = %v, want permission denied", role, err)
+		}
+	}
+	if n := sealAll(t, b.db, signer, 1); n != 1 {
+		t.Fatalf("sealed %d", n)
+	}
+	appendEvent(t, b.db, a)
+	if err := asRole(ctx, conn, "elile_platform", "", "DELETE FROM audit_pending"); err != nil {
 		t.Fatal(err)
 	}
-	if n := countRows(t, b.url, "SELECT seq FROM audit_events WHERE audit_id = $1", id); n != 2 {
-		t.Errorf("the event chose position %d, want 2 (the chain's next)", n)
+	if r, err := b.db.SealRound(ctx, signer); err != nil || r.Sealed != 0 {
+		t.Fatalf("round = %+v, %v", r, err)
 	}
-	if n := countRows(t, b.url, "SELECT last_seq FROM audit_heads WHERE tenant_id = $1", a.UUID()); n != 2 {
-		t.Errorf("head = %d, want 2", n)
+	rep := verify(t, b.db, a.UUID(), signer, nil)
+	if rep.Status != "tampered" || len(rep.Problems) == 0 || rep.Problems[0].Kind != "inserted" {
+		t.Errorf("an event kept out of the seals: %+v, want reported", rep)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -128,7 +127,6 @@ type DB struct {
 	directURL      string // leader election's sessions; empty: the pool
 	keys           *fieldcrypt.Keys
 	forgedSeals    atomic.Int64
-	sealed         sync.Map     // chain (uuid.UUID) -> sealedAt: its newest verified seal
 	citus          atomic.Int32 // 0: not yet known, 1: plain PostgreSQL, 2: a Citus coordinator
 }
 

@@ -98,7 +98,7 @@ func TestMigrations_UpDownUp(t *testing.T) {
 	if len(applied) == 0 || applied[len(applied)-1] != postgres.LatestVersion() {
 		t.Fatalf("Up applied %v, want up to %d", applied, postgres.LatestVersion())
 	}
-	wantTables := []string{"api_keys", "audit_events", "audit_heads", "audit_retention", "audit_retention_floor", "audit_seals", "cached_data_sources", "entities",
+	wantTables := []string{"api_keys", "audit_events", "audit_pending", "audit_retention", "audit_retention_floor", "audit_seals", "cached_data_sources", "entities",
 		"entity_identifiers", "entity_profiles", "entity_relations", "tenant_keks", "tenant_keys", "tenants"}
 	if diff := cmp.Diff(wantTables, tables(t, url)); diff != "" {
 		t.Fatalf("tables after Up (-want +got):\n%s", diff)
