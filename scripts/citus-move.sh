@@ -26,7 +26,7 @@ dst=${2:?usage: scripts/citus-move.sh SOURCE_URL COORDINATOR_URL}
 elile=${ELILE:-bin/elile}
 q() { psql -X -q -v ON_ERROR_STOP=1 -tA "$@"; }
 
-if DATABASE_URL=$src "$elile" migrate status | grep -q pending; then
+if DATABASE_URL=$src "$elile" migrate status | awk 'NR > 1 && $2 != "applied" {bad = 1} END {exit !bad}'; then
   echo "the source is not at the latest schema: run elile migrate up on it first" >&2; exit 2
 fi
 [ "$(q "$dst" -c "SELECT count(*) FROM pg_extension WHERE extname = 'citus'")" = 1 ] || {

@@ -142,6 +142,18 @@ func layoutSteps() []string {
 			FOR r IN SELECT * FROM elile_fks LOOP
 				EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', r.tbl, r.conname);
 			END LOOP; END $$`,
+		// Rows already there (a database moved onto Citus) are copied into
+		// the shards as they are: the insert triggers would restamp events,
+		// queue sealed ones again, or look for entities not yet distributed.
+		`CREATE TEMP TABLE elile_triggers ON COMMIT DROP AS
+			SELECT t.tgrelid::regclass::text AS tbl, t.tgname::text AS name FROM pg_trigger t
+			JOIN pg_class c ON c.oid = t.tgrelid
+			WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relnamespace = 'public'::regnamespace AND NOT c.relispartition
+			  AND t.tgtype & 4 <> 0 /* INSERT */`,
+		`DO $$ DECLARE r record; BEGIN
+			FOR r IN SELECT * FROM elile_triggers LOOP
+				EXECUTE format('ALTER TABLE %I DISABLE TRIGGER %I', r.tbl, r.name);
+			END LOOP; END $$`,
 	}
 	for _, t := range ReferenceTables {
 		steps = append(steps, fmt.Sprintf(`SELECT create_reference_table(%s) WHERE NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = %[1]s::regclass)`, quoteLiteral(t)))
@@ -157,6 +169,9 @@ func layoutSteps() []string {
 	return append(steps, `DO $$ DECLARE r record; BEGIN
 			FOR r IN SELECT * FROM elile_fks LOOP
 				EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I %s', r.tbl, r.conname, r.def);
+			END LOOP;
+			FOR r IN SELECT * FROM elile_triggers LOOP
+				EXECUTE format('ALTER TABLE %I ENABLE TRIGGER %I', r.tbl, r.name);
 			END LOOP; END $$`)
 }
 
