@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -340,12 +341,68 @@ func TestEntities_Shared(t *testing.T) {
 	if got := decode[Page[RelationOut]](t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+s.EntityID+"/relations", nil))); len(got.Data) != 0 {
 		t.Errorf("tenant B sees A's relation to the shared entity: %+v", got.Data)
 	}
-	// Deleting the shared entity is the platform's: it cascades to every
-	// tenant's rows about it.
+	// A's relations of the shared entity: its own and the platform's (a
+	// second shared entity related to it by the platform), merged newest
+	// first from two single-shard reads.
+	s2 := decode[EntityOut](t, call(t, w.h, w.as(w.platform, "POST", "/v1/shared/entities", map[string]any{"entity_type": "organization",
+		"canonical_identifiers": map[string]string{"legal_name": "Shared Parent"}})))
+	if rec := call(t, w.h, w.as(pa, "POST", "/v1/entities/"+s2.EntityID+"/relations", map[string]any{"to_entity_id": s.EntityID, "relation_type": "parent_of", "confidence_score": 1})); rec.Code != 201 {
+		t.Fatalf("platform relation between shared entities: %d %s", rec.Code, rec.Body)
+	}
+	rels := decode[Page[RelationOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+s.EntityID+"/relations", nil)))
+	if len(rels.Data) != 2 || rels.Data[0].RelationID < rels.Data[1].RelationID {
+		t.Errorf("A's view of the shared entity's relations: %+v, want its own and the platform's, newest first", rels.Data)
+	}
+	// A's entity list pages through its own entities and the shared ones,
+	// newest first, each once; B's shows no entity of A.
+	var listed []string
+	cursor := ""
+	for range 10 {
+		page := decode[Page[EntityOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities?limit=1"+cursor, nil)))
+		for _, e := range page.Data {
+			listed = append(listed, e.EntityID)
+		}
+		if page.NextCursor == nil {
+			break
+		}
+		cursor = "&cursor=" + *page.NextCursor
+	}
+	want := []string{s2.EntityID, mine.EntityID, s.EntityID}
+	for _, id := range want {
+		if !slices.Contains(listed, id) {
+			t.Errorf("A's list %v lacks %s", listed, id)
+		}
+	}
+	if !slices.IsSortedFunc(listed, func(x, y string) int { return strings.Compare(y, x) }) || len(slices.Compact(slices.Clone(listed))) != len(listed) {
+		t.Errorf("A's list %v: want newest first, each once", listed)
+	}
+	for _, e := range decode[Page[EntityOut]](t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities?limit=100", nil))).Data {
+		if e.EntityID == mine.EntityID {
+			t.Errorf("B lists A's entity")
+		}
+	}
+	// A profile of the shared entity, and a relation found in it.
+	prof := decode[ProfileOut](t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+s.EntityID+"/profiles", profileBody(0.3))))
+	other := w.create(t, w.admin, map[string]string{"full_name": "Colleague"})
+	if rec := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+other.EntityID+"/relations", map[string]any{"to_entity_id": mine.EntityID,
+		"relation_type": "colleague_of", "confidence_score": 0.5, "discovered_in_profile_id": prof.ProfileID})); rec.Code != 201 {
+		t.Fatalf("relation found in a profile of the shared entity: %d %s", rec.Code, rec.Body)
+	}
+	// Deleting the shared entity is the platform's: it takes every
+	// tenant's profiles of it and relations to it, and clears the links to
+	// those profiles.
 	if rec := call(t, w.h, w.as(pa, "DELETE", "/v1/entities/"+s.EntityID, nil)); rec.Code != 204 {
 		t.Fatalf("platform DELETE of a shared entity: %d %s", rec.Code, rec.Body)
 	}
 	wantProblem(t, call(t, w.h, w.as(w.oAdm, "GET", "/v1/entities/"+s.EntityID, nil)), 404, "ENTITY_NOT_FOUND")
+	if n := countWhere(t, w.b, `SELECT (SELECT count(*) FROM entity_profiles WHERE entity_id = $1)
+		+ (SELECT count(*) FROM entity_relations WHERE from_entity_id = $1 OR to_entity_id = $1)
+		+ (SELECT count(*) FROM entity_relations WHERE discovered_in_profile_id = $2)`, s.EntityID, prof.ProfileID); n != 0 {
+		t.Errorf("%d rows still name the erased shared entity or its profile", n)
+	}
+	if rels := decode[Page[RelationOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+other.EntityID+"/relations", nil))); len(rels.Data) != 1 {
+		t.Errorf("A's relation found in the erased profile: %+v, want kept (its link cleared)", rels.Data)
+	}
 }
 
 func TestRelations(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 )
 
 // The tenant rule (the scale-out issue): a statement against a tenant
-// table names its tenant (tenant_id = $n, or IN (…) with its own and the
-// platform's for shared rows), or says that
+// table names its one tenant (tenant_id = $n; reading shared rows is a
+// second query, for the platform's tenant), or says that
 // it spans tenants with a comment /* all tenants: why */. Row-level
 // security filters either way, but only a tenant predicate lets a
 // distributed database route the statement to one shard. Every test
@@ -22,7 +22,7 @@ import (
 
 var (
 	ruleTables    = regexp.MustCompile(`(?is)\b(?:FROM|JOIN|INTO|UPDATE)\s+([a-z_][a-z0-9_]*)`)
-	rulePredicate = regexp.MustCompile(`(?is)\btenant_id\s*(?:=|IN\s*\()`)
+	rulePredicate = regexp.MustCompile(`(?is)\btenant_id\s*=`)
 	ruleInsert    = regexp.MustCompile(`(?is)^\s*INSERT\s+INTO\s+[a-z_]+\s*\(([^)]*)\)`)
 	ruleSpans     = regexp.MustCompile(`/\*\s*all tenants:[^*]+\*/`)
 )
@@ -125,7 +125,7 @@ func TestBreaksTenantRule(t *testing.T) {
 	for sql, want := range map[string]bool{
 		"SELECT * FROM entities WHERE entity_id = $1":                                            false,
 		"SELECT * FROM entities WHERE tenant_id = $1 AND entity_id = $2":                         true,
-		"SELECT * FROM entities WHERE tenant_id IN ($1, '00000000-0000-0000-0000-000000000000')": true,
+		"SELECT * FROM entities WHERE tenant_id IN ($1, '00000000-0000-0000-0000-000000000000')": false,
 		"SELECT * FROM entities WHERE tenant_id IS NULL":                                         false,
 		"SELECT * FROM entities WHERE tenant_id IS NOT DISTINCT FROM $1":                         false,
 		"INSERT INTO entities (entity_id, tenant_id) VALUES ($1, $2)":                            true,

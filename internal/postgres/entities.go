@@ -220,23 +220,64 @@ func (s *EntityStore) Entity(ctx context.Context, sc tenant.Scope, id uuid.UUID)
 // payload; more reports that a next page exists.
 func (s *EntityStore) Entities(ctx context.Context, sc tenant.Scope, f entity.Filter, after uuid.UUID, limit int) (out []entity.Entity, more bool, err error) {
 	db := s.db
+	// The scope's own entities and the platform's shared ones, newest
+	// first: each tenant's page is read by a single-shard query (sizes
+	// first, to cut the page at PageBytes before reading the rows), and the
+	// two are merged.
+	const where = `FROM entities
+		WHERE tenant_id = $1 AND ($2 = '' OR entity_type = $2) AND ($3 = '' OR external_id = $3)
+		  AND ($4::uuid IS NULL OR entity_id < $4) ORDER BY entity_id DESC LIMIT $5`
+	type sized struct {
+		id    uuid.UUID
+		owner uuid.UUID
+		size  int64
+	}
 	err = db.InScope(ctx, sc, func(tx *Tx) error {
-		const where = `FROM entities
-			WHERE tenant_id IN ($1, '00000000-0000-0000-0000-000000000000') AND ($2 = '' OR entity_type = $2) AND ($3 = '' OR external_id = $3)
-			  AND ($4::uuid IS NULL OR entity_id < $4) ORDER BY entity_id DESC LIMIT $5`
-		args := []any{sc.Tenant().UUID(), f.Type, f.ExternalID, nullUUID(after), limit + 1}
-		n, m, err := fit(ctx, tx, `SELECT coalesce(octet_length(identifiers), 0) + coalesce(octet_length(sealed_metadata), 0) + octet_length(metadata::text) `+where, limit, args...)
-		if err != nil || n == 0 {
-			return err
+		var cands []sized
+		for _, owner := range ownThenShared(sc.Tenant().UUID()) {
+			rows, err := tx.Query(ctx, `SELECT entity_id, tenant_id,
+					coalesce(octet_length(identifiers), 0) + coalesce(octet_length(sealed_metadata), 0) + octet_length(metadata::text) `+where,
+				owner, f.Type, f.ExternalID, nullUUID(after), limit+1)
+			if err != nil {
+				return err
+			}
+			got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sized, error) {
+				var c sized
+				err := r.Scan(&c.id, &c.owner, &c.size)
+				return c, err
+			})
+			if err != nil {
+				return err
+			}
+			cands = append(cands, got...)
 		}
+		slices.SortFunc(cands, func(a, b sized) int { return bytes.Compare(b.id[:], a.id[:]) })
+		sizes := make([]int64, len(cands))
+		for i, c := range cands {
+			sizes[i] = c.size
+		}
+		n, m := fitSizes(sizes, limit)
 		more = m
-		args[4] = n
-		rows, err := tx.Query(ctx, `SELECT `+entityCols+` `+where, args...)
-		if err != nil {
-			return err
+		byOwner := map[uuid.UUID][]uuid.UUID{}
+		for _, c := range cands[:n] {
+			byOwner[c.owner] = append(byOwner[c.owner], c.id)
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(ctx, r) })
-		return err
+		for _, owner := range ownThenShared(sc.Tenant().UUID()) {
+			if len(byOwner[owner]) == 0 {
+				continue
+			}
+			rows, err := tx.Query(ctx, `SELECT `+entityCols+` FROM entities WHERE tenant_id = $1 AND entity_id = ANY($2)`, owner, byOwner[owner])
+			if err != nil {
+				return err
+			}
+			got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Entity, error) { return db.scanEntity(ctx, r) })
+			if err != nil {
+				return err
+			}
+			out = append(out, got...)
+		}
+		slices.SortFunc(out, func(a, b entity.Entity) int { return bytes.Compare(b.ID[:], a.ID[:]) })
+		return nil
 	})
 	return out, more, err
 }

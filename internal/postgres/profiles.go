@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -81,33 +83,48 @@ func (s *EntityStore) Relations(ctx context.Context, sc tenant.Scope, id, after 
 	var out []entity.Relation
 	t := sc.Tenant()
 	err := s.db.InScope(ctx, sc, func(tx *Tx) error {
-		if err := visible(ctx, tx, t, id); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
-				discovered_in_profile_id, created_at FROM entity_relations
-			WHERE tenant_id IN ($2, '00000000-0000-0000-0000-000000000000') AND from_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
-			UNION ALL
-			SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
-				discovered_in_profile_id, created_at FROM entity_relations
-			WHERE tenant_id IN ($2, '00000000-0000-0000-0000-000000000000') AND to_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
-			ORDER BY relation_id DESC LIMIT $4`, id, t.UUID(), nullUUID(after), limit)
+		owner, err := entityOwner(ctx, tx, t.UUID(), id)
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Relation, error) {
-			var rel entity.Relation
-			var tid, prof *uuid.UUID
-			err := r.Scan(&rel.ID, &tid, &rel.From, &rel.To, &rel.Type, &rel.Confidence, &prof, &rel.CreatedAt)
-			if tid != nil {
-				rel.Tenant = tenant.ID(*tid)
+		// The scope's own relations, and for a shared entity the
+		// platform's too: one single-shard query per tenant, merged.
+		chains := []uuid.UUID{t.UUID()}
+		if owner == uuid.Nil && t.UUID() != uuid.Nil {
+			chains = append(chains, uuid.Nil)
+		}
+		for _, c := range chains {
+			rows, err := tx.Query(ctx, `SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
+					discovered_in_profile_id, created_at FROM entity_relations
+				WHERE tenant_id = $2 AND from_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
+				UNION ALL
+				SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
+					discovered_in_profile_id, created_at FROM entity_relations
+				WHERE tenant_id = $2 AND to_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
+				ORDER BY relation_id DESC LIMIT $4`, id, c, nullUUID(after), limit)
+			if err != nil {
+				return err
 			}
-			if prof != nil {
-				rel.DiscoveredInProfile = *prof
+			rels, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Relation, error) {
+				var rel entity.Relation
+				var tid, prof *uuid.UUID
+				err := r.Scan(&rel.ID, &tid, &rel.From, &rel.To, &rel.Type, &rel.Confidence, &prof, &rel.CreatedAt)
+				if tid != nil {
+					rel.Tenant = tenant.ID(*tid)
+				}
+				if prof != nil {
+					rel.DiscoveredInProfile = *prof
+				}
+				return rel, err
+			})
+			if err != nil {
+				return err
 			}
-			return rel, err
-		})
-		return err
+			out = append(out, rels...)
+		}
+		slices.SortFunc(out, func(a, b entity.Relation) int { return bytes.Compare(b.ID[:], a.ID[:]) })
+		out = out[:min(len(out), limit)]
+		return nil
 	})
 	return out, err
 }
@@ -288,6 +305,14 @@ func fit(ctx context.Context, tx *Tx, sizeQuery string, limit int, args ...any) 
 	if err != nil {
 		return 0, false, err
 	}
+	n, more := fitSizes(sizes, limit)
+	return n, more, nil
+}
+
+// fitSizes is how many of the rows, in order, a page takes: at most limit,
+// and at most PageBytes of stored payload (at least one row); and whether
+// rows are left.
+func fitSizes(sizes []int64, limit int) (int, bool) {
 	n, total := 0, int64(0)
 	for _, sz := range sizes {
 		if n == limit || n > 0 && total+sz > PageBytes {
@@ -296,7 +321,7 @@ func fit(ctx context.Context, tx *Tx, sizeQuery string, limit int, args ...any) 
 		n++
 		total += sz
 	}
-	return n, len(sizes) > n, nil
+	return n, len(sizes) > n
 }
 
 // Profile returns version v of t's profile of an entity (0: the latest).
