@@ -73,23 +73,27 @@ func createTenant(ctx context.Context, db *postgres.DB, id tenant.ID, name, slug
 	return c.Tenant, c.Key, c.Secret, err
 }
 
-const tenantUsage = "usage: elile tenant create --name NAME [--slug SLUG] [--locale US] [--json] | erase TENANT_ID --confirm SLUG [--json]"
+//nolint:gochecknoglobals // the tenant commands' usage, read-only
+var tenantCommands = map[string]subcommand{
+	"create": {"elile tenant create --name NAME [--slug SLUG] [--locale US] [--json]", "create a tenant and print its first admin API key (shown once)"},
+	"erase":  {"elile tenant erase TENANT_ID --confirm SLUG [--json]", "erase a tenant: destroy its keys, then delete its rows; run again to continue"},
+}
 
 func cmdTenant(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "erase" {
+	sub, err := group("tenant", args, tenantCommands, []string{"create", "erase"}, stdout)
+	if err != nil {
+		return err
+	}
+	if sub == "erase" {
 		return cmdTenantErase(ctx, args[1:], getenv, stdout, stderr)
 	}
-	if len(args) == 0 || args[0] != "create" {
-		return usageError{errors.New(tenantUsage)}
-	}
 	fs := flag.NewFlagSet("tenant create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	name := fs.String("name", "", "display name (required)")
 	slug := fs.String("slug", "", "3-63 of a-z, 0-9, - (default: from the name)")
 	locale := fs.String("locale", "US", "locale")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args[1:], stdout, tenantCommands[sub].use, tenantCommands[sub].about); err != nil {
+		return err
 	}
 	*name = strings.TrimSpace(*name)
 	if *name == "" || len(*name) > 200 {
@@ -117,18 +121,19 @@ func cmdTenant(ctx context.Context, args []string, getenv func(string) string, s
 
 func cmdAPIKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	const use = "usage: elile apikey create (--tenant ID --scopes a,b | --platform-admin) [--name NAME] [--json]"
-	if len(args) == 0 || args[0] != "create" {
-		return usageError{errors.New(use)}
+	cmds := map[string]subcommand{"create": {"elile apikey create (--tenant ID --scopes a,b | --platform-admin) [--name NAME] [--json]",
+		"print a new API key once: a tenant's with the given scopes, or a platform admin's"}}
+	if _, err := group("apikey", args, cmds, []string{"create"}, stdout); err != nil {
+		return err
 	}
 	fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	tid := fs.String("tenant", "", "tenant id")
 	scopes := fs.String("scopes", "", "comma-separated scopes")
 	platform := fs.Bool("platform-admin", false, "a platform-admin key (no tenant)")
 	name := fs.String("name", "", "key name")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args[1:], stdout, cmds["create"].use, cmds["create"].about); err != nil {
+		return err
 	}
 	var t tenant.ID
 	var list []string
@@ -220,18 +225,21 @@ Created a development tenant %s and an admin API key (also saved in %s):
 // Interrupted, it can be run again and continues.
 func cmdTenantErase(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tenant erase", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	confirm := fs.String("confirm", "", "the tenant's slug, to confirm (required)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if len(args) == 0 {
-		return usageError{errors.New(tenantUsage)}
+		return usageError{errors.New("usage: " + tenantCommands["erase"].use)}
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	rest := args[1:]
+	if isHelp(args[0]) {
+		rest = args
+	}
+	if err := parseFlags(fs, rest, stdout, tenantCommands["erase"].use, tenantCommands["erase"].about); err != nil {
+		return err
 	}
 	id, err := tenant.ParseID(args[0])
 	if err != nil || *confirm == "" {
-		return usageError{errors.New(tenantUsage)}
+		return usageError{errors.New("usage: " + tenantCommands["erase"].use)}
 	}
 	db, closeDB, err := openDBFromEnv(ctx, getenv, stderr)
 	if err != nil {

@@ -23,19 +23,32 @@ func chainName(id uuid.UUID) string {
 	return id.String()
 }
 
-const auditUsage = "usage: elile audit verify [--tenant T] [--checkpoint FILE] [--json] | audit checkpoint --tenant T"
+//nolint:gochecknoglobals // the audit commands' usage, read-only
+var auditCommands = map[string]subcommand{
+	"verify": {"elile audit verify [--tenant T] [--checkpoint FILE] [--json]",
+		"check the audit log's signed seals and events; exit 1 on any tampering"},
+	"checkpoint": {"elile audit checkpoint --tenant T",
+		"print the chain's latest signed checkpoint, to keep outside the database"},
+}
 
 func cmdAudit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "verify" && args[0] != "checkpoint") {
-		return usageError{errors.New(auditUsage)}
+	sub, err := group("audit", args, auditCommands, []string{"verify", "checkpoint"}, stdout)
+	if err != nil {
+		return err
 	}
-	fs := flag.NewFlagSet("audit "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	tenantFlag := fs.String("tenant", "", "tenant id (verify: default every chain; \"system\" for system events)")
-	cpFile := fs.String("checkpoint", "", "a checkpoint saved earlier: prove the log still contains it")
-	asJSON := fs.Bool("json", false, "JSON output")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	fs := flag.NewFlagSet("audit "+sub, flag.ContinueOnError)
+	var tenantFlag, cpFile *string
+	asJSON := new(bool)
+	if sub == "verify" {
+		tenantFlag = fs.String("tenant", "", "tenant id (default every chain; \"system\" for system events)")
+		cpFile = fs.String("checkpoint", "", "a checkpoint saved earlier: prove the log still contains it")
+		asJSON = fs.Bool("json", false, "JSON output")
+	} else {
+		tenantFlag = fs.String("tenant", "", "tenant id, or \"system\" (required)")
+		cpFile = new(string)
+	}
+	if err := parseFlags(fs, args[1:], stdout, auditCommands[sub].use, auditCommands[sub].about); err != nil {
+		return err
 	}
 	var chains []uuid.UUID
 	if *tenantFlag == "system" {
@@ -47,8 +60,8 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		chains = []uuid.UUID{id}
 	}
-	if args[0] == "checkpoint" && len(chains) != 1 {
-		return usageError{errors.New(auditUsage)}
+	if sub == "checkpoint" && len(chains) != 1 {
+		return usageError{errors.New("--tenant is required\nusage: " + auditCommands[sub].use)}
 	}
 	var cp *audit.Checkpoint
 	if *cpFile != "" {
@@ -91,7 +104,7 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer closeDB()
 
-	if args[0] == "checkpoint" {
+	if sub == "checkpoint" {
 		s, err := db.LatestSeal(ctx, chains[0])
 		if apperr.KindOf(err) == apperr.NotFound {
 			return failedCheck{"no sealed events in that chain yet"}

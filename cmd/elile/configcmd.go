@@ -8,14 +8,15 @@ import (
 )
 
 func cmdConfig(args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "check" {
-		return usageError{fmt.Errorf("usage: elile config check [--json]")}
+	cmds := map[string]subcommand{"check": {"elile config check [--json]",
+		"validate the configuration (environment variables, and .env in development) and print it, secrets redacted; exit 2 when invalid"}}
+	if _, err := group("config", args, cmds, []string{"check"}, stdout); err != nil {
+		return err
 	}
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args[1:], stdout, cmds["check"].use, cmds["check"].about); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {

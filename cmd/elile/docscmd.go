@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -12,10 +11,23 @@ import (
 // cmdDocs prints the generated documents: docs/configuration.md and
 // docs/openapi.json (make docs writes them).
 func cmdDocs(args []string, stdout io.Writer) error {
-	if len(args) != 1 {
-		return usageError{errors.New("usage: elile docs config|openapi")}
+	cmds := map[string]subcommand{
+		"config":      {"elile docs config", "print docs/configuration.md: every setting, its default and rule"},
+		"openapi":     {"elile docs openapi", "print the OpenAPI 3.1 document (docs/openapi.json)"},
+		"openapi-3.0": {"elile docs openapi-3.0", "print the OpenAPI document down-converted to 3.0, for generators that read only 3.0"},
 	}
-	switch args[0] {
+	sub, err := group("docs", args, cmds, []string{"config", "openapi", "openapi-3.0"}, stdout)
+	if err != nil {
+		return err
+	}
+	if len(args) > 1 {
+		if isHelp(args[1]) {
+			fmt.Fprintf(stdout, "Usage: %s\n\n%s\n", cmds[sub].use, cmds[sub].about)
+			return errHelp
+		}
+		return usageError{fmt.Errorf("unexpected argument %q\nusage: %s", args[1], cmds[sub].use)}
+	}
+	switch sub {
 	case "config":
 		fmt.Fprint(stdout, config.Markdown())
 		return nil
@@ -31,5 +43,5 @@ func cmdDocs(args []string, stdout io.Writer) error {
 		_, err = stdout.Write(b)
 		return err
 	}
-	return usageError{errors.New("usage: elile docs config|openapi|openapi-3.0")}
+	return nil
 }

@@ -21,37 +21,62 @@ import (
 	"github.com/elile/elile/internal/postgres"
 )
 
-const keysUsage = "usage: elile keys generate | status [--json] | rotate [--batch N] [--json] | rotate-dek --tenant ID|platform | rotate-kek [--older-than 720h] [--json] | reindex --tenant ID|platform | blind-index-key"
+//nolint:gochecknoglobals // the keys commands' usage, read-only
+var (
+	keysCommands = map[string]subcommand{
+		"generate":        {"elile keys generate", "print a new random key (base64, 32 bytes)"},
+		"status":          {"elile keys status [--json]", "key versions configured and in use, per table and column; tenants' key-encryption keys"},
+		"rotate":          {"elile keys rotate [--batch N] [--json]", "re-encrypt stored data to the active keys, online and resumable"},
+		"rotate-dek":      {"elile keys rotate-dek --tenant ID|platform", "give a tenant a new data key (then run elile keys rotate)"},
+		"rotate-kek":      {"elile keys rotate-kek [--older-than 720h] [--json]", "re-wrap tenants' data keys under new key-encryption keys"},
+		"reindex":         {"elile keys reindex --tenant ID|platform [--batch N]", "give a tenant a new blind-index key and re-index its identifiers"},
+		"blind-index-key": {"elile keys blind-index-key", "print the blind-index root key, to pin as BLIND_INDEX_KEY"},
+	}
+	keysOrder = []string{"generate", "status", "rotate", "rotate-dek", "rotate-kek", "reindex", "blind-index-key"}
+)
 
 func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{errors.New(keysUsage)}
+	sub, err := group("keys", args, keysCommands, keysOrder, stdout)
+	if err != nil {
+		return err
 	}
-	fs := flag.NewFlagSet("keys "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "JSON output")
-	batch := fs.Int("batch", 500, "rows per transaction (rotate)")
-	tenantFlag := fs.String("tenant", "", "rotate-dek, reindex: the tenant, or platform")
-	olderThan := fs.Duration("older-than", 30*24*time.Hour, "rotate-kek: rotate the KEKs at least this old (0: all)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	// Each command takes only its own flags.
+	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
+	var asJSON bool
+	batch, tenantFlag, olderThan := 500, "", 30*24*time.Hour
+	switch sub {
+	case "status":
+		fs.BoolVar(&asJSON, "json", false, "JSON output")
+	case "rotate":
+		fs.IntVar(&batch, "batch", batch, "rows per transaction (1..10000)")
+		fs.BoolVar(&asJSON, "json", false, "JSON progress lines (the default when not on a terminal)")
+	case "rotate-dek":
+		fs.StringVar(&tenantFlag, "tenant", "", "the tenant id, or platform (required)")
+	case "rotate-kek":
+		fs.DurationVar(&olderThan, "older-than", olderThan, "rotate the key-encryption keys at least this old (0: all)")
+		fs.BoolVar(&asJSON, "json", false, "JSON output (the default when not on a terminal)")
+	case "reindex":
+		fs.StringVar(&tenantFlag, "tenant", "", "the tenant id, or platform (required)")
+		fs.IntVar(&batch, "batch", batch, "entities per transaction (1..10000)")
 	}
-	if *batch < 1 || *batch > 10000 {
+	if err := parseFlags(fs, args[1:], stdout, keysCommands[sub].use, keysCommands[sub].about); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q\nusage: %s", fs.Arg(0), keysCommands[sub].use)}
+	}
+	if batch < 1 || batch > 10000 {
 		return usageError{fmt.Errorf("--batch must be 1..10000")}
 	}
-	switch args[0] {
-	case "generate":
+	if sub == "generate" {
 		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(fieldcrypt.GenerateKey()))
 		return nil
-	case "status", "rotate", "rotate-dek", "rotate-kek", "reindex", "blind-index-key":
-	default:
-		return usageError{fmt.Errorf("unknown keys command %q; %s", args[0], keysUsage)}
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
-	if args[0] == "blind-index-key" {
+	if sub == "blind-index-key" {
 		keys, _, blind := cfg.EncryptionKeyring()
 		if blind == nil {
 			blind, _ = fieldcrypt.DeriveBlindRoot(keys[1])
@@ -64,22 +89,22 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer closeDB()
-	if args[0] == "status" {
-		return keysStatus(ctx, db, *asJSON, stdout)
+	if sub == "status" {
+		return keysStatus(ctx, db, asJSON, stdout)
 	}
-	if args[0] == "rotate-kek" {
-		return keysRotateKEK(ctx, db, *olderThan, *asJSON || !isTerminal(stdout), stdout)
+	if sub == "rotate-kek" {
+		return keysRotateKEK(ctx, db, olderThan, asJSON || !isTerminal(stdout), stdout)
 	}
 	t := uuid.Nil
-	if args[0] == "rotate-dek" || args[0] == "reindex" {
-		if *tenantFlag != "platform" {
-			if t, err = uuid.Parse(*tenantFlag); err != nil {
+	if sub == "rotate-dek" || sub == "reindex" {
+		if tenantFlag != "platform" {
+			if t, err = uuid.Parse(tenantFlag); err != nil {
 				return usageError{errors.New("--tenant must be a tenant id or platform")}
 			}
 		}
 	}
-	if args[0] == "reindex" {
-		res, err := db.Reindex(ctx, t, *batch, func(d time.Duration) error {
+	if sub == "reindex" {
+		res, err := db.Reindex(ctx, t, batch, func(d time.Duration) error {
 			fmt.Fprintf(stdout, "new blind key in place; waiting %s for every server to index under both keys\n", d.Round(time.Second))
 			select {
 			case <-time.After(d):
@@ -95,7 +120,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 			res.NewKey, res.Indexed, res.Dropped, res.Elapsed.Round(time.Millisecond))
 		return nil
 	}
-	if args[0] == "rotate-dek" {
+	if sub == "rotate-dek" {
 		id, err := db.RotateDataKey(ctx, t)
 		if err != nil {
 			return err
@@ -103,7 +128,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintf(stdout, "new data key %d; run elile keys rotate to re-encrypt the values under the old one\n", id)
 		return nil
 	}
-	return keysRotate(ctx, db, *batch, *asJSON || !isTerminal(stdout), stdout)
+	return keysRotate(ctx, db, batch, asJSON || !isTerminal(stdout), stdout)
 }
 
 func keysStatus(ctx context.Context, db *postgres.DB, asJSON bool, stdout io.Writer) error {

@@ -14,7 +14,6 @@ import (
 
 func cmdLoadtest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	url := fs.String("url", "http://127.0.0.1:8000", "server base URL")
 	key := fs.String("admin-key", getenv("ELILE_ADMIN_KEY"), "platform-admin API key (default $ELILE_ADMIN_KEY)")
 	conc := fs.Int("concurrency", 50, "workers (closed loop) or most requests in flight (open loop)")
@@ -27,8 +26,9 @@ func cmdLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	maxErr := fs.Int("max-errors", -1, "exit 1 when more requests than this fail (-1: never)")
 	max5xx := fs.Int("max-5xx", -1, "exit 1 when more requests than this get a 5xx (-1: never)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args, stdout, "elile loadtest --admin-key K [--concurrency N] [--duration D | --requests N] [--rate R] [--mix …] [--json]",
+		"drive a running server with mixed traffic and report latencies per operation; loopback by default"); err != nil {
+		return err
 	}
 	mix, err := loadtest.ParseMix(*mixFlag)
 	if err != nil {

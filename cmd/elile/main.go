@@ -58,27 +58,29 @@ func exitCode(err error) int {
 
 const usage = `elile: multi-tenant risk-assessment core.
 
-Usage: elile [command] [flags]
+Usage: elile COMMAND [flags]
 
 Commands:
-  serve                         run the HTTP API (the default)
-  migrate up|down|status|redo   manage the database schema
+  serve                         run the HTTP API
+  migrate up|down|status|redo   manage the database schema (on Citus, up also distributes it)
   config check [--json]         validate the configuration and print it, secrets redacted
-  tenant create --name N [--json]             create a tenant and print its first admin API key
-  apikey create --tenant T --scopes a,b [--json] | --platform-admin
-                                print a new API key once
-  audit verify [--tenant T] [--checkpoint FILE] [--json]
-                                check the audit log's signed seals; exit 1 on any tampering
-  audit checkpoint --tenant T   print the latest signed checkpoint, to save outside the database
-  loadtest --admin-key K [--concurrency N] [--duration D | --requests N] [--rate R] [--mix ...] [--json]
-                                drive a running server with mixed traffic and report latencies
-  schema erd [--out docs]       write the ER diagram of the live schema (Mermaid, DOT, SVG)
-  docs config|openapi           print docs/configuration.md or the OpenAPI document
-  keys generate                 print a new random key (base64, 32 bytes)
-  keys status [--json]          key versions configured and in use, per table and column
-  keys rotate [--batch N]       re-encrypt stored data to the active key, online and resumable
-  keys blind-index-key          print the blind-index root key, to pin as BLIND_INDEX_KEY
+  tenant create|erase           create a tenant (and its first admin API key), or erase one
+  apikey create                 print a new API key once (a tenant's, or --platform-admin)
+  audit verify|checkpoint       check the audit log's signed seals; print a checkpoint to keep
+  keys generate|status|rotate|rotate-dek|rotate-kek|reindex|blind-index-key
+                                encryption keys: status, rotation, re-indexing
+  loadtest                      drive a running server with mixed traffic and report latencies
+  schema erd                    write the ER diagram of the live schema
+  docs config|openapi|openapi-3.0
+                                print the configuration reference or the OpenAPI document
   version                       print the build version
+  help                          print this
+
+Run elile COMMAND --help for a command's usage and flags.
+
+Exit status: 0 success; 1 a failure, or a check that ran and found a
+problem (audit verify: tampering); 2 a command line or configuration that
+cannot be acted on.
 
 Configuration comes from environment variables (and .env in development):
 see docs/configuration.md.
@@ -86,10 +88,18 @@ see docs/configuration.md.
 
 // run is the whole program: main only adds the process around it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cmd, rest := "serve", []string(nil)
-	if len(args) > 1 {
-		cmd, rest = args[1], args[2:]
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return usageError{errors.New("no command given (elile serve runs the server)")}
 	}
+	err := dispatch(ctx, args[1], args[2:], getenv, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil // the help asked for was printed
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, cmd string, rest []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
 		return cmdServe(ctx, rest, getenv, stdout, stderr)

@@ -107,7 +107,8 @@ func TestRun_ConfigCheckJSONAndErrors(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"elile", "config", "check", "--json"},
-		env(map[string]string{"DATABASE_URL": "postgres://u:pw@h/db"}), &out, io.Discard)
+		env(map[string]string{"DATABASE_URL": "postgres://u:hunter2@db.internal:5432/elile?sslmode=require",
+			"REDIS_URL": "redis://:hunter3@cache:6379/0", "MIGRATION_DATABASE_URL": "postgres://owner@db.internal/elile?password=hunter4"}), &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +116,15 @@ func TestRun_ConfigCheckJSONAndErrors(t *testing.T) {
 		Valid  bool              `json:"valid"`
 		Config map[string]string `json:"config"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &got); err != nil || !got.Valid || got.Config["DATABASE_URL"] != "[redacted]" {
+	// Where a URL points is shown; only its password is hidden.
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || !got.Valid ||
+		got.Config["DATABASE_URL"] != "postgres://u:xxxxx@db.internal:5432/elile?sslmode=require" ||
+		got.Config["REDIS_URL"] != "redis://:xxxxx@cache:6379/0" ||
+		got.Config["MIGRATION_DATABASE_URL"] != "postgres://owner@db.internal/elile?password=xxxxx" {
 		t.Fatalf("config check --json = %s (%v)", out.String(), err)
+	}
+	if strings.Contains(out.String(), "hunter") {
+		t.Fatalf("a password reached the output: %s", out.String())
 	}
 	err = run(context.Background(), []string{"elile", "config", "check"},
 		env(map[string]string{"ENVIRONMENT": "staging"}), io.Discard, io.Discard)

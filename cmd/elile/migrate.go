@@ -11,20 +11,26 @@ import (
 	"github.com/elile/elile/internal/postgres"
 )
 
+//nolint:gochecknoglobals // the migrate commands' usage, read-only
+var migrateCommands = map[string]subcommand{
+	"up":     {"elile migrate up", "apply every pending migration; on a Citus coordinator, then distribute the schema (docs/scaling.md)"},
+	"down":   {"elile migrate down", "roll back the latest migration"},
+	"status": {"elile migrate status", "list the migrations and whether each is applied"},
+	"redo":   {"elile migrate redo", "roll back the latest migration and apply it again"},
+}
+
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	action, err := group("migrate", args, migrateCommands, []string{"up", "down", "status", "redo"}, stdout)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() != 1 {
-		return usageError{fmt.Errorf("usage: elile migrate up|down|status|redo")}
+	fs := flag.NewFlagSet("migrate "+action, flag.ContinueOnError)
+	if err := parseFlags(fs, args[1:], stdout, migrateCommands[action].use, migrateCommands[action].about+
+		"\n\nConnects with MIGRATION_DATABASE_URL (else DATABASE_URL), as the schema owner."); err != nil {
+		return err
 	}
-	action := fs.Arg(0)
-	switch action {
-	case "up", "down", "status", "redo":
-	default:
-		return usageError{fmt.Errorf("unknown migrate action %q: want up, down, status or redo", action)}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q\nusage: %s", fs.Arg(0), migrateCommands[action].use)}
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,14 +17,15 @@ import (
 // cmdSchema writes the ER diagram of the live schema: docs/erd.md
 // (Mermaid), docs/erd.dot and docs/erd.svg (Graphviz dot).
 func cmdSchema(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "erd" {
-		return usageError{errors.New("usage: elile schema erd [--out DIR]")}
+	cmds := map[string]subcommand{"erd": {"elile schema erd [--out DIR]",
+		"write the ER diagram of the live schema: erd.md (Mermaid), erd.dot and erd.svg (Graphviz)"}}
+	if _, err := group("schema", args, cmds, []string{"erd"}, stdout); err != nil {
+		return err
 	}
 	fs := flag.NewFlagSet("schema erd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	out := fs.String("out", "docs", "directory to write erd.md, erd.dot and erd.svg into")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args[1:], stdout, cmds["erd"].use, cmds["erd"].about); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {

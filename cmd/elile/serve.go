@@ -32,9 +32,9 @@ import (
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args, stdout, "elile serve",
+		"run the HTTP API; configuration from the environment (docs/configuration.md). In development it creates and migrates the database and a first tenant."); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {

@@ -591,6 +591,9 @@ func (c Config) Redacted() [][2]string {
 		switch x := v.Field(i).Interface().(type) {
 		case Secret:
 			s = x.String()
+			if strings.HasSuffix(name, "_URL") {
+				s = redactURL(string(x))
+			}
 		case []string:
 			s = strings.Join(x, ",")
 		default:
@@ -599,4 +602,22 @@ func (c Config) Redacted() [][2]string {
 		out = append(out, [2]string{name, s})
 	}
 	return out
+}
+
+// redactURL shows a connection URL with only its password hidden (in the
+// user information and in a password query parameter): where it points is
+// what an operator checks. A value that is not a URL stays hidden whole.
+func redactURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return redacted
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
