@@ -163,6 +163,13 @@ func cmdAPIKey(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer closeDB()
+	if !t.IsZero() {
+		if _, err := db.Tenant(ctx, t); errors.Is(err, tenant.ErrNotFound) {
+			return usageError{fmt.Errorf("--tenant %s: no such tenant", t)}
+		} else if err != nil {
+			return err
+		}
+	}
 	k, secret, err := createKey(ctx, db, t, *name, list)
 	if err != nil {
 		return err

@@ -93,7 +93,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		return keysStatus(ctx, db, asJSON, stdout)
 	}
 	if sub == "rotate-kek" {
-		return keysRotateKEK(ctx, db, olderThan, asJSON || !isTerminal(stdout), stdout)
+		return keysRotateKEK(ctx, db, olderThan, asJSON, isTerminal(stdout), stdout)
 	}
 	t := uuid.Nil
 	if sub == "rotate-dek" || sub == "reindex" {
@@ -128,7 +128,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintf(stdout, "new data key %d; run elile keys rotate to re-encrypt the values under the old one\n", id)
 		return nil
 	}
-	return keysRotate(ctx, db, batch, asJSON || !isTerminal(stdout), stdout)
+	return keysRotate(ctx, db, batch, asJSON, isTerminal(stdout), stdout)
 }
 
 func keysStatus(ctx context.Context, db *postgres.DB, asJSON bool, stdout io.Writer) error {
@@ -257,7 +257,9 @@ func nonNil(s []uint32) []uint32 {
 	return s
 }
 
-func keysRotate(ctx context.Context, db *postgres.DB, batch int, jsonLines bool, stdout io.Writer) error {
+// keysRotate reports as JSON lines with --json; else, on a terminal, with
+// a progress bar, and otherwise with the summary alone.
+func keysRotate(ctx context.Context, db *postgres.DB, batch int, jsonLines, tty bool, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	var lastDraw time.Time
 	res, err := db.RotateKeys(ctx, batch, func(p postgres.RotationProgress) {
@@ -267,7 +269,7 @@ func keysRotate(ctx context.Context, db *postgres.DB, batch int, jsonLines bool,
 				"done": p.Done, "total": p.Total, "failed": p.Failed, "rows_per_second": int64(rate)})
 			return
 		}
-		if time.Since(lastDraw) < 100*time.Millisecond && p.Done < p.Total {
+		if !tty || time.Since(lastDraw) < 100*time.Millisecond && p.Done < p.Total {
 			return
 		}
 		lastDraw = time.Now()
@@ -277,7 +279,7 @@ func keysRotate(ctx context.Context, db *postgres.DB, batch int, jsonLines bool,
 			strings.Repeat("#", filled), strings.Repeat("-", width-filled),
 			100*p.Done/max(p.Total, 1), p.Done, p.Total, rate, p.Table, p.Column)
 	})
-	if !jsonLines {
+	if !jsonLines && tty {
 		fmt.Fprintln(stdout)
 	}
 	if err != nil {
@@ -301,16 +303,18 @@ func keysRotate(ctx context.Context, db *postgres.DB, batch int, jsonLines bool,
 
 // keysRotateKEK gives every tenant whose KEK is older than olderThan a new
 // KEK version and re-wraps its data keys (postgres.RotateKEKs).
-func keysRotateKEK(ctx context.Context, db *postgres.DB, olderThan time.Duration, jsonLines bool, stdout io.Writer) error {
+func keysRotateKEK(ctx context.Context, db *postgres.DB, olderThan time.Duration, jsonLines, tty bool, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	res, err := db.RotateKEKs(ctx, olderThan, func(p postgres.KEKRotationProgress) {
 		if jsonLines {
 			_ = enc.Encode(map[string]any{"event": "progress", "tenant_id": p.Tenant, "done": p.Done, "total": p.Total})
 			return
 		}
-		fmt.Fprintf(stdout, "\r%d/%d tenants   ", p.Done, p.Total)
+		if tty {
+			fmt.Fprintf(stdout, "\r%d/%d tenants   ", p.Done, p.Total)
+		}
 	})
-	if !jsonLines {
+	if !jsonLines && tty {
 		fmt.Fprintln(stdout)
 	}
 	if err != nil {

@@ -102,7 +102,7 @@ func TestKeys_RotateEndToEnd(t *testing.T) {
 	}
 
 	// Rotation moves the value to the tenant's own data key.
-	out := cli(with(map[string]string{"ENCRYPTION_KEYS": "1:" + k1 + ",2:" + k2}), "rotate", "--batch", "1")
+	out := cli(with(map[string]string{"ENCRYPTION_KEYS": "1:" + k1 + ",2:" + k2}), "rotate", "--batch", "1", "--json")
 	if !strings.Contains(out, `"event":"progress"`) || !strings.Contains(out, `"rotated":1`) {
 		t.Fatalf("rotate output:\n%s", out)
 	}
@@ -124,16 +124,16 @@ func TestKeys_RotateEndToEnd(t *testing.T) {
 	if out := cli(only2, "rotate-dek", "--tenant", tid.String()); !strings.Contains(out, "new data key") {
 		t.Errorf("rotate-dek:\n%s", out)
 	}
-	if out := cli(only2, "rotate"); !strings.Contains(out, `"rotated":1`) {
+	if out := cli(only2, "rotate"); !strings.Contains(out, "re-encrypted 1 values") || strings.Contains(out, "{") {
 		t.Errorf("rotation after a new data key:\n%s", out)
 	}
-	if out := cli(only2, "rotate-kek", "--older-than", "0s"); !strings.Contains(out, `"event":"done"`) || strings.Contains(out, `"rotated":0`) {
+	if out := cli(only2, "rotate-kek", "--older-than", "0s", "--json"); !strings.Contains(out, `"event":"done"`) || strings.Contains(out, `"rotated":0`) {
 		t.Errorf("rotate-kek:\n%s", out)
 	}
-	if out := cli(only2, "rotate-kek"); !strings.Contains(out, `"rotated":0,`) {
+	if out := cli(only2, "rotate-kek", "--json"); !strings.Contains(out, `"rotated":0,`) {
 		t.Errorf("rotate-kek again (the KEKs are new):\n%s", out)
 	}
-	if out := cli(only2, "rotate"); !strings.Contains(out, `"rotated":0`) {
+	if out := cli(only2, "rotate", "--json"); !strings.Contains(out, `"rotated":0`) {
 		t.Errorf("second rotation:\n%s", out)
 	}
 }

@@ -504,6 +504,7 @@ func TestRun_TenantAndKeyCommands(t *testing.T) {
 		{"apikey"}, {"apikey", "create", "--tenant", "nope", "--scopes", "entities:read"},
 		{"apikey", "create", "--tenant", created.TenantID, "--scopes", "platform:admin"},
 		{"apikey", "create", "--platform-admin", "--tenant", created.TenantID},
+		{"apikey", "create", "--tenant", "01a23866-854f-73bc-9b7e-c8ee4b018561", "--scopes", "entities:read"}, // no such tenant
 	} {
 		if err := run(context.Background(), append([]string{"elile"}, args...), e, io.Discard, io.Discard); exitCode(err) != 2 {
 			t.Errorf("%v = %v, want a usage error", args, err)
