@@ -87,8 +87,8 @@ func (cost) Schema(huma.Registry) *huma.Schema {
 		}}
 }
 
-func handleCacheCreate(svc *sourcecache.Service, now func() time.Time) handlerFunc[createCacheInput, cacheOutput] {
-	return func(ctx context.Context, in *createCacheInput) (*cacheOutput, error) {
+func handleCacheCreate(svc *sourcecache.Service, now func() time.Time) handlerFunc[createCacheInput, created[CacheOut]] {
+	return func(ctx context.Context, in *createCacheInput) (*created[CacheOut], error) {
 		eid, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
@@ -100,7 +100,7 @@ func handleCacheCreate(svc *sourcecache.Service, now func() time.Time) handlerFu
 		if err != nil {
 			return nil, err
 		}
-		return &cacheOutput{Body: cacheOut(e, now())}, nil
+		return &created[CacheOut]{Location: "/v1/entities/" + eid.String() + "/cache/" + e.ID.String(), Body: cacheOut(e, now())}, nil
 	}
 }
 

@@ -52,6 +52,14 @@ type createEntityInput struct{ Body entityBody }
 
 type entityOutput struct{ Body EntityOut }
 
+// created is a 201's output: the new resource, and in Location where it
+// can be read (RFC 9110, section 15.3.2). A relation has no path of its
+// own yet, so its 201 has none.
+type created[T any] struct {
+	Location string `header:"Location" maxLength:"200" pattern:"^/v1/[a-z0-9/-]+$" doc:"The path of the created resource"`
+	Body     T
+}
+
 // scopeOf is the tenant scope the request in ctx acts in (set by
 // authorize for every tenant route).
 func scopeOf(ctx context.Context) tenant.Scope {
@@ -59,8 +67,8 @@ func scopeOf(ctx context.Context) tenant.Scope {
 	return sc
 }
 
-func handleEntityCreate(svc *entity.Service, shared bool) handlerFunc[createEntityInput, entityOutput] {
-	return func(ctx context.Context, in *createEntityInput) (*entityOutput, error) {
+func handleEntityCreate(svc *entity.Service, shared bool) handlerFunc[createEntityInput, created[EntityOut]] {
+	return func(ctx context.Context, in *createEntityInput) (*created[EntityOut], error) {
 		sc := scopeOf(ctx)
 		if shared {
 			sc = tenant.Platform() // the route demands platform:admin
@@ -71,7 +79,7 @@ func handleEntityCreate(svc *entity.Service, shared bool) handlerFunc[createEnti
 		if err != nil {
 			return nil, err
 		}
-		return &entityOutput{Body: entityOut(e, false)}, nil
+		return &created[EntityOut]{Location: "/v1/entities/" + e.ID.String(), Body: entityOut(e, false)}, nil
 	}
 }
 

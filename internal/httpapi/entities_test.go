@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -590,5 +591,45 @@ func TestCache_WindowsVisibilityRaw(t *testing.T) {
 	// Stored encrypted: the raw bytes are not in the table.
 	if n := countWhere(t, w.b, `SELECT count(*) FROM cached_data_sources WHERE position('secret raw'::bytea in raw_response) > 0`); n != 0 {
 		t.Error("raw_response stored in clear")
+	}
+}
+
+// Every 201 says where the new resource is (Location), and a GET of that
+// path returns it; a replay of the create carries the same Location.
+func TestCreated_Location(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ent := call(t, w.h, w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"full_name": "Located"}}))
+	e := decode[EntityOut](t, ent)
+	tn := call(t, w.h, w.as(w.platform, "POST", "/v1/tenants", map[string]any{"name": "Located Ltd"}))
+	shared := call(t, w.h, w.as(w.platform, "POST", "/v1/shared/entities", map[string]any{"entity_type": "organization", "canonical_identifiers": map[string]string{"legal_name": "Located Shared"}}))
+	prof := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+e.EntityID+"/profiles", profileBody(0.4)))
+	cache := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+e.EntityID+"/cache", cacheBody("criminal", "customer_provided")))
+	key := call(t, w.h, w.as(w.admin, "POST", "/v1/api-keys", map[string]any{"name": "located", "scopes": []string{"entities:read"}}))
+	for name, c := range map[string]struct {
+		rec    *httptest.ResponseRecorder
+		as     fixture
+		prefix string
+		get    bool
+	}{
+		"entity":        {ent, w.admin, "/v1/entities/", true},
+		"tenant":        {tn, w.platform, "/v1/tenants/", true},
+		"shared entity": {shared, w.admin, "/v1/entities/", true},
+		"profile":       {prof, w.admin, "/v1/entities/" + e.EntityID + "/profiles/", true},
+		"cache entry":   {cache, w.admin, "/v1/entities/" + e.EntityID + "/cache/", true},
+		"api key":       {key, w.admin, "/v1/api-keys/", false},
+	} {
+		loc := c.rec.Header().Get("Location")
+		if c.rec.Code != 201 || !strings.HasPrefix(loc, c.prefix) || len(loc) <= len(c.prefix) {
+			t.Errorf("%s: %d, Location %q; want 201 and a path under %s", name, c.rec.Code, loc, c.prefix)
+			continue
+		}
+		if !c.get {
+			continue
+		}
+		got := call(t, w.h, w.as(c.as, "GET", loc, nil))
+		if got.Code != 200 || !strings.Contains(got.Body.String(), loc[strings.LastIndex(loc, "/")+1:]) {
+			t.Errorf("%s: GET %s = %d %s", name, loc, got.Code, got.Body)
+		}
 	}
 }

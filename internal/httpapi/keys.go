@@ -54,8 +54,6 @@ type createKeyInput struct {
 	}
 }
 
-type keyOutput struct{ Body KeyOut }
-
 // grantScopes are the scopes a new key is given: any of a tenant's, each
 // once (platform-admin keys are made with `elile apikey create
 // --platform-admin`, never through the API).
@@ -87,8 +85,8 @@ func scopesSchema(scopes []string, minItems int, doc string) *huma.Schema {
 		Items: &huma.Schema{Type: huma.TypeString, Enum: enum, MaxLength: ptr(longest)}}
 }
 
-func handleKeyCreate(svc *tenancy.Service) handlerFunc[createKeyInput, keyOutput] {
-	return func(ctx context.Context, in *createKeyInput) (*keyOutput, error) {
+func handleKeyCreate(svc *tenancy.Service) handlerFunc[createKeyInput, created[KeyOut]] {
+	return func(ctx context.Context, in *createKeyInput) (*created[KeyOut], error) {
 		nk := tenancy.NewKey{Name: in.Body.Name, Scopes: in.Body.Scopes}
 		if in.Body.ExpiresAt != nil {
 			nk.ExpiresAt = *in.Body.ExpiresAt
@@ -99,7 +97,9 @@ func handleKeyCreate(svc *tenancy.Service) handlerFunc[createKeyInput, keyOutput
 		}
 		o := keyOut(k)
 		o.Secret = secret
-		return &keyOutput{Body: o}, nil
+		// The key's own path is where it is revoked (DELETE); keys are
+		// read through the list.
+		return &created[KeyOut]{Location: "/v1/api-keys/" + k.ID.String(), Body: o}, nil
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -80,8 +81,8 @@ type createProfileInput struct {
 
 type profileOutput struct{ Body ProfileOut }
 
-func handleProfileCreate(svc *entity.ProfileService) handlerFunc[createProfileInput, profileOutput] {
-	return func(ctx context.Context, in *createProfileInput) (*profileOutput, error) {
+func handleProfileCreate(svc *entity.ProfileService) handlerFunc[createProfileInput, created[ProfileOut]] {
+	return func(ctx context.Context, in *createProfileInput) (*created[ProfileOut], error) {
 		eid, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
@@ -96,7 +97,7 @@ func handleProfileCreate(svc *entity.ProfileService) handlerFunc[createProfileIn
 		if err != nil {
 			return nil, err
 		}
-		return &profileOutput{Body: profileOut(p)}, nil
+		return &created[ProfileOut]{Location: fmt.Sprintf("/v1/entities/%s/profiles/%d", eid, p.Version), Body: profileOut(p)}, nil
 	}
 }
 

@@ -52,14 +52,14 @@ type createTenantInput struct {
 	}
 }
 
-func handleTenantCreate(svc *tenancy.Service) handlerFunc[createTenantInput, tenantOutput] {
-	return func(ctx context.Context, in *createTenantInput) (*tenantOutput, error) {
+func handleTenantCreate(svc *tenancy.Service) handlerFunc[createTenantInput, created[TenantOut]] {
+	return func(ctx context.Context, in *createTenantInput) (*created[TenantOut], error) {
 		c, err := svc.Create(ctx, tenancy.NewTenant{Name: in.Body.Name, Slug: in.Body.Slug, Locale: in.Body.Locale, Config: in.Body.Config,
 			KEKRef: in.Body.BYOK})
 		if err != nil {
 			return nil, err
 		}
-		return &tenantOutput{Body: tenantOut(c.Tenant)}, nil
+		return &created[TenantOut]{Location: "/v1/tenants/" + c.Tenant.ID.String(), Body: tenantOut(c.Tenant)}, nil
 	}
 }
 

@@ -6003,6 +6003,7 @@ func (r ListApiKeysResponse) ContentType() string {
 
 // CreateApiKeyResponse201Headers the declared response headers of an HTTP 201 response for CreateApiKey
 type CreateApiKeyResponse201Headers struct {
+	Location           *string
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
@@ -7661,6 +7662,7 @@ func (r ListEntitiesResponse) ContentType() string {
 
 // CreateEntityResponse201Headers the declared response headers of an HTTP 201 response for CreateEntity
 type CreateEntityResponse201Headers struct {
+	Location           *string
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
@@ -8806,6 +8808,7 @@ func (r ListCacheEntriesResponse) ContentType() string {
 
 // CreateCacheEntryResponse201Headers the declared response headers of an HTTP 201 response for CreateCacheEntry
 type CreateCacheEntryResponse201Headers struct {
+	Location           *string
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
@@ -9374,6 +9377,7 @@ func (r ListProfilesResponse) ContentType() string {
 
 // CreateProfileResponse201Headers the declared response headers of an HTTP 201 response for CreateProfile
 type CreateProfileResponse201Headers struct {
+	Location           *string
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
@@ -10326,6 +10330,7 @@ func (r CreateRelationResponse) ContentType() string {
 
 // CreateSharedEntityResponse201Headers the declared response headers of an HTTP 201 response for CreateSharedEntity
 type CreateSharedEntityResponse201Headers struct {
+	Location           *string
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
@@ -10894,6 +10899,7 @@ func (r ListTenantsResponse) ContentType() string {
 
 // CreateTenantResponse201Headers the declared response headers of an HTTP 201 response for CreateTenant
 type CreateTenantResponse201Headers struct {
+	Location           *string
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
@@ -12964,6 +12970,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateApiKeyResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -15666,6 +15679,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateEntityResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17543,6 +17563,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateCacheEntryResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18468,6 +18495,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateProfileResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20020,6 +20054,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateSharedEntityResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20945,6 +20986,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateTenantResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {

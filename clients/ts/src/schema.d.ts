@@ -1422,6 +1422,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    Location?: string;
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
                     /** @description Requests left now (the burst, refilled at the per-minute pace). */
@@ -2945,6 +2946,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    Location?: string;
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
                     /** @description Requests left now (the burst, refilled at the per-minute pace). */
@@ -4004,6 +4006,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    Location?: string;
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
                     /** @description Requests left now (the burst, refilled at the per-minute pace). */
@@ -4529,6 +4532,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    Location?: string;
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
                     /** @description Requests left now (the burst, refilled at the per-minute pace). */
@@ -5398,6 +5402,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    Location?: string;
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
                     /** @description Requests left now (the burst, refilled at the per-minute pace). */
@@ -5908,6 +5913,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    Location?: string;
                     /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
                     "RateLimit-Limit"?: number;
                     /** @description Requests left now (the burst, refilled at the per-minute pace). */
