@@ -453,6 +453,14 @@ func TestIdempotency(t *testing.T) {
 	if len(keys.Data) != 2 { // the fixture's and one "once"
 		t.Fatalf("keys after a replay: %d, want 2 (the work was done once)", len(keys.Data))
 	}
+	// The same request laid out otherwise (re-indented, keys reordered, a
+	// charset parameter) is the same request: replayed, not refused.
+	same := r
+	same.body = "{\n  \"scopes\" : [ \"entities:read\" ],\n  \"name\": \"once\"\n}\n"
+	same.hdr = map[string]string{"Idempotency-Key": "k-1", "Content-Type": "application/json; charset=utf-8"}
+	if rec := call(t, h, same); rec.Code != 201 || rec.Header().Get("Idempotent-Replayed") != "true" || rec.Body.String() != first.Body.String() {
+		t.Fatalf("the same JSON laid out otherwise: %d %s (replayed %q)", rec.Code, rec.Body, rec.Header().Get("Idempotent-Replayed"))
+	}
 	r.body = map[string]any{"name": "different", "scopes": []string{"entities:read"}}
 	wantProblem(t, call(t, h, r), 422, "IDEMPOTENCY_KEY_REUSED")
 	// Scoped to the credential: another key may use the same Idempotency-Key.
@@ -490,7 +498,11 @@ func TestIdempotency_InProgress(t *testing.T) {
 	done := make(chan int)
 	go func() { done <- call(t, h, r).Code }()
 	<-entered
-	wantProblem(t, call(t, h, r), 409, "IDEMPOTENCY_IN_PROGRESS")
+	busy := call(t, h, r)
+	wantProblem(t, busy, 409, "IDEMPOTENCY_IN_PROGRESS")
+	if busy.Header().Get("Retry-After") != "1" {
+		t.Errorf("409 IDEMPOTENCY_IN_PROGRESS: Retry-After %q, want 1", busy.Header().Get("Retry-After"))
+	}
 	close(release)
 	if code := <-done; code != 201 {
 		t.Fatalf("first request: %d", code)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
 	"time"
 
@@ -121,13 +122,7 @@ func idempotency(store IdempotencyStore, keys *fieldcrypt.Keys, budget int64, lo
 			if !ok {
 				return
 			}
-			h := sha256.New()
-			for _, part := range []string{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("X-Tenant-ID"), r.Header.Get("Content-Type")} {
-				h.Write([]byte(part))
-				h.Write([]byte{0})
-			}
-			h.Write(body)
-			hash := h.Sum(nil)
+			hash := requestHash(r, body)
 			sum := sha256.Sum256([]byte(key))
 			skey := "idem:{" + p.Credential() + "}:" + hex.EncodeToString(sum[:])
 			// Sealed under the tenant's data key (the platform's for platform
@@ -197,6 +192,7 @@ func idempotency(store IdempotencyStore, keys *fieldcrypt.Keys, budget int64, lo
 				case !bytes.Equal(rec.Hash, hash):
 					fail(errIdemReused)
 				case !rec.Done:
+					w.Header().Set("Retry-After", "1")
 					fail(errIdemInProgress)
 				case rec.NotKept:
 					if loc := rec.Header["Location"]; loc != "" {
@@ -287,4 +283,38 @@ func (b *bufferedResponse) WriteHeader(code int) {
 func (b *bufferedResponse) Write(p []byte) (int, error) {
 	b.wrote = true
 	return b.body.Write(p)
+}
+
+// requestHash identifies a request for idempotency: what it asks for, not
+// how its bytes are laid out. The body counts as canonical JSON (object
+// keys sorted, no insignificant white space, numbers as written), and the
+// Content-Type as its media type: the same request re-indented, with its
+// keys in another order or a charset parameter added is the same request.
+// A body that is not JSON counts as its bytes (it is refused anyway).
+func requestHash(r *http.Request, body []byte) []byte {
+	h := sha256.New()
+	media := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(media); err == nil {
+		media = mt
+	}
+	for _, part := range []string{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("X-Tenant-ID"), media} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	h.Write(canonicalJSON(body))
+	return h.Sum(nil)
+}
+
+func canonicalJSON(body []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return body
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return body
+	}
+	return out
 }

@@ -103,7 +103,7 @@ func (r registrar) add(method, path, id, summary string, a access, status int, h
 	r.table[method+" "+path] = a
 	if method == http.MethodPost {
 		op.Parameters = append(op.Parameters, &huma.Param{Name: "Idempotency-Key", In: "header",
-			Description: "Replays the first response for the same key and body within 24 h.", Schema: &huma.Schema{Type: "string", MinLength: ptr(1), MaxLength: ptr(255), Pattern: "^[\\x20-\\x7E]+$"}})
+			Description: "Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.", Schema: &huma.Schema{Type: "string", MinLength: ptr(1), MaxLength: ptr(255), Pattern: "^[\\x20-\\x7E]+$"}})
 	}
 	registerAny(r.api, op, h, r.log)
 }
@@ -259,7 +259,9 @@ func declareRateLimitHeaders(o *huma.OpenAPI) {
 		"RateLimit-Remaining": count("Requests left now (the burst, refilled at the per-minute pace)."),
 		"RateLimit-Reset":     count("Seconds until the allowance is full again."),
 	}
-	eachOperation(o, func(path, _ string, op *huma.Operation) {
+	inProgress := &huma.Param{Description: "With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again.",
+		Schema: &huma.Schema{Type: "integer", Format: "int64", Minimum: ptr(1.0), Maximum: ptr(60.0)}}
+	eachOperation(o, func(path, method string, op *huma.Operation) {
 		if !strings.HasPrefix(path, "/v1/") {
 			return
 		}
@@ -275,6 +277,9 @@ func declareRateLimitHeaders(o *huma.OpenAPI) {
 			}
 			if code == "429" {
 				resp.Headers["Retry-After"] = retryAfter
+			}
+			if code == "409" && method == http.MethodPost {
+				resp.Headers["Retry-After"] = inProgress
 			}
 		}
 	})

@@ -208,8 +208,10 @@ func TestSealer_DetectsTampering(t *testing.T) {
 				SELECT '%s', created_at, txid, tenant_id, 'data.accessed', 'info', 'human', correlation_id FROM audit_events WHERE audit_id = '%s'`, newUUID(), ids[0]))
 		}, "inserted", -1},
 		{"Reorder", func(t *testing.T, url string, ids []uuid.UUID) {
-			// Swap two events' places in the chain.
-			superuser(t, url, fmt.Sprintf(`UPDATE audit_events e SET audit_id = o.audit_id FROM audit_events o
+			// Swap two events' places in the chain: what each holds moves to
+			// the other's place (the ids, which key the rows, stay).
+			superuser(t, url, fmt.Sprintf(`UPDATE audit_events e SET event_type = o.event_type, correlation_id = o.correlation_id,
+				event_data = o.event_data, created_at = o.created_at FROM audit_events o
 				WHERE (e.audit_id, o.audit_id) IN (('%[1]s', '%[2]s'), ('%[2]s', '%[1]s'))`, ids[3], ids[4]))
 		}, "", 3},
 	}

@@ -1267,7 +1267,7 @@ type CreateApiKeyParams struct {
 	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
 	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
 
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1336,7 +1336,7 @@ type VerifyAuditLogAgainstCheckpointParams struct {
 	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
 	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
 
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1369,7 +1369,7 @@ type CreateEntityParams struct {
 	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
 	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
 
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1378,7 +1378,7 @@ type SearchEntitiesParams struct {
 	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
 	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
 
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1426,7 +1426,7 @@ type CreateCacheEntryParams struct {
 	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
 	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
 
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1456,7 +1456,7 @@ type CreateProfileParams struct {
 	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
 	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
 
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1489,13 +1489,13 @@ type CreateRelationParams struct {
 	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
 	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
 
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
 // CreateSharedEntityParams defines parameters for CreateSharedEntity.
 type CreateSharedEntityParams struct {
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1516,7 +1516,7 @@ type ListTenantsParams struct {
 
 // CreateTenantParams defines parameters for CreateTenant.
 type CreateTenantParams struct {
-	// IdempotencyKey Replays the first response for the same key and body within 24 h.
+	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
@@ -6035,6 +6035,7 @@ type CreateApiKeyResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // CreateApiKeyResponse413Headers the declared response headers of an HTTP 413 response for CreateApiKey
@@ -7125,6 +7126,7 @@ type VerifyAuditLogAgainstCheckpointResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // VerifyAuditLogAgainstCheckpointResponse413Headers the declared response headers of an HTTP 413 response for VerifyAuditLogAgainstCheckpoint
@@ -7694,6 +7696,7 @@ type CreateEntityResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // CreateEntityResponse413Headers the declared response headers of an HTTP 413 response for CreateEntity
@@ -7894,6 +7897,7 @@ type SearchEntitiesResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // SearchEntitiesResponse413Headers the declared response headers of an HTTP 413 response for SearchEntities
@@ -8840,6 +8844,7 @@ type CreateCacheEntryResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // CreateCacheEntryResponse413Headers the declared response headers of an HTTP 413 response for CreateCacheEntry
@@ -9409,6 +9414,7 @@ type CreateProfileResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // CreateProfileResponse413Headers the declared response headers of an HTTP 413 response for CreateProfile
@@ -10161,6 +10167,7 @@ type CreateRelationResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // CreateRelationResponse413Headers the declared response headers of an HTTP 413 response for CreateRelation
@@ -10362,6 +10369,7 @@ type CreateSharedEntityResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // CreateSharedEntityResponse413Headers the declared response headers of an HTTP 413 response for CreateSharedEntity
@@ -10931,6 +10939,7 @@ type CreateTenantResponse409Headers struct {
 	RateLimitLimit     *int64
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
+	RetryAfter         *int64
 }
 
 // CreateTenantResponse413Headers the declared response headers of an HTTP 413 response for CreateTenant
@@ -13094,6 +13103,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 			}
 			headers.RateLimitReset = &value
 		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateApiKeyResponse413Headers
@@ -14871,6 +14887,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 			}
 			headers.RateLimitReset = &value
 		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers VerifyAuditLogAgainstCheckpointResponse413Headers
@@ -15803,6 +15826,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 			}
 			headers.RateLimitReset = &value
 		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateEntityResponse413Headers
@@ -16131,6 +16161,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 				return nil, err
 			}
 			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
 		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
@@ -17687,6 +17724,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 			}
 			headers.RateLimitReset = &value
 		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateCacheEntryResponse413Headers
@@ -18618,6 +18662,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 				return nil, err
 			}
 			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
 		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
@@ -19842,6 +19893,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 			}
 			headers.RateLimitReset = &value
 		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateRelationResponse413Headers
@@ -20177,6 +20235,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 				return nil, err
 			}
 			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
 		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
@@ -21109,6 +21174,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
 		}
 		response.Headers409 = &headers
 	case rsp.StatusCode == 413:

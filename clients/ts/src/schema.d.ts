@@ -1407,7 +1407,7 @@ export interface operations {
             header?: {
                 /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
                 "X-Tenant-ID"?: string;
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -1498,6 +1498,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2412,7 +2414,7 @@ export interface operations {
             header?: {
                 /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
                 "X-Tenant-ID"?: string;
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -2502,6 +2504,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2931,7 +2935,7 @@ export interface operations {
             header?: {
                 /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
                 "X-Tenant-ID"?: string;
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -3022,6 +3026,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3116,7 +3122,7 @@ export interface operations {
             header?: {
                 /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
                 "X-Tenant-ID"?: string;
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -3206,6 +3212,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3989,7 +3997,7 @@ export interface operations {
             header?: {
                 /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
                 "X-Tenant-ID"?: string;
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -4082,6 +4090,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4515,7 +4525,7 @@ export interface operations {
             header?: {
                 /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
                 "X-Tenant-ID"?: string;
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -4608,6 +4618,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5203,7 +5215,7 @@ export interface operations {
             header?: {
                 /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
                 "X-Tenant-ID"?: string;
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -5295,6 +5307,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5387,7 +5401,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -5478,6 +5492,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5898,7 +5914,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Replays the first response for the same key and body within 24 h. */
+                /** @description Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -5989,6 +6005,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
+                    /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
