@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -31,16 +30,7 @@ func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
 	}
 	rows := make([][]any, len(evs))
 	var keyless audit.EventErrors
-	// In chain order: each event locks its chain's head until the commit
-	// (migration 00010), so two batches lock heads in the same order and
-	// cannot deadlock.
-	order := make([]int, len(evs))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(evs[a].Tenant[:], evs[b].Tenant[:]) })
-	for k, j := range order {
-		ev := evs[j]
+	for j, ev := range evs {
 		args, err := db.auditArgs(ctx, ev)
 		if err != nil {
 			if !fieldcrypt.KeyFailure(err) {
@@ -57,9 +47,9 @@ func (db *DB) InsertAuditBatch(ctx context.Context, evs []audit.Event) error {
 			args = auditRow(ev, nil)
 		}
 		for i, a := range args {
-			cols[i][k] = a
+			cols[i][j] = a
 		}
-		rows[k] = args
+		rows[j] = args
 	}
 	citus := db.onCitus()
 	err := db.InAuditWriterTx(ctx, func(tx *Tx) error {

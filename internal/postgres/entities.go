@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -251,7 +250,7 @@ func (s *EntityStore) Entities(ctx context.Context, sc tenant.Scope, f entity.Fi
 			}
 			cands = append(cands, got...)
 		}
-		slices.SortFunc(cands, func(a, b sized) int { return bytes.Compare(b.id[:], a.id[:]) })
+		slices.SortFunc(cands, func(a, b sized) int { return newestFirst(a.id, b.id) })
 		sizes := make([]int64, len(cands))
 		for i, c := range cands {
 			sizes[i] = c.size
@@ -276,7 +275,7 @@ func (s *EntityStore) Entities(ctx context.Context, sc tenant.Scope, f entity.Fi
 			}
 			out = append(out, got...)
 		}
-		slices.SortFunc(out, func(a, b entity.Entity) int { return bytes.Compare(b.ID[:], a.ID[:]) })
+		slices.SortFunc(out, func(a, b entity.Entity) int { return newestFirst(a.ID, b.ID) })
 		return nil
 	})
 	return out, more, err
@@ -308,9 +307,9 @@ func (s *EntityStore) FindByIdentifier(ctx context.Context, sc tenant.Scope, kin
 	// one shard on Citus. Entity ids are time-ordered, and the own entities
 	// and the shared ones are merged newest first.
 	err = db.InScope(ctx, sc, func(tx *Tx) error {
-		for i, owner := range ownThenShared(sc.Tenant().UUID()) {
+		for _, owner := range ownThenShared(sc.Tenant().UUID()) {
 			idx := own
-			if i > 0 || owner == uuid.Nil {
+			if owner == uuid.Nil {
 				idx = shared
 			}
 			rows, err := tx.Query(ctx, `SELECT `+entityCols+` FROM entities WHERE tenant_id = $1 AND entity_id IN (
@@ -325,7 +324,7 @@ func (s *EntityStore) FindByIdentifier(ctx context.Context, sc tenant.Scope, kin
 			}
 			out = append(out, found...)
 		}
-		slices.SortFunc(out, func(a, b entity.Entity) int { return bytes.Compare(b.ID[:], a.ID[:]) })
+		slices.SortFunc(out, func(a, b entity.Entity) int { return newestFirst(a.ID, b.ID) })
 		return nil
 	})
 	return out, err

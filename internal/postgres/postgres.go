@@ -376,10 +376,8 @@ func (db *DB) readRow(ctx context.Context, sc tenant.Scope, sql string, args []a
 		b.Queue("COMMIT")
 	}
 	err = conn.SendBatch(ctx, &b).Close()
-	if citus && err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
-		if _, rerr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
-			_ = conn.Conn().Close(context.WithoutCancel(ctx))
-		}
+	if err != nil && !conn.Conn().PgConn().IsClosed() {
+		endTx(ctx, conn)
 	}
 	return translate(err)
 }

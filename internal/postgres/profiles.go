@@ -35,6 +35,10 @@ func ownThenShared(t uuid.UUID) []uuid.UUID {
 	return []uuid.UUID{t, uuid.Nil}
 }
 
+// newestFirst orders time-ordered (UUIDv7) ids newest first: how pages
+// read from the tenant's shard and the platform's are merged.
+func newestFirst(a, b uuid.UUID) int { return bytes.Compare(b[:], a[:]) }
+
 // entityOwner returns the tenant of entity id as scope t sees it: t, or
 // the platform (uuid.Nil) for a shared entity; entity.ErrNotFound when
 // neither has it. The owner is remembered for the rest of the unit of work
@@ -107,11 +111,10 @@ func (s *EntityStore) Relations(ctx context.Context, sc tenant.Scope, id, after 
 			}
 			rels, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Relation, error) {
 				var rel entity.Relation
-				var tid, prof *uuid.UUID
+				var tid uuid.UUID
+				var prof *uuid.UUID
 				err := r.Scan(&rel.ID, &tid, &rel.From, &rel.To, &rel.Type, &rel.Confidence, &prof, &rel.CreatedAt)
-				if tid != nil {
-					rel.Tenant = tenant.ID(*tid)
-				}
+				rel.Tenant = tenant.ID(tid)
 				if prof != nil {
 					rel.DiscoveredInProfile = *prof
 				}
@@ -122,7 +125,7 @@ func (s *EntityStore) Relations(ctx context.Context, sc tenant.Scope, id, after 
 			}
 			out = append(out, rels...)
 		}
-		slices.SortFunc(out, func(a, b entity.Relation) int { return bytes.Compare(b.ID[:], a.ID[:]) })
+		slices.SortFunc(out, func(a, b entity.Relation) int { return newestFirst(a.ID, b.ID) })
 		out = out[:min(len(out), limit)]
 		return nil
 	})

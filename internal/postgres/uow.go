@@ -236,11 +236,18 @@ func (t *Tx) abort(ctx context.Context) {
 		return
 	}
 	defer t.undo(ctx)
-	if pc.TxStatus() == 'I' {
+	endTx(ctx, t.conn)
+}
+
+// endTx rolls back a transaction left open on conn (a failed one), so the
+// connection goes back to the pool clean; one that cannot be cleaned is
+// closed (the pool then drops it).
+func endTx(ctx context.Context, conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' {
 		return
 	}
-	if _, err := t.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
-		_ = t.conn.Conn().Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
+		_ = conn.Conn().Close(context.WithoutCancel(ctx))
 	}
 }
 
