@@ -120,7 +120,6 @@ func cmdTenant(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func cmdAPIKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const use = "usage: elile apikey create (--tenant ID --scopes a,b | --platform-admin) [--name NAME] [--json]"
 	cmds := map[string]subcommand{"create": {"elile apikey create (--tenant ID --scopes a,b | --platform-admin) [--name NAME] [--json]",
 		"print a new API key once: a tenant's with the given scopes, or a platform admin's"}}
 	if _, err := group("apikey", args, cmds, []string{"create"}, stdout); err != nil {
@@ -145,7 +144,7 @@ func cmdAPIKey(ctx context.Context, args []string, getenv func(string) string, s
 	default:
 		var err error
 		if t, err = tenant.ParseID(*tid); err != nil {
-			return usageError{errors.New(use)}
+			return usageError{errors.New("usage: " + cmds["create"].use)}
 		}
 		for _, s := range strings.Split(*scopes, ",") {
 			s = strings.TrimSpace(s)

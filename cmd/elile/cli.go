@@ -54,10 +54,10 @@ func printHelp(w io.Writer, fs *flag.FlagSet, use, about string) {
 // line and what it does.
 type subcommand struct{ use, about string }
 
-// group handles the group level of "elile GROUP SUB …": no subcommand is a
-// usage error listing them (exit 2), --help lists them on stdout (exit 0),
-// an unknown one is a usage error. ok is false when a known subcommand
-// was given.
+// group handles the group level of "elile GROUP SUB …" and returns the
+// known subcommand given: none is a usage error listing them (exit 2),
+// --help lists them on stdout (errHelp: exit 0), an unknown one is a usage
+// error.
 func group(name string, args []string, subs map[string]subcommand, order []string, stdout io.Writer) (sub string, err error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Usage: elile %s COMMAND [flags]\n\nCommands:\n", name)

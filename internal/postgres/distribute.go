@@ -94,17 +94,8 @@ func Distribute(ctx context.Context, db *sql.DB) (changed bool, err error) {
 	}
 	// Worker connections are opened as the runtime roles; a worker added
 	// since the last run gets the roles without LOGIN (rerun migrate up).
-	// Citus refuses role changes made on a worker unless its own DDL
-	// propagation is off there.
 	for _, role := range []string{"elile_app", "elile_platform", "elile_audit_writer"} {
-		var failed string
-		err := tx.QueryRowContext(ctx, `SELECT coalesce(string_agg(nodename || ':' || nodeport || ': ' || result, '; '), '')
-			FROM run_command_on_workers(format('SET citus.enable_ddl_propagation TO off; ALTER ROLE %I LOGIN', $1::text)) WHERE NOT success`,
-			role).Scan(&failed)
-		if err == nil && failed != "" {
-			err = errors.New(failed)
-		}
-		if err != nil {
+		if err := onWorkers(ctx, tx, `format('ALTER ROLE %I LOGIN', $1::text)`, role); err != nil {
 			return false, fmt.Errorf("give %s LOGIN on the workers: %w", role, err)
 		}
 	}
@@ -113,17 +104,24 @@ func Distribute(ctx context.Context, db *sql.DB) (changed bool, err error) {
 	// for write privileges on each of them, which the runtime roles do not
 	// have on tenants (elile_app only reads it). On the workers, where
 	// only the coordinator connects, the check is off.
-	var failed string
-	err = tx.QueryRowContext(ctx, `SELECT coalesce(string_agg(nodename || ':' || nodeport || ': ' || result, '; '), '')
-		FROM run_command_on_workers(format('SET citus.enable_ddl_propagation TO off; ALTER DATABASE %I SET citus.skip_advisory_lock_permission_checks = on',
-			current_database())) WHERE NOT success`).Scan(&failed)
-	if err == nil && failed != "" {
-		err = errors.New(failed)
-	}
-	if err != nil {
+	if err := onWorkers(ctx, tx, `format('ALTER DATABASE %I SET citus.skip_advisory_lock_permission_checks = on', current_database())`); err != nil {
 		return false, fmt.Errorf("set the workers' lock checks: %w", err)
 	}
 	return len(steps) > 1, tx.Commit()
+}
+
+// onWorkers runs on every worker the command that the SQL expression
+// command (with args) evaluates to, with Citus's DDL propagation off there
+// (Citus refuses role and database changes made on a worker otherwise),
+// and fails naming each worker where it failed.
+func onWorkers(ctx context.Context, tx *sql.Tx, command string, args ...any) error {
+	var failed string
+	err := tx.QueryRowContext(ctx, `SELECT coalesce(string_agg(nodename || ':' || nodeport || ': ' || result, '; '), '')
+		FROM run_command_on_workers('SET citus.enable_ddl_propagation TO off; ' || `+command+`) WHERE NOT success`, args...).Scan(&failed)
+	if err == nil && failed != "" {
+		err = errors.New(failed)
+	}
+	return err
 }
 
 // layoutSteps makes the reference and distributed tables, the foreign
