@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/elile/elile/internal/audit"
@@ -28,6 +29,7 @@ import (
 	"github.com/elile/elile/internal/sourcecache"
 	"github.com/elile/elile/internal/telemetry"
 	"github.com/elile/elile/internal/tenancy"
+	"github.com/elile/elile/internal/webhook"
 )
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -135,6 +137,21 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		})
 	})
 
+	// Webhooks: events out, delivered by jobs on River (docs/webhooks.md).
+	// The job queue stops after the HTTP server (its deferred stop runs
+	// first): running deliveries finish or are handed back to the queue.
+	webhooks := db.Webhooks()
+	deliverer := webhook.NewDeliverer(webhooks, webhook.DelivererOptions{Log: log,
+		Client: webhook.NewClient(webhook.ClientOptions{AllowLoopback: cfg.WebhookAllowLoopback})})
+	whJobs := webhook.NewJobs(deliverer, log, time.Duration(cfg.WebhookRetentionDays)*24*time.Hour)
+	stopJobs, err := startJobs(bgCtx, db, whJobs, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopJobs()
+	db.OnWebhookEvent(whJobs.Kick)
+	bg.Go(func() { whJobs.RunKicks(bgCtx, 50*time.Millisecond) })
+
 	handler := httpapi.NewServer(httpapi.Deps{
 		Log: log, DB: db, KV: store, Keys: db.DataKeys(), Tracer: tracer,
 		Audit: writer, Audits: audit.NewService(db, writer, signer.Public(), audit.NewGate(2, 8)),
@@ -148,10 +165,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Entities:          entity.NewService(db.Entities(), writer, nil),
 		Profiles:          entity.NewProfileService(db.Profiles(), writer),
 		Cache:             sourcecache.NewService(db.Cache(), writer, nil),
-		Rate:              kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
-		CORSOrigins:       cfg.CORSOrigins,
-		Collectors:        slices.Concat([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors(), sealer.Collectors(), o.KMSCache.Collectors()),
-		LatestSchema:      postgres.LatestVersion(), Version: buildVersion(), Started: started,
+		Webhooks: webhook.NewService(webhooks, webhook.Options{RequireHTTPS: cfg.Environment != config.Development,
+			AllowLoopback: cfg.WebhookAllowLoopback}),
+		Rate:        kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
+		CORSOrigins: cfg.CORSOrigins,
+		Collectors: slices.Concat([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors(), sealer.Collectors(), o.KMSCache.Collectors(),
+			deliverer.Metrics().Collectors()),
+		LatestSchema: postgres.LatestVersion(), Version: buildVersion(), Started: started,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -169,6 +189,39 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	log.InfoContext(ctx, "listening", "addr", ln.Addr().String(), "version", buildVersion())
 	fmt.Fprintf(stdout, "elile %s listening on http://%s\n", buildVersion(), ln.Addr())
 	return serveHTTP(ctx, srv, ln, cfg.ShutdownTimeout, log)
+}
+
+// startJobs starts the job queue (River) in this process: every instance
+// works jobs; River's elected leader inserts the periodic ones. The
+// returned function stops it: jobs running get the shutdown timeout to
+// finish, then their context is cancelled (a drain cut short leaves its
+// deliveries pending, and its lease runs out).
+func startJobs(ctx context.Context, db *postgres.DB, wh *webhook.Jobs, cfg config.Config, log *slog.Logger) (func(), error) {
+	workers := river.NewWorkers()
+	wh.Workers(workers)
+	rc, closePool, err := db.Jobs(ctx, postgres.JobsOptions{Config: &river.Config{
+		Logger:            log.With("component", "jobs"),
+		Queues:            wh.Queues(cfg.WebhookWorkers),
+		Workers:           workers,
+		PeriodicJobs:      wh.Periodic(),
+		FetchPollInterval: 250 * time.Millisecond, // what a poll-only client waits at most
+	}})
+	if err != nil {
+		return nil, err
+	}
+	wh.Use(rc)
+	if err := rc.Start(ctx); err != nil {
+		closePool()
+		return nil, fmt.Errorf("start the job queue: %w", err)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := rc.Stop(sctx); err != nil {
+			_ = rc.StopAndCancel(context.WithoutCancel(ctx))
+		}
+		closePool()
+	}, nil
 }
 
 func trustedProxies(cfg config.Config) []netip.Prefix {

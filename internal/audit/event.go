@@ -47,6 +47,11 @@ const (
 	APIKeyRevoked       = "api_key.revoked"
 	AuthFailed          = "auth.failed"
 	ErrorOccurred       = "error.occurred"
+
+	WebhookEndpointCreated  = "webhook_endpoint.created"
+	WebhookEndpointUpdated  = "webhook_endpoint.updated"
+	WebhookEndpointDeleted  = "webhook_endpoint.deleted"
+	WebhookEndpointDisabled = "webhook_endpoint.disabled"
 )
 
 // Types lists every event type.
@@ -54,7 +59,8 @@ func Types() []string {
 	return []string{ScreeningInitiated, ScreeningCompleted, ScreeningFailed, DataAccessed, CacheHit, CacheMiss,
 		ProviderQuery, EntityCreated, EntityMerged, ProfileCreated, ConsentGranted, ConsentRevoked, ComplianceCheck,
 		ComplianceViolation, UserLogin, UserLogout, ReportDownloaded, ConfigChanged, RuleModified, RetentionApplied,
-		DataErased, EntityUpdated, EntityRelated, TenantCreated, TenantErased, APIKeyCreated, APIKeyRevoked, AuthFailed, ErrorOccurred}
+		DataErased, EntityUpdated, EntityRelated, TenantCreated, TenantErased, APIKeyCreated, APIKeyRevoked, AuthFailed, ErrorOccurred,
+		WebhookEndpointCreated, WebhookEndpointUpdated, WebhookEndpointDeleted, WebhookEndpointDisabled}
 }
 
 // ValidType reports whether t is a known event type.

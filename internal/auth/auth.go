@@ -30,6 +30,7 @@ const (
 	ScopeCacheWrite    = "cache:write"
 	ScopeAuditRead     = "audit:read"
 	ScopeKeysManage    = "keys:manage"
+	ScopeWebhooks      = "webhooks:manage"
 	ScopeTenantAdmin   = "tenant:admin"
 	ScopePlatformAdmin = "platform:admin"
 )
@@ -37,7 +38,7 @@ const (
 // TenantScopes are the scopes tenant:admin implies.
 func TenantScopes() []string {
 	return []string{ScopeEntitiesRead, ScopeEntitiesWrite, ScopePIIRead, ScopeProfilesRead, ScopeProfilesWrite,
-		ScopeCacheRead, ScopeCacheWrite, ScopeAuditRead, ScopeKeysManage}
+		ScopeCacheRead, ScopeCacheWrite, ScopeAuditRead, ScopeKeysManage, ScopeWebhooks}
 }
 
 // GrantableScopes lists the scopes a tenant's key may be given through

@@ -125,6 +125,10 @@ type Config struct {
 	TrustedProxies       []string `env:"TRUSTED_PROXIES" envSeparator:"," desc:"Comma-separated CIDRs of proxies in front of elile whose X-Forwarded-For is believed. Empty: the TCP peer is the client." rule:"each a CIDR (10.0.0.0/8) or IP"`
 	RateLimitBurst       int      `env:"RATE_LIMIT_BURST" envDefault:"100" desc:"Requests a credential may make at once before the per-minute pace applies." rule:"1..1000000"`
 
+	WebhookWorkers       int  `env:"WEBHOOK_WORKERS" envDefault:"20" desc:"Endpoints this instance delivers to at once (each drained in order by one worker). A tenant has at most 16 endpoints, so one tenant's backlog holds at most 16 workers." rule:"1..1000"`
+	WebhookRetentionDays int  `env:"WEBHOOK_RETENTION_DAYS" envDefault:"30" desc:"Delivered webhook deliveries (the delivery log) are kept this many days." rule:"1..3650"`
+	WebhookAllowLoopback bool `env:"WEBHOOK_ALLOW_LOOPBACK" envDefault:"false" desc:"Development only: let webhook endpoints be on this machine (127.0.0.1, ::1, localhost) and plain http. Every other private, link-local, shared or reserved address stays refused. Refused outside development." rule:"true or false; only in development"`
+
 	DefaultTenantID string `env:"DEFAULT_TENANT_ID" envDefault:"00000000-0000-0000-0000-000000000000" desc:"Id of the tenant that development creates on an empty database for local use (the nil UUID: a fresh id)." rule:"a UUID"`
 	DevKeysFile     string `env:"DEV_KEYS_FILE" envDefault:".elile/dev-keys.env" desc:"Development only: file where generated keys are kept between runs (git-ignored)." rule:"a file path"`
 }
@@ -284,6 +288,15 @@ func (c Config) validate() error {
 		if _, err := decodeKey(c.AuditSigningKey.Reveal()); err != nil {
 			bad("AUDIT_SIGNING_KEY", "%v", err)
 		}
+	}
+	if c.WebhookWorkers < 1 || c.WebhookWorkers > 1000 {
+		bad("WEBHOOK_WORKERS", "%d is outside 1..1000", c.WebhookWorkers)
+	}
+	if c.WebhookRetentionDays < 1 || c.WebhookRetentionDays > 3650 {
+		bad("WEBHOOK_RETENTION_DAYS", "%d is outside 1..3650", c.WebhookRetentionDays)
+	}
+	if c.WebhookAllowLoopback && c.Environment != Development {
+		bad("WEBHOOK_ALLOW_LOOPBACK", "only in development: outside it, deliveries reach public addresses only")
 	}
 	if c.AuditRetentionDays < 30 || c.AuditRetentionDays > 36500 {
 		bad("AUDIT_RETENTION_DAYS", "%d is outside 30..36500", c.AuditRetentionDays)

@@ -150,6 +150,8 @@ type boundsWorld struct {
 	cacheID      string
 	auditID      string
 	checkpoint   map[string]any
+	endpointID   string
+	deliveryID   string
 }
 
 func (w *boundsWorld) probes(t *testing.T) map[string]func() probe {
@@ -248,6 +250,30 @@ func (w *boundsWorld) probes(t *testing.T) map[string]func() probe {
 		"audit-checkpoint":  func() probe { return probe{path: "/v1/audit-events/checkpoint", key: w.admin} },
 		"list-audit-events": func() probe { return probe{path: "/v1/audit-events", key: w.admin} },
 		"get-audit-event":   func() probe { return probe{path: "/v1/audit-events/" + w.auditID, key: w.admin} },
+		"create-webhook-endpoint": func() probe {
+			// A tenant of its own each time: a tenant has at most 16 endpoints.
+			return probe{path: "/v1/webhook-endpoints", key: mkKey(t, w.b, mkTenant(t, w.b, fresh("wh")), auth.ScopeWebhooks),
+				body: map[string]any{"url": "https://hooks.example.com/in", "description": "d", "event_types": []any{"entity.created"}}}
+		},
+		"list-webhook-endpoints": func() probe { return probe{path: "/v1/webhook-endpoints", key: w.admin} },
+		"get-webhook-endpoint":   func() probe { return probe{path: "/v1/webhook-endpoints/" + w.endpointID, key: w.admin} },
+		"update-webhook-endpoint": func() probe {
+			return probe{path: "/v1/webhook-endpoints/" + w.endpointID, key: w.admin,
+				body: map[string]any{"url": "https://hooks.example.com/in", "description": "d", "event_types": []any{"entity.created"}, "status": "enabled"}}
+		},
+		"delete-webhook-endpoint": func() probe {
+			ep := decode[EndpointOut](t, call(t, w.h, w.as(w.admin, "POST", "/v1/webhook-endpoints", map[string]any{"url": "https://gone.example.com/"})))
+			return probe{path: "/v1/webhook-endpoints/" + ep.EndpointID, key: w.admin}
+		},
+		"rotate-webhook-secret": func() probe {
+			return probe{path: "/v1/webhook-endpoints/" + w.endpointID + "/rotate-secret", key: w.admin, body: map[string]any{"overlap_seconds": 60}}
+		},
+		"list-webhook-deliveries": func() probe {
+			return probe{path: "/v1/webhook-endpoints/" + w.endpointID + "/deliveries", key: w.admin}
+		},
+		"redeliver-webhook": func() probe {
+			return probe{path: "/v1/webhook-endpoints/" + w.endpointID + "/deliveries/" + w.deliveryID + "/redeliver", key: w.admin}
+		},
 	}
 }
 
@@ -287,6 +313,14 @@ func TestBounds_Walk(t *testing.T) {
 		t.Fatal("no audit event")
 	}
 	w.auditID = events.Data[0].AuditID
+	ep := decode[EndpointOut](t, call(t, w.h, w.as(w.admin, "POST", "/v1/webhook-endpoints", map[string]any{"url": "https://hooks.example.com/walk"})))
+	w.endpointID = ep.EndpointID
+	w.create(t, w.admin, map[string]string{"full_name": "Announced"})
+	ds := decode[Page[DeliveryOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/webhook-endpoints/"+ep.EndpointID+"/deliveries", nil)))
+	if len(ds.Data) != 1 {
+		t.Fatalf("deliveries = %+v", ds)
+	}
+	w.deliveryID = ds.Data[0].DeliveryID
 	sealUntil(t, w.b, 1)
 	rec := call(t, w.h, w.as(w.admin, "GET", "/v1/audit-events/checkpoint", nil))
 	if rec.Code != 200 {
@@ -485,6 +519,8 @@ func stringOf(s docSchema, n int, base any) (any, bool) {
 		return pad(strconv.Itoa(slugs)+"-", n, "s"), true
 	case "^[A-Z]{3}$":
 		return strings.Repeat("U", n), true
+	case "^https?://[^\\x00-\\x20\\x7F]+$": // a webhook endpoint's URL
+		return pad("https://hooks.example.com/", n, "a"), true
 	case "^[0-9a-f]{64}$", "^[a-z0-9]+:[0-9a-f]+$":
 		if pattern != "^[0-9a-f]{64}$" {
 			return pad("ed25519:", n, "a"), true
@@ -703,7 +739,7 @@ func pathValue(path, name string) string {
 	// the probes' paths use real ids, so take the segment after the
 	// collection the parameter names.
 	coll := map[string]string{"tenant_id": "tenants", "key_id": "api-keys", "entity_id": "entities", "cache_id": "cache",
-		"audit_id": "audit-events", "version": "profiles"}[name]
+		"audit_id": "audit-events", "version": "profiles", "endpoint_id": "webhook-endpoints", "delivery_id": "deliveries"}[name]
 	segs := strings.Split(path, "/")
 	for i, s := range segs {
 		if s == coll && i+1 < len(segs) {

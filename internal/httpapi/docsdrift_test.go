@@ -88,8 +88,14 @@ func TestOpenAPI_MatchesAPIContract(t *testing.T) {
 	}
 	// Added by the audit issue (see its closing note), by the hardening
 	// issue from API.md's planned routes ("verify against a checkpoint"),
-	// and by the keys issue from the same list ("erase a tenant").
-	extras := []string{"GET /v1/audit-events/checkpoint", "POST /v1/audit-events/verify", "DELETE /v1/tenants/{tenant_id}"}
+	// by the keys issue from the same list ("erase a tenant"), and by the
+	// events issue from the same list (webhook endpoints, secret rotation,
+	// delivery log, redelivery).
+	extras := []string{"GET /v1/audit-events/checkpoint", "POST /v1/audit-events/verify", "DELETE /v1/tenants/{tenant_id}",
+		"POST /v1/webhook-endpoints", "GET /v1/webhook-endpoints", "GET /v1/webhook-endpoints/{endpoint_id}",
+		"PATCH /v1/webhook-endpoints/{endpoint_id}", "DELETE /v1/webhook-endpoints/{endpoint_id}",
+		"POST /v1/webhook-endpoints/{endpoint_id}/rotate-secret", "GET /v1/webhook-endpoints/{endpoint_id}/deliveries",
+		"POST /v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver"}
 	for _, op := range served {
 		if !slices.Contains(contract, op) && !slices.Contains(extras, op) {
 			t.Errorf("the server documents %s, which API.md lacks", op)

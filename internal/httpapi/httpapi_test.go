@@ -31,6 +31,7 @@ import (
 	"github.com/elile/elile/internal/postgres/pgtest"
 	"github.com/elile/elile/internal/sourcecache"
 	"github.com/elile/elile/internal/tenancy"
+	"github.com/elile/elile/internal/webhook"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -519,5 +520,6 @@ func overDB(d Deps, db *postgres.DB, pub ed25519.PublicKey) Deps {
 	d.Entities = entity.NewService(db.Entities(), d.Audit, nil)
 	d.Profiles = entity.NewProfileService(db.Profiles(), d.Audit)
 	d.Cache = sourcecache.NewService(db.Cache(), d.Audit, nil)
+	d.Webhooks = webhook.NewService(db.Webhooks(), webhook.Options{RequireHTTPS: true})
 	return d
 }

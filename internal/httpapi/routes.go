@@ -53,6 +53,17 @@ func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
 	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache", "list-cache-entries", "Cached provider results", access{Scope: "cache:read", Tenant: true}, 0, handleCacheList(d.Cache, d.Now))
 	r.add(http.MethodGet, "/v1/entities/{entity_id}/cache/{cache_id}", "get-cache-entry", "One cached provider result", access{Scope: "cache:read", Tenant: true}, 0, handleCacheGet(d.Cache, d.Now))
 
+	// Webhooks (API.md "Webhooks", docs/webhooks.md).
+	wh := access{Scope: "webhooks:manage", Tenant: true}
+	r.add(http.MethodPost, "/v1/webhook-endpoints", "create-webhook-endpoint", "Create a webhook endpoint", wh, http.StatusCreated, handleEndpointCreate(d.Webhooks))
+	r.add(http.MethodGet, "/v1/webhook-endpoints", "list-webhook-endpoints", "List webhook endpoints", wh, 0, handleEndpointList(d.Webhooks))
+	r.add(http.MethodGet, "/v1/webhook-endpoints/{endpoint_id}", "get-webhook-endpoint", "Get a webhook endpoint", wh, 0, handleEndpointGet(d.Webhooks))
+	r.add(http.MethodPatch, "/v1/webhook-endpoints/{endpoint_id}", "update-webhook-endpoint", "Change, disable or re-enable a webhook endpoint", wh, 0, handleEndpointUpdate(d.Webhooks))
+	r.add(http.MethodDelete, "/v1/webhook-endpoints/{endpoint_id}", "delete-webhook-endpoint", "Delete a webhook endpoint and its deliveries", wh, http.StatusNoContent, handleEndpointDelete(d.Webhooks))
+	r.add(http.MethodPost, "/v1/webhook-endpoints/{endpoint_id}/rotate-secret", "rotate-webhook-secret", "Give a webhook endpoint a new signing secret", wh, http.StatusOK, handleEndpointRotate(d.Webhooks))
+	r.add(http.MethodGet, "/v1/webhook-endpoints/{endpoint_id}/deliveries", "list-webhook-deliveries", "An endpoint's delivery log", wh, 0, handleDeliveryList(d.Webhooks))
+	r.add(http.MethodPost, "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver", "redeliver-webhook", "Send an event to an endpoint again", wh, http.StatusAccepted, handleRedeliver(d.Webhooks))
+
 	// Audit log (API.md "Audit log"). The fixed paths come before {audit_id}.
 	// Verification and export hold a connection while they run: bounded per
 	// tenant and per instance.
@@ -165,6 +176,8 @@ func tagFor(path string) string {
 		return "Tenants"
 	case len(path) >= 13 && path[:13] == "/v1/audit-eve":
 		return "Audit log"
+	case strings.HasPrefix(path, "/v1/webhook-"):
+		return "Webhooks"
 	case strings.Contains(path, "/profiles"):
 		return "Profiles"
 	case strings.Contains(path, "/cache"):

@@ -68,8 +68,18 @@ func TestSecurity_RouteTable(t *testing.T) {
 	c := decode[CacheOut](t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+e.EntityID+"/cache", cacheBody("criminal", "paid_external"))))
 	k := decode[KeyOut](t, call(t, w.h, w.as(w.admin, "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"entities:read"}})))
 	ev := decode[Page[AuditEventOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/audit-events?limit=1", nil)))
+	rec := call(t, w.h, w.as(w.admin, "POST", "/v1/webhook-endpoints", map[string]any{"url": "https://receiver.example.com/a"}))
+	if rec.Code != 201 {
+		t.Fatalf("create endpoint: %d %s", rec.Code, rec.Body)
+	}
+	ep := decode[EndpointOut](t, rec)
+	w.create(t, w.admin, map[string]string{"full_name": "announced"})
+	ds := decode[Page[DeliveryOut]](t, call(t, w.h, w.as(w.admin, "GET", "/v1/webhook-endpoints/"+ep.EndpointID+"/deliveries", nil)))
+	if len(ds.Data) != 1 {
+		t.Fatalf("deliveries after one create = %+v", ds)
+	}
 	ids := map[string]string{"entity_id": e.EntityID, "cache_id": c.CacheID, "key_id": k.KeyID, "audit_id": ev.Data[0].AuditID,
-		"version": "1", "tenant_id": w.a.String()}
+		"version": "1", "tenant_id": w.a.String(), "endpoint_id": ep.EndpointID, "delivery_id": ds.Data[0].DeliveryID}
 	bEntity := w.create(t, w.oAdm, map[string]string{"full_name": "B's own"})
 	// A credential holding a scope no route needs alone.
 	weak := mkKey(t, w.b, w.a, auth.ScopeEntitiesRead)
@@ -122,6 +132,8 @@ func validBodyFor(op operation, other string) any {
 		return profileBody(0.1)
 	case strings.HasSuffix(op.Path, "/cache"):
 		return cacheBody("criminal", "customer_provided")
+	case strings.HasPrefix(op.Path, "/v1/webhook-endpoints") && op.Method == http.MethodPatch:
+		return map[string]any{"description": "taken over"}
 	case op.Method == http.MethodPatch:
 		return map[string]any{"canonical_identifiers": map[string]any{"full_name": "x"}}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/sourcecache"
 	"github.com/elile/elile/internal/tenancy"
+	"github.com/elile/elile/internal/webhook"
 )
 
 // Deps is what the server needs.
@@ -35,6 +36,7 @@ type Deps struct {
 	Entities *entity.Service
 	Profiles *entity.ProfileService
 	Cache    *sourcecache.Service
+	Webhooks *webhook.Service
 	Keys     *fieldcrypt.Keys // seals idempotency records
 	Tracer   trace.Tracer     // nil: tracing off
 	Audit    AuditLog

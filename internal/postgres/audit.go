@@ -68,8 +68,15 @@ func (db *DB) appendAudit(ctx context.Context, tx *Tx, ev audit.Event) error {
 // AppendAudit queues ev in t, the unit of work of the change it records:
 // it commits with the change (entity.Tx, entity.ProfileTx, sourcecache.Tx
 // and tenancy.Tx all take it from here).
+//
+// A change a tenant's webhook endpoints may subscribe to also writes its
+// event to the outbox here, in the same unit of work (webhooks.go).
 func (t *Tx) AppendAudit(ctx context.Context, ev audit.Event) error {
-	return t.db.appendAudit(ctx, t, ev)
+	if err := t.db.appendAudit(ctx, t, ev); err != nil {
+		return err
+	}
+	t.announce(ev)
+	return nil
 }
 
 // Visible fails with entity.ErrNotFound unless the unit's scope can see

@@ -81,12 +81,21 @@ func distributionProblems(t *testing.T, conn *pgx.Conn) []string {
 		}
 		reference[n] = true
 	}
+	// The job queue's tables stay on the coordinator, outside the tenant
+	// rules (River's schema, River's queries).
+	local := map[string]bool{}
+	for _, n := range postgres.JobTables() {
+		if distributed[n] || reference[n] {
+			bad("%s is a job queue table and a tenant or reference table", n)
+		}
+		local[n] = true
+	}
 	all := query[string](t, conn, `SELECT c.relname FROM pg_class c
 		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 		  AND c.relname <> 'goose_db_version' ORDER BY 1`)
 	for _, n := range all {
-		if !distributed[n] && !reference[n] {
-			bad("table %s is in neither postgres.ReferenceTables nor postgres.DistributedTables", n)
+		if !distributed[n] && !reference[n] && !local[n] {
+			bad("table %s is in neither postgres.ReferenceTables nor postgres.DistributedTables (nor postgres.JobTables)", n)
 		}
 	}
 	for n := range distributed {

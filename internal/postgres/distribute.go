@@ -22,7 +22,8 @@ import (
 //nolint:gochecknoglobals // fixed layout, read by Distribute and the catalog test
 var (
 	ReferenceTables   = []string{"tenants", "api_keys", "tenant_keks", "tenant_keys", "audit_retention", "audit_retention_floor"}
-	DistributedTables = []string{"entities", "entity_identifiers", "entity_profiles", "entity_relations", "cached_data_sources", "audit_events", "audit_seals", "audit_pending"}
+	DistributedTables = []string{"entities", "entity_identifiers", "entity_profiles", "entity_relations", "cached_data_sources", "audit_events", "audit_seals", "audit_pending",
+		"webhook_endpoints", "webhook_events", "webhook_deliveries"}
 )
 
 // DistributionColumn is the column every distributed table is sharded by.

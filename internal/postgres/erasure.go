@@ -112,11 +112,15 @@ func (db *DB) destroyKEKs(ctx context.Context, t uuid.UUID, below int, erasing b
 }
 
 // eraseSQL deletes a batch of one kind of the tenant's rows each, in an
-// order foreign keys allow; deleting an entity cascades to its
+// order foreign keys allow (webhook deliveries first: a tenant being
+// erased is inactive, so nothing is delivered to it meanwhile); deleting an entity cascades to its
 // identifiers, profiles, relations and cached data.
 //
 //nolint:gochecknoglobals // read-only
 var eraseSQL = []string{
+	`DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND (endpoint_id, event_id) IN (SELECT endpoint_id, event_id FROM webhook_deliveries WHERE tenant_id = $1 LIMIT $2)`,
+	`DELETE FROM webhook_events WHERE tenant_id = $1 AND event_id IN (SELECT event_id FROM webhook_events WHERE tenant_id = $1 LIMIT $2)`,
+	`DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND endpoint_id IN (SELECT endpoint_id FROM webhook_endpoints WHERE tenant_id = $1 LIMIT $2)`,
 	`DELETE FROM cached_data_sources WHERE cache_id IN (SELECT cache_id FROM cached_data_sources WHERE customer_id = $1 OR tenant_id = $1 LIMIT $2)`,
 	`DELETE FROM entity_relations WHERE relation_id IN (SELECT relation_id FROM entity_relations WHERE tenant_id = $1 LIMIT $2)`,
 	`DELETE FROM entities WHERE entity_id IN (SELECT entity_id FROM entities WHERE tenant_id = $1 LIMIT $2)`,

@@ -34,6 +34,8 @@ func EncryptedColumns() []EncryptedColumn {
 		{"entity_profiles", "delta", "profile_id", "tenant_id", true},
 		{"cached_data_sources", "raw_response", "cache_id", "coalesce(customer_id, tenant_id)", true},
 		{"cached_data_sources", "normalized_data", "cache_id", "coalesce(customer_id, tenant_id)", true},
+		{"webhook_endpoints", "secret", "endpoint_id", "tenant_id", true},
+		{"webhook_endpoints", "previous_secret", "endpoint_id", "tenant_id", true},
 		// Audit events are append-only and sealed over their ciphertext:
 		// they keep the key they were written with, so that key must stay
 		// in the keyring for as long as they are retained.

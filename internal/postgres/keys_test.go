@@ -176,6 +176,9 @@ func TestRotateKeys_MovesEnvironmentDataToTenantKeys(t *testing.T) {
 	u := usage(t, b.db)
 	for _, c := range postgres.EncryptedColumns() {
 		want := dek
+		if c.Table == "webhook_endpoints" {
+			continue // made after envelope encryption: never under the environment keyring
+		}
 		if c.Column == "sealed_metadata" {
 			if u[fmt.Sprintf("entities.sealed_metadata@%d", dek)] != 5 {
 				t.Errorf("metadata not all sealed under key %d: %v", dek, u)

@@ -52,7 +52,8 @@ func NewMigrator(databaseURL string) (*Migrator, error) {
 		db.Close()
 		return nil, fmt.Errorf("migration lock: %w", err)
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, Migrations(), goose.WithSessionLocker(locker))
+	p, err := goose.NewProvider(goose.DialectPostgres, db, Migrations(), goose.WithSessionLocker(locker),
+		goose.WithGoMigrations(goMigrations()...))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("load migrations: %w", err)
@@ -119,7 +120,11 @@ func (m *Migrator) Status(ctx context.Context) ([]MigrationStatus, error) {
 	}
 	out := make([]MigrationStatus, 0, len(st))
 	for _, s := range st {
-		ms := MigrationStatus{Version: s.Source.Version, Name: nameOf(s.Source.Path), Applied: s.State == goose.StateApplied}
+		name := nameOf(s.Source.Path)
+		if s.Source.Type == goose.TypeGo {
+			name = fmt.Sprintf("%05d_river_schema.go (River's schema, version %d)", s.Source.Version, riverVersion)
+		}
+		ms := MigrationStatus{Version: s.Source.Version, Name: name, Applied: s.State == goose.StateApplied}
 		if ms.Applied {
 			ms.At = s.AppliedAt.UTC().Format("2006-01-02T15:04:05Z")
 		}
@@ -141,9 +146,12 @@ func versions(res []*goose.MigrationResult) []int64 {
 	return out
 }
 
-// LatestVersion is the highest embedded migration version.
+// LatestVersion is the highest migration version, SQL or Go.
 func LatestVersion() int64 {
 	var latest int64
+	for _, m := range goMigrations() {
+		latest = max(latest, m.Version)
+	}
 	entries, _ := fs.ReadDir(Migrations(), ".")
 	for _, e := range entries {
 		var v int64

@@ -124,7 +124,10 @@ func (o Options) execMode() (pgx.QueryExecMode, error) {
 type DB struct {
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
-	directURL      string // leader election's sessions; empty: the pool
+	directURL      string                          // leader election's sessions; empty: the pool
+	url            string                          // the pool's, for the job queue's own pool
+	pooled         bool                            // url passes through a transaction pooler
+	webhookHook    atomic.Pointer[func(tenant.ID)] // OnWebhookEvent
 	keys           *fieldcrypt.Keys
 	forgedSeals    atomic.Int64
 	citus          atomic.Int32 // 0: not yet known, 1: plain PostgreSQL, 2: a Citus coordinator
@@ -160,7 +163,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		return nil, err
 	}
 	cfg.ConnConfig.DefaultQueryExecMode = mode
-	db := &DB{acquireTimeout: o.AcquireTimeout, directURL: o.DirectURL}
+	db := &DB{acquireTimeout: o.AcquireTimeout, directURL: o.DirectURL, url: o.URL, pooled: o.TransactionPooler}
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		if db.citus.Load() == 0 {
 			// Whether this is a Citus coordinator, asked on the first

@@ -40,8 +40,13 @@ type Tx struct {
 	begun   bool      // an explicit transaction is open
 	pending []queued
 	aborts  []func(context.Context)
+	commits []func()                // run once the unit committed (afterCommit)
 	owners  map[uuid.UUID]uuid.UUID // entity -> its tenant, as looked up in this unit (entityOwner)
 }
+
+// afterCommit registers fn to run once the unit of work committed (it
+// must not block: it runs before the caller gets its answer).
+func (t *Tx) afterCommit(fn func()) { t.commits = append(t.commits, fn) }
 
 // onAbort registers fn to undo, outside the database, what the unit of
 // work did there (a KEK made in the key provider) if the unit fails.
@@ -205,6 +210,9 @@ func (db *DB) runCold(ctx context.Context, role, setting string, id tenant.ID, f
 	if err := tx.send(ctx, true, nil); err != nil {
 		tx.abort(ctx)
 		return translate(err)
+	}
+	for _, fn := range tx.commits {
+		fn()
 	}
 	return nil
 }
