@@ -404,7 +404,7 @@ func (s *WebhookStore) Pending(ctx context.Context, r webhook.Ref, limit int) ([
 
 // Record writes attempts' outcomes and the endpoint's failure state, in
 // one unit of work (webhook.Queue).
-func (s *WebhookStore) Record(ctx context.Context, r webhook.Ref, results []webhook.Result, failures int, retryAt time.Time) error {
+func (s *WebhookStore) Record(ctx context.Context, r webhook.Ref, results []webhook.Result, failures int, retryAt, lease time.Time) error {
 	n := len(results)
 	ids, ats, sts, ms, errs, exc, oks := make([]uuid.UUID, n), make([]time.Time, n), make([]int32, n), make([]int32, n),
 		make([]string, n), make([]string, n), make([]bool, n)
@@ -429,8 +429,8 @@ func (s *WebhookStore) Record(ctx context.Context, r webhook.Ref, results []webh
 			r.Tenant.UUID(), r.Endpoint, ids, ats, sts, ms, errs, exc, oks)
 		tx.Queue(`UPDATE webhook_endpoints SET failures = $3,
 			failing_since = CASE WHEN $3 = 0 THEN NULL ELSE coalesce(failing_since, $5) END,
-			retry_at = coalesce($4::timestamptz, '-infinity') WHERE tenant_id = $1 AND endpoint_id = $2`,
-			r.Tenant.UUID(), r.Endpoint, failures, retry, at)
+			retry_at = coalesce($4::timestamptz, '-infinity'), lease_until = $6 WHERE tenant_id = $1 AND endpoint_id = $2`,
+			r.Tenant.UUID(), r.Endpoint, failures, retry, at, lease)
 		return nil
 	})
 }

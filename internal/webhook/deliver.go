@@ -88,8 +88,9 @@ type Queue interface {
 	// Pending returns the endpoint's oldest pending deliveries.
 	Pending(ctx context.Context, r Ref, limit int) ([]Message, error)
 	// Record writes attempts' outcomes and the endpoint's failure state
-	// (failures 0: healthy; retryAt: when the next attempt may go).
-	Record(ctx context.Context, r Ref, results []Result, failures int, retryAt time.Time) error
+	// (failures 0: healthy; retryAt: when the next attempt may go), and
+	// extends the drain's lease to lease.
+	Record(ctx context.Context, r Ref, results []Result, failures int, retryAt, lease time.Time) error
 	// Disable disables the endpoint and writes ev (its audit event, which
 	// also announces it to the tenant's other endpoints).
 	Disable(ctx context.Context, r Ref, reason string, ev audit.Event) error
@@ -169,10 +170,15 @@ func (d *Deliverer) oldestPending() float64 {
 // Metrics returns the deliverer's metrics.
 func (d *Deliverer) Metrics() *Metrics { return d.metrics }
 
-// leaseFor is how long a claim holds an endpoint: longer than a drain's
-// budget and one exchange, so a live drain never loses it, short enough
-// that a crashed worker's endpoint is taken over soon.
-func (d *Deliverer) leaseFor() time.Duration { return d.budget + 30*time.Second }
+// leaseFor is how long a claim holds an endpoint, renewed each time a
+// drain records (at least every recordEvery, plus one exchange of at most
+// 15 s): a live drain never loses it, and a crashed worker's endpoint is
+// taken over within it.
+func (d *Deliverer) leaseFor() time.Duration { return 25 * time.Second }
+
+// recordEvery bounds how long a drain sends before it records what it
+// sent (and renews its lease).
+const recordEvery = 5 * time.Second
 
 // ErrMore says a drain yielded with deliveries still due: run it again.
 var ErrMore = errors.New("webhook: endpoint has more due deliveries")
@@ -220,6 +226,7 @@ func (d *Deliverer) drain(ctx context.Context, r Ref, tgt Target, start time.Tim
 		}
 		results := make([]Result, 0, len(msgs))
 		failed := false
+		batch := d.now()
 		for _, m := range msgs {
 			res := d.send(ctx, tgt, m)
 			results = append(results, res)
@@ -227,23 +234,24 @@ func (d *Deliverer) drain(ctx context.Context, r Ref, tgt Target, start time.Tim
 				failed = true
 				break
 			}
-			if d.now().Sub(start) > d.budget {
+			if now := d.now(); now.Sub(start) > d.budget || now.Sub(batch) > recordEvery {
 				break
 			}
 		}
+		lease := d.now().Add(d.leaseFor())
 		failures, retryAt := 0, time.Time{}
 		if failed {
 			failures = tgt.Failures + 1
 			wait, ok := Backoff(failures, d.jitter())
 			if !ok {
-				if err := d.q.Record(ctx, r, results, failures, d.now()); err != nil {
+				if err := d.q.Record(ctx, r, results, failures, d.now(), lease); err != nil {
 					return false, err
 				}
 				return false, d.disable(ctx, r, failures)
 			}
 			retryAt = d.now().Add(wait)
 		}
-		if err := d.q.Record(ctx, r, results, failures, retryAt); err != nil {
+		if err := d.q.Record(ctx, r, results, failures, retryAt, lease); err != nil {
 			return false, err
 		}
 		if failed {

@@ -195,7 +195,7 @@ type drainWorker struct {
 }
 
 // Timeout: a drain's budget and one exchange, with room.
-func (w *drainWorker) Timeout(*river.Job[DrainArgs]) time.Duration { return w.j.d.leaseFor() }
+func (w *drainWorker) Timeout(*river.Job[DrainArgs]) time.Duration { return w.j.d.budget + time.Minute }
 
 func (w *drainWorker) Work(ctx context.Context, job *river.Job[DrainArgs]) error {
 	err := w.j.d.Drain(ctx, Ref{Tenant: tenant.ID(job.Args.Tenant), Endpoint: job.Args.Endpoint})
