@@ -26,6 +26,7 @@ func cmdLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	maxErr := fs.Int("max-errors", -1, "exit 1 when more requests than this fail (-1: never)")
 	max5xx := fs.Int("max-5xx", -1, "exit 1 when more requests than this get a 5xx (-1: never)")
+	hooks := fs.Bool("webhooks", false, "subscribe a receiver on loopback to the run's entity.created events and report their delivery lag (the server needs WEBHOOK_ALLOW_LOOPBACK=true)")
 	if err := parseFlags(fs, args, stdout, "elile loadtest --admin-key K [--concurrency N] [--duration D | --requests N] [--rate R] [--mix …] [--json]",
 		"drive a running server with mixed traffic and report latencies per operation; loopback by default"); err != nil {
 		return err
@@ -41,7 +42,7 @@ func cmdLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		*dur = 30 * time.Second
 	}
 	cfg := loadtest.Config{BaseURL: *url, AdminKey: *key, Concurrency: *conc, Rate: *rate, Duration: *dur, Requests: *reqs,
-		Mix: mix, Seed: *seed}
+		Mix: mix, Seed: *seed, Webhooks: *hooks}
 	if !*quiet {
 		cfg.Progress = stderr
 	}

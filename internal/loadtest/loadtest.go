@@ -32,6 +32,10 @@ type Config struct {
 	Mix         map[string]int // operation -> weight
 	Seed        int            // entities created before the run, for reads
 	Progress    io.Writer      // progress lines (nil: none)
+	// Webhooks: subscribe a receiver on loopback to the run's tenant's
+	// entity.created events and report their delivery (the server must
+	// have WEBHOOK_ALLOW_LOOPBACK=true).
+	Webhooks bool
 }
 
 // Operations the mix can name.
@@ -73,6 +77,7 @@ type Report struct {
 	PerSecond  float64             `json:"per_second"`
 	Operations map[string]*OpStats `json:"operations"`
 	Late       int                 `json:"late,omitempty"` // open loop: requests started late because all slots were busy
+	Webhooks   *WebhookStats       `json:"webhooks,omitempty"`
 }
 
 type client struct {
@@ -217,6 +222,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	c, err := setup(ctx, cfg, hc)
 	if err != nil {
 		return Report{}, err
+	}
+	var recv *receiver
+	if cfg.Webhooks {
+		if recv, err = startReceiver(); err != nil {
+			return Report{}, err
+		}
+		if err := recv.subscribe(ctx, c); err != nil {
+			return Report{}, err
+		}
 	}
 	seedRand := rand.New(rand.NewPCG(1, 2)) //nolint:gosec // load generation, not security
 	for range max(cfg.Seed, 1) {
@@ -364,6 +378,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 	rep.PerSecond = float64(rep.Requests) / elapsed
+	if recv != nil {
+		created := max(cfg.Seed, 1)
+		if s := stats["create_entity"]; s != nil {
+			created += s.ByStatus["201"]
+		}
+		st := recv.finish(created, start.Add(time.Duration(elapsed*float64(time.Second))), time.Minute)
+		rep.Webhooks = &st
+	}
 	return rep, nil
 }
 
@@ -383,6 +405,10 @@ func (r Report) Text() string {
 	}
 	if r.Late > 0 {
 		fmt.Fprintf(&b, "%d requests started late (all %s slots busy)\n", r.Late, "concurrency")
+	}
+	if w := r.Webhooks; w != nil {
+		fmt.Fprintf(&b, "webhooks: %d of %d events received (%d repeats); lag p50 %.1f ms, p99 %.1f ms, max %.1f ms; last %.1fs after the load\n",
+			w.Received, w.Expected, w.Repeats, w.LagP50MS, w.LagP99MS, w.LagMaxMS, w.DrainSeconds)
 	}
 	return b.String()
 }

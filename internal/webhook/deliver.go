@@ -11,6 +11,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -106,14 +108,15 @@ type Queue interface {
 
 // Deliverer sends pending deliveries.
 type Deliverer struct {
-	q       Queue
-	client  *http.Client
-	log     *slog.Logger
-	now     func() time.Time
-	jitter  func() float64
-	batch   int
-	budget  time.Duration // a drain yields after this long
-	metrics *Metrics
+	q        Queue
+	client   *http.Client
+	log      *slog.Logger
+	now      func() time.Time
+	jitter   func() float64
+	batch    int
+	parallel int           // deliveries in flight at once to a healthy endpoint
+	budget   time.Duration // a drain yields after this long
+	metrics  *Metrics
 }
 
 // DelivererOptions configure a Deliverer; zero values take defaults.
@@ -123,7 +126,12 @@ type DelivererOptions struct {
 	Now    func() time.Time // the clock the schedule is computed with
 	Jitter func() float64   // in [0, 1)
 	Batch  int              // deliveries read at once (100)
-	Budget time.Duration    // how long one drain runs before it yields (10 s)
+	// Parallel is how many deliveries to one healthy endpoint are in
+	// flight at once (16); a failing endpoint gets one at a time. Order is
+	// kept between batches, not within one: receivers order by the
+	// payload's timestamp if they must.
+	Parallel int
+	Budget   time.Duration // how long one drain runs before it yields (10 s)
 }
 
 // NewDeliverer returns a Deliverer.
@@ -146,7 +154,10 @@ func NewDeliverer(q Queue, o DelivererOptions) *Deliverer {
 	if o.Budget == 0 {
 		o.Budget = 10 * time.Second
 	}
-	d := &Deliverer{q: q, client: o.Client, log: o.Log, now: o.Now, jitter: o.Jitter, batch: o.Batch, budget: o.Budget}
+	if o.Parallel == 0 {
+		o.Parallel = 16
+	}
+	d := &Deliverer{q: q, client: o.Client, log: o.Log, now: o.Now, jitter: o.Jitter, batch: o.Batch, budget: o.Budget, parallel: o.Parallel}
 	d.metrics = newMetrics(d.oldestPending)
 	return d
 }
@@ -224,20 +235,17 @@ func (d *Deliverer) drain(ctx context.Context, r Ref, tgt Target, start time.Tim
 		if err != nil || len(msgs) == 0 {
 			return false, err
 		}
-		results := make([]Result, 0, len(msgs))
-		failed := false
-		batch := d.now()
-		for _, m := range msgs {
-			res := d.send(ctx, tgt, m)
-			results = append(results, res)
-			if !res.OK {
-				failed = true
-				break
-			}
-			if now := d.now(); now.Sub(start) > d.budget || now.Sub(batch) > recordEvery {
-				break
-			}
+		// A failing endpoint gets one delivery at a time (a probe);
+		// a healthy one up to d.parallel at once.
+		window := d.parallel
+		if tgt.Failures > 0 {
+			window = 1
 		}
+		stopAt := d.now().Add(recordEvery)
+		if end := start.Add(d.budget); end.Before(stopAt) {
+			stopAt = end
+		}
+		results, failed := d.sendBatch(ctx, tgt, msgs, window, stopAt)
 		lease := d.now().Add(d.leaseFor())
 		failures, retryAt := 0, time.Time{}
 		if failed {
@@ -262,6 +270,41 @@ func (d *Deliverer) drain(ctx context.Context, r Ref, tgt Target, start time.Tim
 			return true, nil
 		}
 	}
+}
+
+// sendBatch sends msgs, up to window at once, in their order: it starts
+// no new one after a failure or after stopAt (the first always goes). It
+// returns the results of those it sent, and whether one failed.
+func (d *Deliverer) sendBatch(ctx context.Context, tgt Target, msgs []Message, window int, stopAt time.Time) ([]Result, bool) {
+	results := make([]Result, len(msgs))
+	sent := make([]bool, len(msgs))
+	var failed atomic.Bool
+	slots := make(chan struct{}, max(window, 1))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		slots <- struct{}{}
+		if failed.Load() || (i > 0 && !d.now().Before(stopAt)) {
+			<-slots
+			break
+		}
+		sent[i] = true
+		wg.Go(func() {
+			defer func() { <-slots }()
+			res := d.send(ctx, tgt, m)
+			results[i] = res
+			if !res.OK {
+				failed.Store(true)
+			}
+		})
+	}
+	wg.Wait()
+	out := make([]Result, 0, len(msgs))
+	for i, ok := range sent {
+		if ok {
+			out = append(out, results[i])
+		}
+	}
+	return out, failed.Load()
 }
 
 func (d *Deliverer) disable(ctx context.Context, r Ref, failures int) error {

@@ -245,7 +245,7 @@ func TestDeliver_ReceiverBackWithinOneStep(t *testing.T) {
 func TestDeliver_DeadEndpointDoesNotDelayAnother(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	startJobs(t, b, deliverer(b, nil, 3*time.Second))
+	startJobs(t, b, deliverer(b, nil, 10*time.Second))
 	hole, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func TestDeliver_DeadEndpointDoesNotDelayAnother(t *testing.T) {
 	}
 	waitFor(t, "the healthy tenant's 5 deliveries", 10*time.Second, func() bool { return len(s.ids()) == 5 })
 	t.Logf("healthy tenant served in %s while the other's 8 endpoints hang", time.Since(began))
-	if took := time.Since(began); took > 2500*time.Millisecond {
+	if took := time.Since(began); took > 5*time.Second {
 		t.Fatalf("the healthy tenant waited %s: as long as the dead endpoints' timeout", took)
 	}
 }
