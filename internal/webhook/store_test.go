@@ -3,7 +3,9 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -70,5 +72,35 @@ func TestOutbox_WrittenWithTheChange(t *testing.T) {
 	}
 	if n := count(t, b, "SELECT count(*) FROM audit_events WHERE audit_id = $1 AND event_type = 'entity.created'", p.ID); n != 1 {
 		t.Fatalf("the event's id names %d audit events, want its change's", n)
+	}
+}
+
+// TestSecret_EncryptedAtRest: the signing secret is stored as a
+// ciphertext bound to its row; moved to another endpoint's row it does not
+// open there.
+func TestSecret_EncryptedAtRest(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	a := b.tenant(t, "Acme")
+	one, secret := b.endpoint(t, a, "https://one.example.com/")
+	two, _ := b.endpoint(t, a, "https://two.example.com/")
+	var raw []byte
+	queryRow(t, b, "SELECT secret FROM webhook_endpoints WHERE endpoint_id = $1", []any{one.ID}, &raw)
+	if len(raw) == 0 || strings.Contains(string(raw), strings.TrimPrefix(secret, webhook.SecretPrefix)) || strings.Contains(string(raw), "whsec_") {
+		t.Fatal("the secret is stored in clear")
+	}
+	conn, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "UPDATE webhook_endpoints SET secret = $1 WHERE endpoint_id = $2", raw, two.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.entity(t, a)
+	now := time.Now()
+	if _, ok, err := b.store.Claim(ctx, webhook.Ref{Tenant: a, Endpoint: two.ID}, now, now.Add(time.Minute)); err == nil || ok {
+		t.Fatalf("a secret moved to another endpoint opened: ok %v, err %v", ok, err)
 	}
 }
