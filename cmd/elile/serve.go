@@ -166,7 +166,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Profiles:          entity.NewProfileService(db.Profiles(), writer),
 		Cache:             sourcecache.NewService(db.Cache(), writer, nil),
 		Webhooks: webhook.NewService(webhooks, webhook.Options{RequireHTTPS: cfg.Environment != config.Development,
-			AllowLoopback: cfg.WebhookAllowLoopback}),
+			AllowLoopback: cfg.WebhookAllowLoopback, Settle: postgres.EndpointCacheTTL}),
 		Rate:        kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
 		CORSOrigins: cfg.CORSOrigins,
 		Collectors: slices.Concat([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors(), sealer.Collectors(), o.KMSCache.Collectors(),

@@ -75,8 +75,7 @@ func (t *Tx) AppendAudit(ctx context.Context, ev audit.Event) error {
 	if err := t.db.appendAudit(ctx, t, ev); err != nil {
 		return err
 	}
-	t.announce(ev)
-	return nil
+	return t.announce(ctx, ev)
 }
 
 // Visible fails with entity.ErrNotFound unless the unit's scope can see

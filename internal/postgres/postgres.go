@@ -128,6 +128,7 @@ type DB struct {
 	url            string                          // the pool's, for the job queue's own pool
 	pooled         bool                            // url passes through a transaction pooler
 	webhookHook    atomic.Pointer[func(tenant.ID)] // OnWebhookEvent
+	endpoints      endpointCache                   // which tenants have an enabled webhook endpoint
 	keys           *fieldcrypt.Keys
 	forgedSeals    atomic.Int64
 	citus          atomic.Int32 // 0: not yet known, 1: plain PostgreSQL, 2: a Citus coordinator

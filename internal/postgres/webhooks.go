@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,11 +40,16 @@ const (
 // side asks for a drain at once instead of at its next round).
 func (db *DB) OnWebhookEvent(fn func(tenant.ID)) { db.webhookHook.Store(&fn) }
 
-// announce queues ev's outbox rows in t when ev announces a webhook event.
-func (t *Tx) announce(ev audit.Event) {
+// announce queues ev's outbox rows in t when ev announces a webhook event
+// and the tenant has an enabled endpoint.
+func (t *Tx) announce(ctx context.Context, ev audit.Event) error {
 	typ := webhook.Announced(ev)
 	if typ == "" {
-		return
+		return nil
+	}
+	has, err := t.db.endpoints.has(ctx, t, ev.Tenant)
+	if err != nil || !has {
+		return err
 	}
 	tid := ev.Tenant.UUID()
 	t.Queue(outboxEventSQL, tid, ev.ID, typ, string(webhook.PayloadOf(typ, ev)), ev.At)
@@ -51,6 +57,57 @@ func (t *Tx) announce(ev audit.Event) {
 	if fn := t.db.webhookHook.Load(); fn != nil {
 		t.afterCommit(func() { (*fn)(ev.Tenant) })
 	}
+	return nil
+}
+
+// EndpointCacheTTL is how long an instance trusts what it read of whether
+// a tenant has an enabled webhook endpoint. A change of a tenant without
+// one writes nothing to the outbox, and does not even send the outbox's
+// statements (they cost 15 % of a create's throughput: BENCHMARKS.md).
+// So an endpoint made or enabled on another instance is seen by this one
+// within this time; the webhook service answers the create (or the
+// enabling) only after it (webhook.Options.Settle), so every change that
+// begins after the answer is announced to it.
+const EndpointCacheTTL = time.Second
+
+// endpointCache remembers, per tenant, whether it has an enabled webhook
+// endpoint, for EndpointCacheTTL.
+type endpointCache struct {
+	mu sync.Mutex
+	m  map[tenant.ID]endpointFlag
+}
+
+type endpointFlag struct {
+	has bool
+	at  time.Time
+}
+
+// has reports whether tenant id has an enabled endpoint, reading it in t
+// (one more round trip, once a second per tenant) when not known.
+func (c *endpointCache) has(ctx context.Context, t *Tx, id tenant.ID) (bool, error) {
+	now := time.Now()
+	c.mu.Lock()
+	f, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && now.Sub(f.at) < EndpointCacheTTL {
+		return f.has, nil
+	}
+	var has bool
+	if err := t.QueryRow(ctx, `SELECT EXISTS (SELECT FROM webhook_endpoints WHERE tenant_id = $1 AND status = 'enabled')`,
+		id.UUID()).Scan(&has); err != nil {
+		return false, err
+	}
+	c.set(id, has, now)
+	return has, nil
+}
+
+func (c *endpointCache) set(id tenant.ID, has bool, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= 100_000 {
+		c.m = map[tenant.ID]endpointFlag{} // bounded: start over
+	}
+	c.m[id] = endpointFlag{has: has, at: at}
 }
 
 // Webhooks returns the webhook store (webhook.Store and webhook.Queue).
@@ -102,6 +159,7 @@ func (s *WebhookStore) CreateEndpoint(ctx context.Context, ep *webhook.Endpoint,
 		if tag.RowsAffected() == 0 {
 			return webhook.ErrTooManyEndpoints
 		}
+		tx.afterCommit(func() { s.db.endpoints.set(ep.Tenant, true, time.Now()) })
 		return tx.AppendAudit(ctx, ev)
 	})
 }
@@ -180,6 +238,7 @@ func (s *WebhookStore) UpdateEndpoint(ctx context.Context, t tenant.ID, id uuid.
 			return err
 		}
 		if p.Status != nil && *p.Status == webhook.Enabled {
+			tx.afterCommit(func() { s.db.endpoints.set(t, true, time.Now()) })
 			tx.afterCommit(s.kick(t))
 		}
 		return tx.AppendAudit(ctx, ev)

@@ -201,6 +201,11 @@ type Options struct {
 	RequireHTTPS  bool // staging and production
 	AllowLoopback bool // tests and development: a local receiver
 	Now           func() time.Time
+	// Settle is how long creating or enabling an endpoint waits before it
+	// answers: the time every instance may take to see the endpoint
+	// (postgres.EndpointCacheTTL). Then every change that begins after
+	// the answer is announced to it. 0 for a single instance (tests).
+	Settle time.Duration
 }
 
 // NewService returns the endpoint service.
@@ -235,6 +240,7 @@ func (s *Service) Create(ctx context.Context, t tenant.ID, in NewEndpoint) (Endp
 	if err := s.store.CreateEndpoint(ctx, &ep, secret, ev); err != nil {
 		return Endpoint{}, "", err
 	}
+	s.settle(ctx)
 	return ep, secret, nil
 }
 
@@ -272,7 +278,22 @@ func (s *Service) Update(ctx context.Context, t tenant.ID, id uuid.UUID, p Patch
 		return Endpoint{}, err
 	}
 	ev := audit.New(ctx, audit.WebhookEndpointUpdated, t).With("webhook_endpoint", id.String(), uuid.Nil, data)
-	return s.store.UpdateEndpoint(ctx, t, id, p, ev)
+	ep, err := s.store.UpdateEndpoint(ctx, t, id, p, ev)
+	if err == nil && p.Status != nil && *p.Status == Enabled {
+		s.settle(ctx)
+	}
+	return ep, err
+}
+
+// settle waits until every instance sees an endpoint made or enabled.
+func (s *Service) settle(ctx context.Context) {
+	if s.opts.Settle <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(s.opts.Settle):
+	}
 }
 
 // Delete removes an endpoint with its deliveries.
