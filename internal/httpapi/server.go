@@ -156,6 +156,7 @@ func apiConfig(version string) huma.Config {
 		{Name: "Profiles", Description: "Versioned risk profiles of an entity."},
 		{Name: "Cached data sources", Description: "Provider results kept for reuse, with freshness windows."},
 		{Name: "Audit log", Description: "The sealed, append-only record of every access, its verification and export."},
+		{Name: "Webhooks", Description: "Endpoints that receive a tenant's events, signed (Standard Webhooks), with their delivery log."},
 	}
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An API key (elk_...) or an HS256 JWT with sub, tenant_id, scope and exp."},

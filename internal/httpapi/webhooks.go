@@ -14,11 +14,11 @@ import (
 // made or rotated.
 type EndpointOut struct {
 	EndpointID     string     `json:"endpoint_id" format:"uuid"`
-	URL            string     `json:"url" maxLength:"2048" doc:"Where events are POSTed"`
-	Description    string     `json:"description" maxLength:"500"`
+	URL            string     `json:"url" maxLength:"2048" pattern:"^https?://[^\\x00-\\x20\\x7F]+$" doc:"Where events are POSTed"`
+	Description    string     `json:"description" maxLength:"500" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
 	EventTypes     eventTypes `json:"event_types" doc:"The event types sent; empty: every type"`
 	Status         string     `json:"status" enum:"enabled,disabled" doc:"disabled: nothing is sent (pending deliveries wait); elile disables an endpoint that fails through the whole retry schedule"`
-	DisabledReason *string    `json:"disabled_reason" maxLength:"300"`
+	DisabledReason *string    `json:"disabled_reason" maxLength:"300" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
 	Failures       int        `json:"consecutive_failures" minimum:"0" maximum:"1000" doc:"Failed attempts since the last success"`
 	FailingSince   *time.Time `json:"failing_since" doc:"When the current run of failures began; null when healthy"`
 	PreviousUntil  *time.Time `json:"previous_secret_expires_at" doc:"While set and in the future, deliveries carry a second signature, by the secret rotated out"`
@@ -195,14 +195,14 @@ func handleEndpointRotate(svc *webhook.Service) handlerFunc[rotateSecretInput, e
 type DeliveryOut struct {
 	DeliveryID      string     `json:"delivery_id" format:"uuid" doc:"The delivery's id, for redelivery: the id of its event"`
 	EventID         string     `json:"event_id" format:"uuid" doc:"The event's id: webhook-id on the wire, id in the payload, and the id of the audit event of the change"`
-	EventType       string     `json:"event_type" maxLength:"40"`
+	EventType       string     `json:"event_type" maxLength:"40" pattern:"^[a-z_]+\\.[a-z_]+$"`
 	State           string     `json:"state" enum:"pending,delivered"`
 	Attempts        int        `json:"attempts" minimum:"0" maximum:"100000"`
 	LastAttemptAt   *time.Time `json:"last_attempt_at"`
 	ResponseStatus  *int       `json:"response_status" minimum:"100" maximum:"999" doc:"The receiver's HTTP status at the last attempt; null when it gave none"`
 	LatencyMS       *int       `json:"latency_ms" minimum:"0" maximum:"1073741824"`
-	Error           *string    `json:"error" maxLength:"300" doc:"Why the last attempt failed"`
-	ResponseExcerpt *string    `json:"response_excerpt" maxLength:"256" doc:"The start of the receiver's response body, cleaned of control characters; never more"`
+	Error           *string    `json:"error" maxLength:"300" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"Why the last attempt failed"`
+	ResponseExcerpt *string    `json:"response_excerpt" maxLength:"256" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"The start of the receiver's response body, cleaned of control characters; never more"`
 	DeliveredAt     *time.Time `json:"delivered_at"`
 	CreatedAt       time.Time  `json:"created_at"`
 }
