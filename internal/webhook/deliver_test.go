@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -329,4 +330,28 @@ func TestDeliver_TenantsThatStop(t *testing.T) {
 		}
 	}
 	_ = ep2
+}
+
+// TestDeliver_BehindPgBouncer: behind a transaction-mode pooler the job
+// queue polls (LISTEN/NOTIFY cannot work there) and sets no session role,
+// and deliveries still arrive. CI starts PgBouncer (.ci/run).
+func TestDeliver_BehindPgBouncer(t *testing.T) {
+	t.Parallel()
+	addr := os.Getenv("ELILE_TEST_PGBOUNCER")
+	if addr == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ELILE_TEST_PGBOUNCER is not set: CI must start PgBouncer (.ci/run)")
+		}
+		t.Skip("ELILE_TEST_PGBOUNCER not set: start PgBouncer in transaction mode (scripts/pgbouncer.sh)")
+	}
+	b := setupWith(t, addr)
+	startJobs(t, b, deliverer(b, nil, 5*time.Second))
+	a := b.tenant(t, "Pooled")
+	s := newSink(t, time.Now)
+	_, secret := b.endpoint(t, a, s.srv.URL)
+	s.secret.Store(secret)
+	for range 10 {
+		b.entity(t, a)
+	}
+	waitFor(t, "10 deliveries through the pooler", 15*time.Second, func() bool { return len(s.ids()) == 10 })
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,14 +36,22 @@ type bundle struct {
 	hooks    *webhook.Service
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T) *bundle { t.Helper(); return setupWith(t, "") }
+
+// setupWith is setup with the pool through the transaction pooler at
+// pooler (none when empty).
+func setupWith(t *testing.T, pooler string) *bundle {
 	t.Helper()
 	url := pgtest.DB(t)
 	ring, err := fieldcrypt.NewKeyring(map[uint32][]byte{1: bytes.Repeat([]byte{1}, 32)}, 1, bytes.Repeat([]byte{0xbb}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := postgres.Open(context.Background(), postgres.Options{URL: url, Keyring: ring})
+	o := postgres.Options{URL: url, Keyring: ring}
+	if pooler != "" {
+		o.URL, o.TransactionPooler, o.DirectURL = strings.Replace(url, "127.0.0.1:5432", pooler, 1), true, url
+	}
+	db, err := postgres.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
