@@ -205,6 +205,9 @@ func startJobs(ctx context.Context, db *postgres.DB, wh *webhook.Jobs, cfg confi
 		Workers:           workers,
 		PeriodicJobs:      wh.Periodic(),
 		FetchPollInterval: 250 * time.Millisecond, // what a poll-only client waits at most
+		// A job a killed process left running is worked again after
+		// this (a drain runs at most 70 s).
+		RescueStuckJobsAfter: 5 * time.Minute,
 	}})
 	if err != nil {
 		return nil, err

@@ -44,11 +44,12 @@ type DispatchArgs struct{}
 // Kind names the job.
 func (DispatchArgs) Kind() string { return "webhook_dispatch" }
 
-// InsertOpts: one at a time is enough.
+// InsertOpts: not unique. A unique job left "running" by a killed
+// process would block every later one until River rescued it (an hour);
+// two dispatches at once only ask for the same drains twice, and a drain
+// that finds its endpoint leased returns at once.
 func (DispatchArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueMaintain, MaxAttempts: 1,
-		UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending,
-			rivertype.JobStateRunning, rivertype.JobStateScheduled, rivertype.JobStateRetryable}}}
+	return river.InsertOpts{Queue: QueueMaintain, MaxAttempts: 1}
 }
 
 // PruneArgs is the periodic job that deletes old delivered deliveries.
