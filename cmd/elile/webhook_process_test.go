@@ -125,7 +125,9 @@ func TestCrash_EveryCommittedEventDelivered(t *testing.T) {
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	_ = <-s.exited // killed: its exit status is the signal
+	if err := <-s.exited; err == nil {
+		t.Fatal("the server exited cleanly after SIGKILL")
+	}
 	stop.Store(true)
 	wg.Wait()
 	before := deliveries.Load()
