@@ -132,23 +132,43 @@ func TestCrash_EveryCommittedEventDelivered(t *testing.T) {
 	wg.Wait()
 	before := deliveries.Load()
 
-	// What committed: every entity of the tenant in the database.
+	// What committed: every entity of the tenant in the database, once the
+	// dead server's sessions are gone (a pipeline whose COMMIT PostgreSQL
+	// had received still commits after its client died).
 	conn, err := pgx.Connect(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	committed := map[string]bool{}
-	rows, err := conn.Query(context.Background(), "SELECT entity_id::text FROM entities WHERE tenant_id = $1", tn.TenantID)
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var n int
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name LIKE 'elile%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions of the killed server still open after 30 s", n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	for rows.Next() {
-		var id string
-		_ = rows.Scan(&id)
-		committed[id] = true
+	entities := func() map[string]bool {
+		out := map[string]bool{}
+		rows, err := conn.Query(context.Background(), "SELECT entity_id::text FROM entities WHERE tenant_id = $1", tn.TenantID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			_ = rows.Scan(&id)
+			out[id] = true
+		}
+		return out
 	}
-	rows.Close()
+	committed := entities()
 	nAcked := 0
 	acked.Range(func(k, _ any) bool {
 		nAcked++
@@ -187,6 +207,9 @@ func TestCrash_EveryCommittedEventDelivered(t *testing.T) {
 		if n != 1 {
 			t.Errorf("entity %s announced under %d webhook-ids", id, n)
 		}
+	}
+	if after := entities(); len(after) != len(committed) {
+		t.Errorf("%d entities after the restart, %d when the killed server's sessions were gone", len(after), len(committed))
 	}
 	if refused.Load() != 0 {
 		t.Errorf("%d deliveries failed the documented signature check", refused.Load())
