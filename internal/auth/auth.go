@@ -23,6 +23,7 @@ import (
 const (
 	ScopeEntitiesRead  = "entities:read"
 	ScopeEntitiesWrite = "entities:write"
+	ScopeEntitiesErase = "entities:erase"
 	ScopePIIRead       = "pii:read"
 	ScopeProfilesRead  = "profiles:read"
 	ScopeProfilesWrite = "profiles:write"
@@ -37,7 +38,7 @@ const (
 
 // TenantScopes are the scopes tenant:admin implies.
 func TenantScopes() []string {
-	return []string{ScopeEntitiesRead, ScopeEntitiesWrite, ScopePIIRead, ScopeProfilesRead, ScopeProfilesWrite,
+	return []string{ScopeEntitiesRead, ScopeEntitiesWrite, ScopeEntitiesErase, ScopePIIRead, ScopeProfilesRead, ScopeProfilesWrite,
 		ScopeCacheRead, ScopeCacheWrite, ScopeAuditRead, ScopeKeysManage, ScopeWebhooks}
 }
 

@@ -247,6 +247,29 @@ func TestScopes(t *testing.T) {
 	}
 }
 
+// TestScopes_EraseHasItsOwnScope: entities:write creates and changes but
+// does not erase; entities:erase (or tenant:admin) does.
+func TestScopes_EraseHasItsOwnScope(t *testing.T) {
+	t.Parallel()
+	h, b := setup(t, setupOpts{})
+	tid := mkTenant(t, b, "erase-scope")
+	writer := mkKey(t, b, tid, auth.ScopeEntitiesWrite, auth.ScopeEntitiesRead)
+	eraser := mkKey(t, b, tid, auth.ScopeEntitiesErase)
+	rec := call(t, h, req{method: "POST", path: "/v1/entities", key: writer.secret, tenant: tid.String(),
+		body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"full_name": "Kept"}}})
+	if rec.Code != 201 {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	e := decode[EntityOut](t, rec)
+	wantProblem(t, call(t, h, req{method: "DELETE", path: "/v1/entities/" + e.EntityID, key: writer.secret, tenant: tid.String()}), 403, "PERMISSION_DENIED")
+	if rec := call(t, h, req{method: "GET", path: "/v1/entities/" + e.EntityID, key: writer.secret, tenant: tid.String()}); rec.Code != 200 {
+		t.Fatalf("the refused erase erased: %d", rec.Code)
+	}
+	if rec := call(t, h, req{method: "DELETE", path: "/v1/entities/" + e.EntityID, key: eraser.secret, tenant: tid.String()}); rec.Code != 204 {
+		t.Fatalf("erase with entities:erase: %d %s", rec.Code, rec.Body)
+	}
+}
+
 func TestAPIKeys_Lifecycle(t *testing.T) {
 	t.Parallel()
 	h, b := setup(t, setupOpts{})
@@ -386,7 +409,7 @@ func TestRateLimit(t *testing.T) {
 	other := mkKey(t, b, tid, auth.ScopeTenantAdmin)
 	for i := range 3 {
 		rec := call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret, tenant: tid.String()})
-		if rec.Code != 200 || rec.Header().Get("RateLimit-Limit") != "60" || rec.Header().Get("RateLimit-Remaining") != fmt.Sprint(2-i) || rec.Header().Get("RateLimit-Reset") == "" {
+		if rec.Code != 200 || rec.Header().Get("RateLimit-Limit") != "3" || rec.Header().Get("RateLimit-Policy") != "3;w=3" || rec.Header().Get("RateLimit-Remaining") != fmt.Sprint(2-i) || rec.Header().Get("RateLimit-Reset") == "" {
 			t.Fatalf("request %d: %d %v", i+1, rec.Code, rec.Header())
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -42,8 +43,19 @@ type RateLimiter interface {
 // through the limiter). An address past it is refused with 429 before any
 // database work until its allowance recovers, so random keys cannot flood
 // the database; known keys and cached ones never count.
+// ratePolicy is the RateLimit-Policy of rate: its burst and the seconds
+// in which the burst refills ("100;w=5" for 1,200 a minute, burst 100).
+func ratePolicy(rate kv.Rate) string {
+	w := 1
+	if rate.Limit > 0 {
+		w = max(int(math.Ceil(float64(rate.Burst)*rate.Period.Seconds()/float64(rate.Limit))), 1)
+	}
+	return strconv.Itoa(rate.Burst) + ";w=" + strconv.Itoa(w)
+}
+
 func authenticate(a Authenticator, limiter RateLimiter, rate, lookups kv.Rate, m *metrics, log *slog.Logger) func(http.Handler) http.Handler {
 	guard := &lookupGuard{until: map[string]time.Time{}}
+	policy := ratePolicy(rate)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1" || r.Method == http.MethodOptions {
@@ -86,7 +98,12 @@ func authenticate(a Authenticator, limiter RateLimiter, rate, lookups kv.Rate, m
 				d = kv.Decision{Allowed: true, Remaining: rate.Burst}
 			}
 			h := w.Header()
-			h.Set("RateLimit-Limit", strconv.Itoa(rate.Limit))
+			// As draft-ietf-httpapi-ratelimit-headers means them: Limit is
+			// the quota Remaining counts down from (the burst), Policy
+			// says it and the seconds it takes to refill at the
+			// per-minute pace.
+			h.Set("RateLimit-Limit", strconv.Itoa(rate.Burst))
+			h.Set("RateLimit-Policy", policy)
 			h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
 			h.Set("RateLimit-Reset", strconv.Itoa(kv.Seconds(d.ResetAfter)))
 			if !d.Allowed {
@@ -329,7 +346,7 @@ func cors(origins []string) func(http.Handler) http.Handler {
 			h := w.Header()
 			h.Add("Vary", "Origin")
 			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Expose-Headers", "X-Correlation-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, Idempotent-Replayed, Location")
+			h.Set("Access-Control-Expose-Headers", "X-Correlation-ID, RateLimit-Limit, RateLimit-Policy, RateLimit-Remaining, RateLimit-Reset, Retry-After, Idempotent-Replayed, Location")
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
 				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Tenant-ID, X-Correlation-ID, Idempotency-Key, traceparent")

@@ -36,7 +36,7 @@ func TestRateLimitHeaders_AsDocumented(t *testing.T) {
 			t.Errorf("%s: got %d %s", name, rec.Code, rec.Body)
 			continue
 		}
-		for _, hdr := range []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {
+		for _, hdr := range []string{"RateLimit-Limit", "RateLimit-Policy", "RateLimit-Remaining", "RateLimit-Reset"} {
 			if rec.Header().Get(hdr) == "" {
 				t.Errorf("%s (%d): no %s", name, rec.Code, hdr)
 			}

@@ -38,7 +38,9 @@ func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
 	r.add(http.MethodPost, "/v1/entities/search", "search-entities", "Find entities by a unique identifier", access{Scope: "entities:read", Tenant: true}, http.StatusOK, handleEntitySearch(d.Entities))
 	r.add(http.MethodGet, "/v1/entities/{entity_id}", "get-entity", "Get an entity", access{Scope: "entities:read", Tenant: true}, 0, handleEntityGet(d.Entities))
 	r.add(http.MethodPatch, "/v1/entities/{entity_id}", "update-entity", "Set or remove identifiers", access{Scope: "entities:write", Tenant: true}, 0, handleEntityPatch(d.Entities))
-	r.add(http.MethodDelete, "/v1/entities/{entity_id}", "delete-entity", "Erase an entity", access{Scope: "entities:write", Tenant: true}, http.StatusNoContent, handleEntityDelete(d.Entities))
+	// Erasing is irreversible (its data keys' rows go; API.md): a scope of
+	// its own, which tenant:admin holds and entities:write does not.
+	r.add(http.MethodDelete, "/v1/entities/{entity_id}", "delete-entity", "Erase an entity", access{Scope: "entities:erase", Tenant: true}, http.StatusNoContent, handleEntityDelete(d.Entities))
 	r.add(http.MethodPost, "/v1/entities/{entity_id}/relations", "create-relation", "Relate two entities", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleRelationCreate(d.Entities))
 	r.add(http.MethodGet, "/v1/entities/{entity_id}/relations", "list-relations", "Relations in both directions", access{Scope: "entities:read", Tenant: true}, 0, handleRelationList(d.Entities))
 
@@ -268,9 +270,11 @@ func declareRateLimitHeaders(o *huma.OpenAPI) {
 	retryAfter := &huma.Param{Description: "Seconds to wait before trying again.",
 		Schema: &huma.Schema{Type: "integer", Format: "int64", Minimum: ptr(1.0), Maximum: ptr(86400.0)}}
 	headers := map[string]*huma.Param{
-		"RateLimit-Limit":     count("Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE)."),
-		"RateLimit-Remaining": count("Requests left now (the burst, refilled at the per-minute pace)."),
+		"RateLimit-Limit":     count("The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it."),
+		"RateLimit-Remaining": count("Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace."),
 		"RateLimit-Reset":     count("Seconds until the allowance is full again."),
+		"RateLimit-Policy": {Description: "The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute.",
+			Schema: &huma.Schema{Type: "string", MaxLength: ptr(30), Pattern: "^[0-9]+;w=[0-9]+$"}},
 	}
 	inProgress := &huma.Param{Description: "With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again.",
 		Schema: &huma.Schema{Type: "integer", Format: "int64", Minimum: ptr(1.0), Maximum: ptr(60.0)}}

@@ -302,6 +302,7 @@ const (
 	CreateKeyInputBodyScopesAuditRead      CreateKeyInputBodyScopes = "audit:read"
 	CreateKeyInputBodyScopesCacheRead      CreateKeyInputBodyScopes = "cache:read"
 	CreateKeyInputBodyScopesCacheWrite     CreateKeyInputBodyScopes = "cache:write"
+	CreateKeyInputBodyScopesEntitiesErase  CreateKeyInputBodyScopes = "entities:erase"
 	CreateKeyInputBodyScopesEntitiesRead   CreateKeyInputBodyScopes = "entities:read"
 	CreateKeyInputBodyScopesEntitiesWrite  CreateKeyInputBodyScopes = "entities:write"
 	CreateKeyInputBodyScopesKeysManage     CreateKeyInputBodyScopes = "keys:manage"
@@ -320,6 +321,8 @@ func (e CreateKeyInputBodyScopes) Valid() bool {
 	case CreateKeyInputBodyScopesCacheRead:
 		return true
 	case CreateKeyInputBodyScopesCacheWrite:
+		return true
+	case CreateKeyInputBodyScopesEntitiesErase:
 		return true
 	case CreateKeyInputBodyScopesEntitiesRead:
 		return true
@@ -536,6 +539,7 @@ const (
 	KeyOutScopesAuditRead      KeyOutScopes = "audit:read"
 	KeyOutScopesCacheRead      KeyOutScopes = "cache:read"
 	KeyOutScopesCacheWrite     KeyOutScopes = "cache:write"
+	KeyOutScopesEntitiesErase  KeyOutScopes = "entities:erase"
 	KeyOutScopesEntitiesRead   KeyOutScopes = "entities:read"
 	KeyOutScopesEntitiesWrite  KeyOutScopes = "entities:write"
 	KeyOutScopesKeysManage     KeyOutScopes = "keys:manage"
@@ -555,6 +559,8 @@ func (e KeyOutScopes) Valid() bool {
 	case KeyOutScopesCacheRead:
 		return true
 	case KeyOutScopesCacheWrite:
+		return true
+	case KeyOutScopesEntitiesErase:
 		return true
 	case KeyOutScopesEntitiesRead:
 		return true
@@ -2276,7 +2282,7 @@ type ClientInterface interface {
 
 	// DeleteEntity Erase an entity
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 	//
 	// Corresponds with DELETE /v1/entities/{entity_id} (the `DeleteEntity` operationId).
 	DeleteEntity(ctx context.Context, entityId openapi_types.UUID, params *DeleteEntityParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2926,7 +2932,7 @@ func (c *Client) SearchEntities(ctx context.Context, params *SearchEntitiesParam
 
 // DeleteEntity Erase an entity
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 //
 // Corresponds with DELETE /v1/entities/{entity_id} (the `DeleteEntity` operationId).
 func (c *Client) DeleteEntity(ctx context.Context, entityId openapi_types.UUID, params *DeleteEntityParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -6601,7 +6607,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteEntityWithResponse Erase an entity
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7187,6 +7193,7 @@ func (r HealthReadyResponse) ContentType() string {
 // ListApiKeysResponse200Headers the declared response headers of an HTTP 200 response for ListApiKeys
 type ListApiKeysResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7194,6 +7201,7 @@ type ListApiKeysResponse200Headers struct {
 // ListApiKeysResponse400Headers the declared response headers of an HTTP 400 response for ListApiKeys
 type ListApiKeysResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7201,6 +7209,7 @@ type ListApiKeysResponse400Headers struct {
 // ListApiKeysResponse403Headers the declared response headers of an HTTP 403 response for ListApiKeys
 type ListApiKeysResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7208,6 +7217,7 @@ type ListApiKeysResponse403Headers struct {
 // ListApiKeysResponse404Headers the declared response headers of an HTTP 404 response for ListApiKeys
 type ListApiKeysResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7215,6 +7225,7 @@ type ListApiKeysResponse404Headers struct {
 // ListApiKeysResponse413Headers the declared response headers of an HTTP 413 response for ListApiKeys
 type ListApiKeysResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7222,6 +7233,7 @@ type ListApiKeysResponse413Headers struct {
 // ListApiKeysResponse415Headers the declared response headers of an HTTP 415 response for ListApiKeys
 type ListApiKeysResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7229,6 +7241,7 @@ type ListApiKeysResponse415Headers struct {
 // ListApiKeysResponse422Headers the declared response headers of an HTTP 422 response for ListApiKeys
 type ListApiKeysResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7236,6 +7249,7 @@ type ListApiKeysResponse422Headers struct {
 // ListApiKeysResponse429Headers the declared response headers of an HTTP 429 response for ListApiKeys
 type ListApiKeysResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -7372,6 +7386,7 @@ func (r ListApiKeysResponse) ContentType() string {
 type CreateApiKeyResponse201Headers struct {
 	Location           *string
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7379,6 +7394,7 @@ type CreateApiKeyResponse201Headers struct {
 // CreateApiKeyResponse400Headers the declared response headers of an HTTP 400 response for CreateApiKey
 type CreateApiKeyResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7386,6 +7402,7 @@ type CreateApiKeyResponse400Headers struct {
 // CreateApiKeyResponse403Headers the declared response headers of an HTTP 403 response for CreateApiKey
 type CreateApiKeyResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7393,6 +7410,7 @@ type CreateApiKeyResponse403Headers struct {
 // CreateApiKeyResponse404Headers the declared response headers of an HTTP 404 response for CreateApiKey
 type CreateApiKeyResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7400,6 +7418,7 @@ type CreateApiKeyResponse404Headers struct {
 // CreateApiKeyResponse409Headers the declared response headers of an HTTP 409 response for CreateApiKey
 type CreateApiKeyResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -7408,6 +7427,7 @@ type CreateApiKeyResponse409Headers struct {
 // CreateApiKeyResponse413Headers the declared response headers of an HTTP 413 response for CreateApiKey
 type CreateApiKeyResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7415,6 +7435,7 @@ type CreateApiKeyResponse413Headers struct {
 // CreateApiKeyResponse415Headers the declared response headers of an HTTP 415 response for CreateApiKey
 type CreateApiKeyResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7422,6 +7443,7 @@ type CreateApiKeyResponse415Headers struct {
 // CreateApiKeyResponse422Headers the declared response headers of an HTTP 422 response for CreateApiKey
 type CreateApiKeyResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7429,6 +7451,7 @@ type CreateApiKeyResponse422Headers struct {
 // CreateApiKeyResponse429Headers the declared response headers of an HTTP 429 response for CreateApiKey
 type CreateApiKeyResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -7573,6 +7596,7 @@ func (r CreateApiKeyResponse) ContentType() string {
 // RevokeApiKeyResponse204Headers the declared response headers of an HTTP 204 response for RevokeApiKey
 type RevokeApiKeyResponse204Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7580,6 +7604,7 @@ type RevokeApiKeyResponse204Headers struct {
 // RevokeApiKeyResponse400Headers the declared response headers of an HTTP 400 response for RevokeApiKey
 type RevokeApiKeyResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7587,6 +7612,7 @@ type RevokeApiKeyResponse400Headers struct {
 // RevokeApiKeyResponse403Headers the declared response headers of an HTTP 403 response for RevokeApiKey
 type RevokeApiKeyResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7594,6 +7620,7 @@ type RevokeApiKeyResponse403Headers struct {
 // RevokeApiKeyResponse404Headers the declared response headers of an HTTP 404 response for RevokeApiKey
 type RevokeApiKeyResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7601,6 +7628,7 @@ type RevokeApiKeyResponse404Headers struct {
 // RevokeApiKeyResponse413Headers the declared response headers of an HTTP 413 response for RevokeApiKey
 type RevokeApiKeyResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7608,6 +7636,7 @@ type RevokeApiKeyResponse413Headers struct {
 // RevokeApiKeyResponse415Headers the declared response headers of an HTTP 415 response for RevokeApiKey
 type RevokeApiKeyResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7615,6 +7644,7 @@ type RevokeApiKeyResponse415Headers struct {
 // RevokeApiKeyResponse422Headers the declared response headers of an HTTP 422 response for RevokeApiKey
 type RevokeApiKeyResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7622,6 +7652,7 @@ type RevokeApiKeyResponse422Headers struct {
 // RevokeApiKeyResponse429Headers the declared response headers of an HTTP 429 response for RevokeApiKey
 type RevokeApiKeyResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -7750,6 +7781,7 @@ func (r RevokeApiKeyResponse) ContentType() string {
 // ListAuditEventsResponse200Headers the declared response headers of an HTTP 200 response for ListAuditEvents
 type ListAuditEventsResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7757,6 +7789,7 @@ type ListAuditEventsResponse200Headers struct {
 // ListAuditEventsResponse400Headers the declared response headers of an HTTP 400 response for ListAuditEvents
 type ListAuditEventsResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7764,6 +7797,7 @@ type ListAuditEventsResponse400Headers struct {
 // ListAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for ListAuditEvents
 type ListAuditEventsResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7771,6 +7805,7 @@ type ListAuditEventsResponse403Headers struct {
 // ListAuditEventsResponse404Headers the declared response headers of an HTTP 404 response for ListAuditEvents
 type ListAuditEventsResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7778,6 +7813,7 @@ type ListAuditEventsResponse404Headers struct {
 // ListAuditEventsResponse413Headers the declared response headers of an HTTP 413 response for ListAuditEvents
 type ListAuditEventsResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7785,6 +7821,7 @@ type ListAuditEventsResponse413Headers struct {
 // ListAuditEventsResponse415Headers the declared response headers of an HTTP 415 response for ListAuditEvents
 type ListAuditEventsResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7792,6 +7829,7 @@ type ListAuditEventsResponse415Headers struct {
 // ListAuditEventsResponse422Headers the declared response headers of an HTTP 422 response for ListAuditEvents
 type ListAuditEventsResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7799,6 +7837,7 @@ type ListAuditEventsResponse422Headers struct {
 // ListAuditEventsResponse429Headers the declared response headers of an HTTP 429 response for ListAuditEvents
 type ListAuditEventsResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -7934,6 +7973,7 @@ func (r ListAuditEventsResponse) ContentType() string {
 // AuditCheckpointResponse200Headers the declared response headers of an HTTP 200 response for AuditCheckpoint
 type AuditCheckpointResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7941,6 +7981,7 @@ type AuditCheckpointResponse200Headers struct {
 // AuditCheckpointResponse400Headers the declared response headers of an HTTP 400 response for AuditCheckpoint
 type AuditCheckpointResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7948,6 +7989,7 @@ type AuditCheckpointResponse400Headers struct {
 // AuditCheckpointResponse403Headers the declared response headers of an HTTP 403 response for AuditCheckpoint
 type AuditCheckpointResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7955,6 +7997,7 @@ type AuditCheckpointResponse403Headers struct {
 // AuditCheckpointResponse404Headers the declared response headers of an HTTP 404 response for AuditCheckpoint
 type AuditCheckpointResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7962,6 +8005,7 @@ type AuditCheckpointResponse404Headers struct {
 // AuditCheckpointResponse413Headers the declared response headers of an HTTP 413 response for AuditCheckpoint
 type AuditCheckpointResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7969,6 +8013,7 @@ type AuditCheckpointResponse413Headers struct {
 // AuditCheckpointResponse415Headers the declared response headers of an HTTP 415 response for AuditCheckpoint
 type AuditCheckpointResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7976,6 +8021,7 @@ type AuditCheckpointResponse415Headers struct {
 // AuditCheckpointResponse422Headers the declared response headers of an HTTP 422 response for AuditCheckpoint
 type AuditCheckpointResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -7983,6 +8029,7 @@ type AuditCheckpointResponse422Headers struct {
 // AuditCheckpointResponse429Headers the declared response headers of an HTTP 429 response for AuditCheckpoint
 type AuditCheckpointResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -8118,6 +8165,7 @@ func (r AuditCheckpointResponse) ContentType() string {
 // ExportAuditEventsResponse200Headers the declared response headers of an HTTP 200 response for ExportAuditEvents
 type ExportAuditEventsResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8125,6 +8173,7 @@ type ExportAuditEventsResponse200Headers struct {
 // ExportAuditEventsResponse400Headers the declared response headers of an HTTP 400 response for ExportAuditEvents
 type ExportAuditEventsResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8132,6 +8181,7 @@ type ExportAuditEventsResponse400Headers struct {
 // ExportAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for ExportAuditEvents
 type ExportAuditEventsResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8139,6 +8189,7 @@ type ExportAuditEventsResponse403Headers struct {
 // ExportAuditEventsResponse413Headers the declared response headers of an HTTP 413 response for ExportAuditEvents
 type ExportAuditEventsResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8146,6 +8197,7 @@ type ExportAuditEventsResponse413Headers struct {
 // ExportAuditEventsResponse415Headers the declared response headers of an HTTP 415 response for ExportAuditEvents
 type ExportAuditEventsResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8153,6 +8205,7 @@ type ExportAuditEventsResponse415Headers struct {
 // ExportAuditEventsResponse422Headers the declared response headers of an HTTP 422 response for ExportAuditEvents
 type ExportAuditEventsResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8160,6 +8213,7 @@ type ExportAuditEventsResponse422Headers struct {
 // ExportAuditEventsResponse429Headers the declared response headers of an HTTP 429 response for ExportAuditEvents
 type ExportAuditEventsResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -8279,6 +8333,7 @@ func (r ExportAuditEventsResponse) ContentType() string {
 // VerifyAuditLogResponse200Headers the declared response headers of an HTTP 200 response for VerifyAuditLog
 type VerifyAuditLogResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8286,6 +8341,7 @@ type VerifyAuditLogResponse200Headers struct {
 // VerifyAuditLogResponse400Headers the declared response headers of an HTTP 400 response for VerifyAuditLog
 type VerifyAuditLogResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8293,6 +8349,7 @@ type VerifyAuditLogResponse400Headers struct {
 // VerifyAuditLogResponse403Headers the declared response headers of an HTTP 403 response for VerifyAuditLog
 type VerifyAuditLogResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8300,6 +8357,7 @@ type VerifyAuditLogResponse403Headers struct {
 // VerifyAuditLogResponse404Headers the declared response headers of an HTTP 404 response for VerifyAuditLog
 type VerifyAuditLogResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8307,6 +8365,7 @@ type VerifyAuditLogResponse404Headers struct {
 // VerifyAuditLogResponse413Headers the declared response headers of an HTTP 413 response for VerifyAuditLog
 type VerifyAuditLogResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8314,6 +8373,7 @@ type VerifyAuditLogResponse413Headers struct {
 // VerifyAuditLogResponse415Headers the declared response headers of an HTTP 415 response for VerifyAuditLog
 type VerifyAuditLogResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8321,6 +8381,7 @@ type VerifyAuditLogResponse415Headers struct {
 // VerifyAuditLogResponse422Headers the declared response headers of an HTTP 422 response for VerifyAuditLog
 type VerifyAuditLogResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8328,6 +8389,7 @@ type VerifyAuditLogResponse422Headers struct {
 // VerifyAuditLogResponse429Headers the declared response headers of an HTTP 429 response for VerifyAuditLog
 type VerifyAuditLogResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -8463,6 +8525,7 @@ func (r VerifyAuditLogResponse) ContentType() string {
 // VerifyAuditLogAgainstCheckpointResponse200Headers the declared response headers of an HTTP 200 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8470,6 +8533,7 @@ type VerifyAuditLogAgainstCheckpointResponse200Headers struct {
 // VerifyAuditLogAgainstCheckpointResponse400Headers the declared response headers of an HTTP 400 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8477,6 +8541,7 @@ type VerifyAuditLogAgainstCheckpointResponse400Headers struct {
 // VerifyAuditLogAgainstCheckpointResponse403Headers the declared response headers of an HTTP 403 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8484,6 +8549,7 @@ type VerifyAuditLogAgainstCheckpointResponse403Headers struct {
 // VerifyAuditLogAgainstCheckpointResponse404Headers the declared response headers of an HTTP 404 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8491,6 +8557,7 @@ type VerifyAuditLogAgainstCheckpointResponse404Headers struct {
 // VerifyAuditLogAgainstCheckpointResponse409Headers the declared response headers of an HTTP 409 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -8499,6 +8566,7 @@ type VerifyAuditLogAgainstCheckpointResponse409Headers struct {
 // VerifyAuditLogAgainstCheckpointResponse413Headers the declared response headers of an HTTP 413 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8506,6 +8574,7 @@ type VerifyAuditLogAgainstCheckpointResponse413Headers struct {
 // VerifyAuditLogAgainstCheckpointResponse415Headers the declared response headers of an HTTP 415 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8513,6 +8582,7 @@ type VerifyAuditLogAgainstCheckpointResponse415Headers struct {
 // VerifyAuditLogAgainstCheckpointResponse422Headers the declared response headers of an HTTP 422 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8520,6 +8590,7 @@ type VerifyAuditLogAgainstCheckpointResponse422Headers struct {
 // VerifyAuditLogAgainstCheckpointResponse429Headers the declared response headers of an HTTP 429 response for VerifyAuditLogAgainstCheckpoint
 type VerifyAuditLogAgainstCheckpointResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -8664,6 +8735,7 @@ func (r VerifyAuditLogAgainstCheckpointResponse) ContentType() string {
 // GetAuditEventResponse200Headers the declared response headers of an HTTP 200 response for GetAuditEvent
 type GetAuditEventResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8671,6 +8743,7 @@ type GetAuditEventResponse200Headers struct {
 // GetAuditEventResponse400Headers the declared response headers of an HTTP 400 response for GetAuditEvent
 type GetAuditEventResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8678,6 +8751,7 @@ type GetAuditEventResponse400Headers struct {
 // GetAuditEventResponse403Headers the declared response headers of an HTTP 403 response for GetAuditEvent
 type GetAuditEventResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8685,6 +8759,7 @@ type GetAuditEventResponse403Headers struct {
 // GetAuditEventResponse404Headers the declared response headers of an HTTP 404 response for GetAuditEvent
 type GetAuditEventResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8692,6 +8767,7 @@ type GetAuditEventResponse404Headers struct {
 // GetAuditEventResponse413Headers the declared response headers of an HTTP 413 response for GetAuditEvent
 type GetAuditEventResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8699,6 +8775,7 @@ type GetAuditEventResponse413Headers struct {
 // GetAuditEventResponse415Headers the declared response headers of an HTTP 415 response for GetAuditEvent
 type GetAuditEventResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8706,6 +8783,7 @@ type GetAuditEventResponse415Headers struct {
 // GetAuditEventResponse422Headers the declared response headers of an HTTP 422 response for GetAuditEvent
 type GetAuditEventResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8713,6 +8791,7 @@ type GetAuditEventResponse422Headers struct {
 // GetAuditEventResponse429Headers the declared response headers of an HTTP 429 response for GetAuditEvent
 type GetAuditEventResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -8848,6 +8927,7 @@ func (r GetAuditEventResponse) ContentType() string {
 // ListEntitiesResponse200Headers the declared response headers of an HTTP 200 response for ListEntities
 type ListEntitiesResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8855,6 +8935,7 @@ type ListEntitiesResponse200Headers struct {
 // ListEntitiesResponse400Headers the declared response headers of an HTTP 400 response for ListEntities
 type ListEntitiesResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8862,6 +8943,7 @@ type ListEntitiesResponse400Headers struct {
 // ListEntitiesResponse403Headers the declared response headers of an HTTP 403 response for ListEntities
 type ListEntitiesResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8869,6 +8951,7 @@ type ListEntitiesResponse403Headers struct {
 // ListEntitiesResponse404Headers the declared response headers of an HTTP 404 response for ListEntities
 type ListEntitiesResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8876,6 +8959,7 @@ type ListEntitiesResponse404Headers struct {
 // ListEntitiesResponse413Headers the declared response headers of an HTTP 413 response for ListEntities
 type ListEntitiesResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8883,6 +8967,7 @@ type ListEntitiesResponse413Headers struct {
 // ListEntitiesResponse415Headers the declared response headers of an HTTP 415 response for ListEntities
 type ListEntitiesResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8890,6 +8975,7 @@ type ListEntitiesResponse415Headers struct {
 // ListEntitiesResponse422Headers the declared response headers of an HTTP 422 response for ListEntities
 type ListEntitiesResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -8897,6 +8983,7 @@ type ListEntitiesResponse422Headers struct {
 // ListEntitiesResponse429Headers the declared response headers of an HTTP 429 response for ListEntities
 type ListEntitiesResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -9033,6 +9120,7 @@ func (r ListEntitiesResponse) ContentType() string {
 type CreateEntityResponse201Headers struct {
 	Location           *string
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9040,6 +9128,7 @@ type CreateEntityResponse201Headers struct {
 // CreateEntityResponse400Headers the declared response headers of an HTTP 400 response for CreateEntity
 type CreateEntityResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9047,6 +9136,7 @@ type CreateEntityResponse400Headers struct {
 // CreateEntityResponse403Headers the declared response headers of an HTTP 403 response for CreateEntity
 type CreateEntityResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9054,6 +9144,7 @@ type CreateEntityResponse403Headers struct {
 // CreateEntityResponse404Headers the declared response headers of an HTTP 404 response for CreateEntity
 type CreateEntityResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9061,6 +9152,7 @@ type CreateEntityResponse404Headers struct {
 // CreateEntityResponse409Headers the declared response headers of an HTTP 409 response for CreateEntity
 type CreateEntityResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -9069,6 +9161,7 @@ type CreateEntityResponse409Headers struct {
 // CreateEntityResponse413Headers the declared response headers of an HTTP 413 response for CreateEntity
 type CreateEntityResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9076,6 +9169,7 @@ type CreateEntityResponse413Headers struct {
 // CreateEntityResponse415Headers the declared response headers of an HTTP 415 response for CreateEntity
 type CreateEntityResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9083,6 +9177,7 @@ type CreateEntityResponse415Headers struct {
 // CreateEntityResponse422Headers the declared response headers of an HTTP 422 response for CreateEntity
 type CreateEntityResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9090,6 +9185,7 @@ type CreateEntityResponse422Headers struct {
 // CreateEntityResponse429Headers the declared response headers of an HTTP 429 response for CreateEntity
 type CreateEntityResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -9234,6 +9330,7 @@ func (r CreateEntityResponse) ContentType() string {
 // SearchEntitiesResponse200Headers the declared response headers of an HTTP 200 response for SearchEntities
 type SearchEntitiesResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9241,6 +9338,7 @@ type SearchEntitiesResponse200Headers struct {
 // SearchEntitiesResponse400Headers the declared response headers of an HTTP 400 response for SearchEntities
 type SearchEntitiesResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9248,6 +9346,7 @@ type SearchEntitiesResponse400Headers struct {
 // SearchEntitiesResponse403Headers the declared response headers of an HTTP 403 response for SearchEntities
 type SearchEntitiesResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9255,6 +9354,7 @@ type SearchEntitiesResponse403Headers struct {
 // SearchEntitiesResponse404Headers the declared response headers of an HTTP 404 response for SearchEntities
 type SearchEntitiesResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9262,6 +9362,7 @@ type SearchEntitiesResponse404Headers struct {
 // SearchEntitiesResponse409Headers the declared response headers of an HTTP 409 response for SearchEntities
 type SearchEntitiesResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -9270,6 +9371,7 @@ type SearchEntitiesResponse409Headers struct {
 // SearchEntitiesResponse413Headers the declared response headers of an HTTP 413 response for SearchEntities
 type SearchEntitiesResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9277,6 +9379,7 @@ type SearchEntitiesResponse413Headers struct {
 // SearchEntitiesResponse415Headers the declared response headers of an HTTP 415 response for SearchEntities
 type SearchEntitiesResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9284,6 +9387,7 @@ type SearchEntitiesResponse415Headers struct {
 // SearchEntitiesResponse422Headers the declared response headers of an HTTP 422 response for SearchEntities
 type SearchEntitiesResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9291,6 +9395,7 @@ type SearchEntitiesResponse422Headers struct {
 // SearchEntitiesResponse429Headers the declared response headers of an HTTP 429 response for SearchEntities
 type SearchEntitiesResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -9435,6 +9540,7 @@ func (r SearchEntitiesResponse) ContentType() string {
 // DeleteEntityResponse204Headers the declared response headers of an HTTP 204 response for DeleteEntity
 type DeleteEntityResponse204Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9442,6 +9548,7 @@ type DeleteEntityResponse204Headers struct {
 // DeleteEntityResponse400Headers the declared response headers of an HTTP 400 response for DeleteEntity
 type DeleteEntityResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9449,6 +9556,7 @@ type DeleteEntityResponse400Headers struct {
 // DeleteEntityResponse403Headers the declared response headers of an HTTP 403 response for DeleteEntity
 type DeleteEntityResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9456,6 +9564,7 @@ type DeleteEntityResponse403Headers struct {
 // DeleteEntityResponse404Headers the declared response headers of an HTTP 404 response for DeleteEntity
 type DeleteEntityResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9463,6 +9572,7 @@ type DeleteEntityResponse404Headers struct {
 // DeleteEntityResponse413Headers the declared response headers of an HTTP 413 response for DeleteEntity
 type DeleteEntityResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9470,6 +9580,7 @@ type DeleteEntityResponse413Headers struct {
 // DeleteEntityResponse415Headers the declared response headers of an HTTP 415 response for DeleteEntity
 type DeleteEntityResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9477,6 +9588,7 @@ type DeleteEntityResponse415Headers struct {
 // DeleteEntityResponse422Headers the declared response headers of an HTTP 422 response for DeleteEntity
 type DeleteEntityResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9484,6 +9596,7 @@ type DeleteEntityResponse422Headers struct {
 // DeleteEntityResponse429Headers the declared response headers of an HTTP 429 response for DeleteEntity
 type DeleteEntityResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -9612,6 +9725,7 @@ func (r DeleteEntityResponse) ContentType() string {
 // GetEntityResponse200Headers the declared response headers of an HTTP 200 response for GetEntity
 type GetEntityResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9619,6 +9733,7 @@ type GetEntityResponse200Headers struct {
 // GetEntityResponse400Headers the declared response headers of an HTTP 400 response for GetEntity
 type GetEntityResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9626,6 +9741,7 @@ type GetEntityResponse400Headers struct {
 // GetEntityResponse403Headers the declared response headers of an HTTP 403 response for GetEntity
 type GetEntityResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9633,6 +9749,7 @@ type GetEntityResponse403Headers struct {
 // GetEntityResponse404Headers the declared response headers of an HTTP 404 response for GetEntity
 type GetEntityResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9640,6 +9757,7 @@ type GetEntityResponse404Headers struct {
 // GetEntityResponse413Headers the declared response headers of an HTTP 413 response for GetEntity
 type GetEntityResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9647,6 +9765,7 @@ type GetEntityResponse413Headers struct {
 // GetEntityResponse415Headers the declared response headers of an HTTP 415 response for GetEntity
 type GetEntityResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9654,6 +9773,7 @@ type GetEntityResponse415Headers struct {
 // GetEntityResponse422Headers the declared response headers of an HTTP 422 response for GetEntity
 type GetEntityResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9661,6 +9781,7 @@ type GetEntityResponse422Headers struct {
 // GetEntityResponse429Headers the declared response headers of an HTTP 429 response for GetEntity
 type GetEntityResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -9796,6 +9917,7 @@ func (r GetEntityResponse) ContentType() string {
 // UpdateEntityResponse200Headers the declared response headers of an HTTP 200 response for UpdateEntity
 type UpdateEntityResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9803,6 +9925,7 @@ type UpdateEntityResponse200Headers struct {
 // UpdateEntityResponse400Headers the declared response headers of an HTTP 400 response for UpdateEntity
 type UpdateEntityResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9810,6 +9933,7 @@ type UpdateEntityResponse400Headers struct {
 // UpdateEntityResponse403Headers the declared response headers of an HTTP 403 response for UpdateEntity
 type UpdateEntityResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9817,6 +9941,7 @@ type UpdateEntityResponse403Headers struct {
 // UpdateEntityResponse404Headers the declared response headers of an HTTP 404 response for UpdateEntity
 type UpdateEntityResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9824,6 +9949,7 @@ type UpdateEntityResponse404Headers struct {
 // UpdateEntityResponse409Headers the declared response headers of an HTTP 409 response for UpdateEntity
 type UpdateEntityResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9831,6 +9957,7 @@ type UpdateEntityResponse409Headers struct {
 // UpdateEntityResponse413Headers the declared response headers of an HTTP 413 response for UpdateEntity
 type UpdateEntityResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9838,6 +9965,7 @@ type UpdateEntityResponse413Headers struct {
 // UpdateEntityResponse415Headers the declared response headers of an HTTP 415 response for UpdateEntity
 type UpdateEntityResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9845,6 +9973,7 @@ type UpdateEntityResponse415Headers struct {
 // UpdateEntityResponse422Headers the declared response headers of an HTTP 422 response for UpdateEntity
 type UpdateEntityResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -9852,6 +9981,7 @@ type UpdateEntityResponse422Headers struct {
 // UpdateEntityResponse429Headers the declared response headers of an HTTP 429 response for UpdateEntity
 type UpdateEntityResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -9996,6 +10126,7 @@ func (r UpdateEntityResponse) ContentType() string {
 // ListCacheEntriesResponse200Headers the declared response headers of an HTTP 200 response for ListCacheEntries
 type ListCacheEntriesResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10003,6 +10134,7 @@ type ListCacheEntriesResponse200Headers struct {
 // ListCacheEntriesResponse400Headers the declared response headers of an HTTP 400 response for ListCacheEntries
 type ListCacheEntriesResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10010,6 +10142,7 @@ type ListCacheEntriesResponse400Headers struct {
 // ListCacheEntriesResponse403Headers the declared response headers of an HTTP 403 response for ListCacheEntries
 type ListCacheEntriesResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10017,6 +10150,7 @@ type ListCacheEntriesResponse403Headers struct {
 // ListCacheEntriesResponse404Headers the declared response headers of an HTTP 404 response for ListCacheEntries
 type ListCacheEntriesResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10024,6 +10158,7 @@ type ListCacheEntriesResponse404Headers struct {
 // ListCacheEntriesResponse413Headers the declared response headers of an HTTP 413 response for ListCacheEntries
 type ListCacheEntriesResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10031,6 +10166,7 @@ type ListCacheEntriesResponse413Headers struct {
 // ListCacheEntriesResponse415Headers the declared response headers of an HTTP 415 response for ListCacheEntries
 type ListCacheEntriesResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10038,6 +10174,7 @@ type ListCacheEntriesResponse415Headers struct {
 // ListCacheEntriesResponse422Headers the declared response headers of an HTTP 422 response for ListCacheEntries
 type ListCacheEntriesResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10045,6 +10182,7 @@ type ListCacheEntriesResponse422Headers struct {
 // ListCacheEntriesResponse429Headers the declared response headers of an HTTP 429 response for ListCacheEntries
 type ListCacheEntriesResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -10181,6 +10319,7 @@ func (r ListCacheEntriesResponse) ContentType() string {
 type CreateCacheEntryResponse201Headers struct {
 	Location           *string
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10188,6 +10327,7 @@ type CreateCacheEntryResponse201Headers struct {
 // CreateCacheEntryResponse400Headers the declared response headers of an HTTP 400 response for CreateCacheEntry
 type CreateCacheEntryResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10195,6 +10335,7 @@ type CreateCacheEntryResponse400Headers struct {
 // CreateCacheEntryResponse403Headers the declared response headers of an HTTP 403 response for CreateCacheEntry
 type CreateCacheEntryResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10202,6 +10343,7 @@ type CreateCacheEntryResponse403Headers struct {
 // CreateCacheEntryResponse404Headers the declared response headers of an HTTP 404 response for CreateCacheEntry
 type CreateCacheEntryResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10209,6 +10351,7 @@ type CreateCacheEntryResponse404Headers struct {
 // CreateCacheEntryResponse409Headers the declared response headers of an HTTP 409 response for CreateCacheEntry
 type CreateCacheEntryResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -10217,6 +10360,7 @@ type CreateCacheEntryResponse409Headers struct {
 // CreateCacheEntryResponse413Headers the declared response headers of an HTTP 413 response for CreateCacheEntry
 type CreateCacheEntryResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10224,6 +10368,7 @@ type CreateCacheEntryResponse413Headers struct {
 // CreateCacheEntryResponse415Headers the declared response headers of an HTTP 415 response for CreateCacheEntry
 type CreateCacheEntryResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10231,6 +10376,7 @@ type CreateCacheEntryResponse415Headers struct {
 // CreateCacheEntryResponse422Headers the declared response headers of an HTTP 422 response for CreateCacheEntry
 type CreateCacheEntryResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10238,6 +10384,7 @@ type CreateCacheEntryResponse422Headers struct {
 // CreateCacheEntryResponse429Headers the declared response headers of an HTTP 429 response for CreateCacheEntry
 type CreateCacheEntryResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -10382,6 +10529,7 @@ func (r CreateCacheEntryResponse) ContentType() string {
 // GetCacheEntryResponse200Headers the declared response headers of an HTTP 200 response for GetCacheEntry
 type GetCacheEntryResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10389,6 +10537,7 @@ type GetCacheEntryResponse200Headers struct {
 // GetCacheEntryResponse400Headers the declared response headers of an HTTP 400 response for GetCacheEntry
 type GetCacheEntryResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10396,6 +10545,7 @@ type GetCacheEntryResponse400Headers struct {
 // GetCacheEntryResponse403Headers the declared response headers of an HTTP 403 response for GetCacheEntry
 type GetCacheEntryResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10403,6 +10553,7 @@ type GetCacheEntryResponse403Headers struct {
 // GetCacheEntryResponse404Headers the declared response headers of an HTTP 404 response for GetCacheEntry
 type GetCacheEntryResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10410,6 +10561,7 @@ type GetCacheEntryResponse404Headers struct {
 // GetCacheEntryResponse413Headers the declared response headers of an HTTP 413 response for GetCacheEntry
 type GetCacheEntryResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10417,6 +10569,7 @@ type GetCacheEntryResponse413Headers struct {
 // GetCacheEntryResponse415Headers the declared response headers of an HTTP 415 response for GetCacheEntry
 type GetCacheEntryResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10424,6 +10577,7 @@ type GetCacheEntryResponse415Headers struct {
 // GetCacheEntryResponse422Headers the declared response headers of an HTTP 422 response for GetCacheEntry
 type GetCacheEntryResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10431,6 +10585,7 @@ type GetCacheEntryResponse422Headers struct {
 // GetCacheEntryResponse429Headers the declared response headers of an HTTP 429 response for GetCacheEntry
 type GetCacheEntryResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -10566,6 +10721,7 @@ func (r GetCacheEntryResponse) ContentType() string {
 // ListProfilesResponse200Headers the declared response headers of an HTTP 200 response for ListProfiles
 type ListProfilesResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10573,6 +10729,7 @@ type ListProfilesResponse200Headers struct {
 // ListProfilesResponse400Headers the declared response headers of an HTTP 400 response for ListProfiles
 type ListProfilesResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10580,6 +10737,7 @@ type ListProfilesResponse400Headers struct {
 // ListProfilesResponse403Headers the declared response headers of an HTTP 403 response for ListProfiles
 type ListProfilesResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10587,6 +10745,7 @@ type ListProfilesResponse403Headers struct {
 // ListProfilesResponse404Headers the declared response headers of an HTTP 404 response for ListProfiles
 type ListProfilesResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10594,6 +10753,7 @@ type ListProfilesResponse404Headers struct {
 // ListProfilesResponse413Headers the declared response headers of an HTTP 413 response for ListProfiles
 type ListProfilesResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10601,6 +10761,7 @@ type ListProfilesResponse413Headers struct {
 // ListProfilesResponse415Headers the declared response headers of an HTTP 415 response for ListProfiles
 type ListProfilesResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10608,6 +10769,7 @@ type ListProfilesResponse415Headers struct {
 // ListProfilesResponse422Headers the declared response headers of an HTTP 422 response for ListProfiles
 type ListProfilesResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10615,6 +10777,7 @@ type ListProfilesResponse422Headers struct {
 // ListProfilesResponse429Headers the declared response headers of an HTTP 429 response for ListProfiles
 type ListProfilesResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -10751,6 +10914,7 @@ func (r ListProfilesResponse) ContentType() string {
 type CreateProfileResponse201Headers struct {
 	Location           *string
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10758,6 +10922,7 @@ type CreateProfileResponse201Headers struct {
 // CreateProfileResponse400Headers the declared response headers of an HTTP 400 response for CreateProfile
 type CreateProfileResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10765,6 +10930,7 @@ type CreateProfileResponse400Headers struct {
 // CreateProfileResponse403Headers the declared response headers of an HTTP 403 response for CreateProfile
 type CreateProfileResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10772,6 +10938,7 @@ type CreateProfileResponse403Headers struct {
 // CreateProfileResponse404Headers the declared response headers of an HTTP 404 response for CreateProfile
 type CreateProfileResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10779,6 +10946,7 @@ type CreateProfileResponse404Headers struct {
 // CreateProfileResponse409Headers the declared response headers of an HTTP 409 response for CreateProfile
 type CreateProfileResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -10787,6 +10955,7 @@ type CreateProfileResponse409Headers struct {
 // CreateProfileResponse413Headers the declared response headers of an HTTP 413 response for CreateProfile
 type CreateProfileResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10794,6 +10963,7 @@ type CreateProfileResponse413Headers struct {
 // CreateProfileResponse415Headers the declared response headers of an HTTP 415 response for CreateProfile
 type CreateProfileResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10801,6 +10971,7 @@ type CreateProfileResponse415Headers struct {
 // CreateProfileResponse422Headers the declared response headers of an HTTP 422 response for CreateProfile
 type CreateProfileResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10808,6 +10979,7 @@ type CreateProfileResponse422Headers struct {
 // CreateProfileResponse429Headers the declared response headers of an HTTP 429 response for CreateProfile
 type CreateProfileResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -10952,6 +11124,7 @@ func (r CreateProfileResponse) ContentType() string {
 // GetLatestProfileResponse200Headers the declared response headers of an HTTP 200 response for GetLatestProfile
 type GetLatestProfileResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10959,6 +11132,7 @@ type GetLatestProfileResponse200Headers struct {
 // GetLatestProfileResponse400Headers the declared response headers of an HTTP 400 response for GetLatestProfile
 type GetLatestProfileResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10966,6 +11140,7 @@ type GetLatestProfileResponse400Headers struct {
 // GetLatestProfileResponse403Headers the declared response headers of an HTTP 403 response for GetLatestProfile
 type GetLatestProfileResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10973,6 +11148,7 @@ type GetLatestProfileResponse403Headers struct {
 // GetLatestProfileResponse404Headers the declared response headers of an HTTP 404 response for GetLatestProfile
 type GetLatestProfileResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10980,6 +11156,7 @@ type GetLatestProfileResponse404Headers struct {
 // GetLatestProfileResponse413Headers the declared response headers of an HTTP 413 response for GetLatestProfile
 type GetLatestProfileResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10987,6 +11164,7 @@ type GetLatestProfileResponse413Headers struct {
 // GetLatestProfileResponse415Headers the declared response headers of an HTTP 415 response for GetLatestProfile
 type GetLatestProfileResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -10994,6 +11172,7 @@ type GetLatestProfileResponse415Headers struct {
 // GetLatestProfileResponse422Headers the declared response headers of an HTTP 422 response for GetLatestProfile
 type GetLatestProfileResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11001,6 +11180,7 @@ type GetLatestProfileResponse422Headers struct {
 // GetLatestProfileResponse429Headers the declared response headers of an HTTP 429 response for GetLatestProfile
 type GetLatestProfileResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -11136,6 +11316,7 @@ func (r GetLatestProfileResponse) ContentType() string {
 // GetProfileResponse200Headers the declared response headers of an HTTP 200 response for GetProfile
 type GetProfileResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11143,6 +11324,7 @@ type GetProfileResponse200Headers struct {
 // GetProfileResponse400Headers the declared response headers of an HTTP 400 response for GetProfile
 type GetProfileResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11150,6 +11332,7 @@ type GetProfileResponse400Headers struct {
 // GetProfileResponse403Headers the declared response headers of an HTTP 403 response for GetProfile
 type GetProfileResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11157,6 +11340,7 @@ type GetProfileResponse403Headers struct {
 // GetProfileResponse404Headers the declared response headers of an HTTP 404 response for GetProfile
 type GetProfileResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11164,6 +11348,7 @@ type GetProfileResponse404Headers struct {
 // GetProfileResponse413Headers the declared response headers of an HTTP 413 response for GetProfile
 type GetProfileResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11171,6 +11356,7 @@ type GetProfileResponse413Headers struct {
 // GetProfileResponse415Headers the declared response headers of an HTTP 415 response for GetProfile
 type GetProfileResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11178,6 +11364,7 @@ type GetProfileResponse415Headers struct {
 // GetProfileResponse422Headers the declared response headers of an HTTP 422 response for GetProfile
 type GetProfileResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11185,6 +11372,7 @@ type GetProfileResponse422Headers struct {
 // GetProfileResponse429Headers the declared response headers of an HTTP 429 response for GetProfile
 type GetProfileResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -11320,6 +11508,7 @@ func (r GetProfileResponse) ContentType() string {
 // ListRelationsResponse200Headers the declared response headers of an HTTP 200 response for ListRelations
 type ListRelationsResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11327,6 +11516,7 @@ type ListRelationsResponse200Headers struct {
 // ListRelationsResponse400Headers the declared response headers of an HTTP 400 response for ListRelations
 type ListRelationsResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11334,6 +11524,7 @@ type ListRelationsResponse400Headers struct {
 // ListRelationsResponse403Headers the declared response headers of an HTTP 403 response for ListRelations
 type ListRelationsResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11341,6 +11532,7 @@ type ListRelationsResponse403Headers struct {
 // ListRelationsResponse404Headers the declared response headers of an HTTP 404 response for ListRelations
 type ListRelationsResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11348,6 +11540,7 @@ type ListRelationsResponse404Headers struct {
 // ListRelationsResponse413Headers the declared response headers of an HTTP 413 response for ListRelations
 type ListRelationsResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11355,6 +11548,7 @@ type ListRelationsResponse413Headers struct {
 // ListRelationsResponse415Headers the declared response headers of an HTTP 415 response for ListRelations
 type ListRelationsResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11362,6 +11556,7 @@ type ListRelationsResponse415Headers struct {
 // ListRelationsResponse422Headers the declared response headers of an HTTP 422 response for ListRelations
 type ListRelationsResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11369,6 +11564,7 @@ type ListRelationsResponse422Headers struct {
 // ListRelationsResponse429Headers the declared response headers of an HTTP 429 response for ListRelations
 type ListRelationsResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -11504,6 +11700,7 @@ func (r ListRelationsResponse) ContentType() string {
 // CreateRelationResponse201Headers the declared response headers of an HTTP 201 response for CreateRelation
 type CreateRelationResponse201Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11511,6 +11708,7 @@ type CreateRelationResponse201Headers struct {
 // CreateRelationResponse400Headers the declared response headers of an HTTP 400 response for CreateRelation
 type CreateRelationResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11518,6 +11716,7 @@ type CreateRelationResponse400Headers struct {
 // CreateRelationResponse403Headers the declared response headers of an HTTP 403 response for CreateRelation
 type CreateRelationResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11525,6 +11724,7 @@ type CreateRelationResponse403Headers struct {
 // CreateRelationResponse404Headers the declared response headers of an HTTP 404 response for CreateRelation
 type CreateRelationResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11532,6 +11732,7 @@ type CreateRelationResponse404Headers struct {
 // CreateRelationResponse409Headers the declared response headers of an HTTP 409 response for CreateRelation
 type CreateRelationResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -11540,6 +11741,7 @@ type CreateRelationResponse409Headers struct {
 // CreateRelationResponse413Headers the declared response headers of an HTTP 413 response for CreateRelation
 type CreateRelationResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11547,6 +11749,7 @@ type CreateRelationResponse413Headers struct {
 // CreateRelationResponse415Headers the declared response headers of an HTTP 415 response for CreateRelation
 type CreateRelationResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11554,6 +11757,7 @@ type CreateRelationResponse415Headers struct {
 // CreateRelationResponse422Headers the declared response headers of an HTTP 422 response for CreateRelation
 type CreateRelationResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11561,6 +11765,7 @@ type CreateRelationResponse422Headers struct {
 // CreateRelationResponse429Headers the declared response headers of an HTTP 429 response for CreateRelation
 type CreateRelationResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -11706,6 +11911,7 @@ func (r CreateRelationResponse) ContentType() string {
 type CreateSharedEntityResponse201Headers struct {
 	Location           *string
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11713,6 +11919,7 @@ type CreateSharedEntityResponse201Headers struct {
 // CreateSharedEntityResponse400Headers the declared response headers of an HTTP 400 response for CreateSharedEntity
 type CreateSharedEntityResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11720,6 +11927,7 @@ type CreateSharedEntityResponse400Headers struct {
 // CreateSharedEntityResponse403Headers the declared response headers of an HTTP 403 response for CreateSharedEntity
 type CreateSharedEntityResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11727,6 +11935,7 @@ type CreateSharedEntityResponse403Headers struct {
 // CreateSharedEntityResponse404Headers the declared response headers of an HTTP 404 response for CreateSharedEntity
 type CreateSharedEntityResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11734,6 +11943,7 @@ type CreateSharedEntityResponse404Headers struct {
 // CreateSharedEntityResponse409Headers the declared response headers of an HTTP 409 response for CreateSharedEntity
 type CreateSharedEntityResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -11742,6 +11952,7 @@ type CreateSharedEntityResponse409Headers struct {
 // CreateSharedEntityResponse413Headers the declared response headers of an HTTP 413 response for CreateSharedEntity
 type CreateSharedEntityResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11749,6 +11960,7 @@ type CreateSharedEntityResponse413Headers struct {
 // CreateSharedEntityResponse415Headers the declared response headers of an HTTP 415 response for CreateSharedEntity
 type CreateSharedEntityResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11756,6 +11968,7 @@ type CreateSharedEntityResponse415Headers struct {
 // CreateSharedEntityResponse422Headers the declared response headers of an HTTP 422 response for CreateSharedEntity
 type CreateSharedEntityResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11763,6 +11976,7 @@ type CreateSharedEntityResponse422Headers struct {
 // CreateSharedEntityResponse429Headers the declared response headers of an HTTP 429 response for CreateSharedEntity
 type CreateSharedEntityResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -11907,6 +12121,7 @@ func (r CreateSharedEntityResponse) ContentType() string {
 // GetOwnTenantResponse200Headers the declared response headers of an HTTP 200 response for GetOwnTenant
 type GetOwnTenantResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11914,6 +12129,7 @@ type GetOwnTenantResponse200Headers struct {
 // GetOwnTenantResponse400Headers the declared response headers of an HTTP 400 response for GetOwnTenant
 type GetOwnTenantResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11921,6 +12137,7 @@ type GetOwnTenantResponse400Headers struct {
 // GetOwnTenantResponse403Headers the declared response headers of an HTTP 403 response for GetOwnTenant
 type GetOwnTenantResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11928,6 +12145,7 @@ type GetOwnTenantResponse403Headers struct {
 // GetOwnTenantResponse404Headers the declared response headers of an HTTP 404 response for GetOwnTenant
 type GetOwnTenantResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11935,6 +12153,7 @@ type GetOwnTenantResponse404Headers struct {
 // GetOwnTenantResponse413Headers the declared response headers of an HTTP 413 response for GetOwnTenant
 type GetOwnTenantResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11942,6 +12161,7 @@ type GetOwnTenantResponse413Headers struct {
 // GetOwnTenantResponse415Headers the declared response headers of an HTTP 415 response for GetOwnTenant
 type GetOwnTenantResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11949,6 +12169,7 @@ type GetOwnTenantResponse415Headers struct {
 // GetOwnTenantResponse422Headers the declared response headers of an HTTP 422 response for GetOwnTenant
 type GetOwnTenantResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -11956,6 +12177,7 @@ type GetOwnTenantResponse422Headers struct {
 // GetOwnTenantResponse429Headers the declared response headers of an HTTP 429 response for GetOwnTenant
 type GetOwnTenantResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -12091,6 +12313,7 @@ func (r GetOwnTenantResponse) ContentType() string {
 // ListTenantsResponse200Headers the declared response headers of an HTTP 200 response for ListTenants
 type ListTenantsResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12098,6 +12321,7 @@ type ListTenantsResponse200Headers struct {
 // ListTenantsResponse400Headers the declared response headers of an HTTP 400 response for ListTenants
 type ListTenantsResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12105,6 +12329,7 @@ type ListTenantsResponse400Headers struct {
 // ListTenantsResponse403Headers the declared response headers of an HTTP 403 response for ListTenants
 type ListTenantsResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12112,6 +12337,7 @@ type ListTenantsResponse403Headers struct {
 // ListTenantsResponse404Headers the declared response headers of an HTTP 404 response for ListTenants
 type ListTenantsResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12119,6 +12345,7 @@ type ListTenantsResponse404Headers struct {
 // ListTenantsResponse413Headers the declared response headers of an HTTP 413 response for ListTenants
 type ListTenantsResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12126,6 +12353,7 @@ type ListTenantsResponse413Headers struct {
 // ListTenantsResponse415Headers the declared response headers of an HTTP 415 response for ListTenants
 type ListTenantsResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12133,6 +12361,7 @@ type ListTenantsResponse415Headers struct {
 // ListTenantsResponse422Headers the declared response headers of an HTTP 422 response for ListTenants
 type ListTenantsResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12140,6 +12369,7 @@ type ListTenantsResponse422Headers struct {
 // ListTenantsResponse429Headers the declared response headers of an HTTP 429 response for ListTenants
 type ListTenantsResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -12276,6 +12506,7 @@ func (r ListTenantsResponse) ContentType() string {
 type CreateTenantResponse201Headers struct {
 	Location           *string
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12283,6 +12514,7 @@ type CreateTenantResponse201Headers struct {
 // CreateTenantResponse400Headers the declared response headers of an HTTP 400 response for CreateTenant
 type CreateTenantResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12290,6 +12522,7 @@ type CreateTenantResponse400Headers struct {
 // CreateTenantResponse403Headers the declared response headers of an HTTP 403 response for CreateTenant
 type CreateTenantResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12297,6 +12530,7 @@ type CreateTenantResponse403Headers struct {
 // CreateTenantResponse404Headers the declared response headers of an HTTP 404 response for CreateTenant
 type CreateTenantResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12304,6 +12538,7 @@ type CreateTenantResponse404Headers struct {
 // CreateTenantResponse409Headers the declared response headers of an HTTP 409 response for CreateTenant
 type CreateTenantResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -12312,6 +12547,7 @@ type CreateTenantResponse409Headers struct {
 // CreateTenantResponse413Headers the declared response headers of an HTTP 413 response for CreateTenant
 type CreateTenantResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12319,6 +12555,7 @@ type CreateTenantResponse413Headers struct {
 // CreateTenantResponse415Headers the declared response headers of an HTTP 415 response for CreateTenant
 type CreateTenantResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12326,6 +12563,7 @@ type CreateTenantResponse415Headers struct {
 // CreateTenantResponse422Headers the declared response headers of an HTTP 422 response for CreateTenant
 type CreateTenantResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12333,6 +12571,7 @@ type CreateTenantResponse422Headers struct {
 // CreateTenantResponse429Headers the declared response headers of an HTTP 429 response for CreateTenant
 type CreateTenantResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -12477,6 +12716,7 @@ func (r CreateTenantResponse) ContentType() string {
 // EraseTenantResponse200Headers the declared response headers of an HTTP 200 response for EraseTenant
 type EraseTenantResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12484,6 +12724,7 @@ type EraseTenantResponse200Headers struct {
 // EraseTenantResponse400Headers the declared response headers of an HTTP 400 response for EraseTenant
 type EraseTenantResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12491,6 +12732,7 @@ type EraseTenantResponse400Headers struct {
 // EraseTenantResponse403Headers the declared response headers of an HTTP 403 response for EraseTenant
 type EraseTenantResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12498,6 +12740,7 @@ type EraseTenantResponse403Headers struct {
 // EraseTenantResponse404Headers the declared response headers of an HTTP 404 response for EraseTenant
 type EraseTenantResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12505,6 +12748,7 @@ type EraseTenantResponse404Headers struct {
 // EraseTenantResponse409Headers the declared response headers of an HTTP 409 response for EraseTenant
 type EraseTenantResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12512,6 +12756,7 @@ type EraseTenantResponse409Headers struct {
 // EraseTenantResponse413Headers the declared response headers of an HTTP 413 response for EraseTenant
 type EraseTenantResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12519,6 +12764,7 @@ type EraseTenantResponse413Headers struct {
 // EraseTenantResponse415Headers the declared response headers of an HTTP 415 response for EraseTenant
 type EraseTenantResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12526,6 +12772,7 @@ type EraseTenantResponse415Headers struct {
 // EraseTenantResponse422Headers the declared response headers of an HTTP 422 response for EraseTenant
 type EraseTenantResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12533,6 +12780,7 @@ type EraseTenantResponse422Headers struct {
 // EraseTenantResponse429Headers the declared response headers of an HTTP 429 response for EraseTenant
 type EraseTenantResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -12677,6 +12925,7 @@ func (r EraseTenantResponse) ContentType() string {
 // GetTenantResponse200Headers the declared response headers of an HTTP 200 response for GetTenant
 type GetTenantResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12684,6 +12933,7 @@ type GetTenantResponse200Headers struct {
 // GetTenantResponse400Headers the declared response headers of an HTTP 400 response for GetTenant
 type GetTenantResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12691,6 +12941,7 @@ type GetTenantResponse400Headers struct {
 // GetTenantResponse403Headers the declared response headers of an HTTP 403 response for GetTenant
 type GetTenantResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12698,6 +12949,7 @@ type GetTenantResponse403Headers struct {
 // GetTenantResponse404Headers the declared response headers of an HTTP 404 response for GetTenant
 type GetTenantResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12705,6 +12957,7 @@ type GetTenantResponse404Headers struct {
 // GetTenantResponse413Headers the declared response headers of an HTTP 413 response for GetTenant
 type GetTenantResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12712,6 +12965,7 @@ type GetTenantResponse413Headers struct {
 // GetTenantResponse415Headers the declared response headers of an HTTP 415 response for GetTenant
 type GetTenantResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12719,6 +12973,7 @@ type GetTenantResponse415Headers struct {
 // GetTenantResponse422Headers the declared response headers of an HTTP 422 response for GetTenant
 type GetTenantResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12726,6 +12981,7 @@ type GetTenantResponse422Headers struct {
 // GetTenantResponse429Headers the declared response headers of an HTTP 429 response for GetTenant
 type GetTenantResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -12861,6 +13117,7 @@ func (r GetTenantResponse) ContentType() string {
 // UpdateTenantResponse200Headers the declared response headers of an HTTP 200 response for UpdateTenant
 type UpdateTenantResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12868,6 +13125,7 @@ type UpdateTenantResponse200Headers struct {
 // UpdateTenantResponse400Headers the declared response headers of an HTTP 400 response for UpdateTenant
 type UpdateTenantResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12875,6 +13133,7 @@ type UpdateTenantResponse400Headers struct {
 // UpdateTenantResponse403Headers the declared response headers of an HTTP 403 response for UpdateTenant
 type UpdateTenantResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12882,6 +13141,7 @@ type UpdateTenantResponse403Headers struct {
 // UpdateTenantResponse404Headers the declared response headers of an HTTP 404 response for UpdateTenant
 type UpdateTenantResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12889,6 +13149,7 @@ type UpdateTenantResponse404Headers struct {
 // UpdateTenantResponse409Headers the declared response headers of an HTTP 409 response for UpdateTenant
 type UpdateTenantResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12896,6 +13157,7 @@ type UpdateTenantResponse409Headers struct {
 // UpdateTenantResponse413Headers the declared response headers of an HTTP 413 response for UpdateTenant
 type UpdateTenantResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12903,6 +13165,7 @@ type UpdateTenantResponse413Headers struct {
 // UpdateTenantResponse415Headers the declared response headers of an HTTP 415 response for UpdateTenant
 type UpdateTenantResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12910,6 +13173,7 @@ type UpdateTenantResponse415Headers struct {
 // UpdateTenantResponse422Headers the declared response headers of an HTTP 422 response for UpdateTenant
 type UpdateTenantResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -12917,6 +13181,7 @@ type UpdateTenantResponse422Headers struct {
 // UpdateTenantResponse429Headers the declared response headers of an HTTP 429 response for UpdateTenant
 type UpdateTenantResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -13061,6 +13326,7 @@ func (r UpdateTenantResponse) ContentType() string {
 // ListWebhookEndpointsResponse200Headers the declared response headers of an HTTP 200 response for ListWebhookEndpoints
 type ListWebhookEndpointsResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13068,6 +13334,7 @@ type ListWebhookEndpointsResponse200Headers struct {
 // ListWebhookEndpointsResponse400Headers the declared response headers of an HTTP 400 response for ListWebhookEndpoints
 type ListWebhookEndpointsResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13075,6 +13342,7 @@ type ListWebhookEndpointsResponse400Headers struct {
 // ListWebhookEndpointsResponse403Headers the declared response headers of an HTTP 403 response for ListWebhookEndpoints
 type ListWebhookEndpointsResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13082,6 +13350,7 @@ type ListWebhookEndpointsResponse403Headers struct {
 // ListWebhookEndpointsResponse404Headers the declared response headers of an HTTP 404 response for ListWebhookEndpoints
 type ListWebhookEndpointsResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13089,6 +13358,7 @@ type ListWebhookEndpointsResponse404Headers struct {
 // ListWebhookEndpointsResponse413Headers the declared response headers of an HTTP 413 response for ListWebhookEndpoints
 type ListWebhookEndpointsResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13096,6 +13366,7 @@ type ListWebhookEndpointsResponse413Headers struct {
 // ListWebhookEndpointsResponse415Headers the declared response headers of an HTTP 415 response for ListWebhookEndpoints
 type ListWebhookEndpointsResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13103,6 +13374,7 @@ type ListWebhookEndpointsResponse415Headers struct {
 // ListWebhookEndpointsResponse422Headers the declared response headers of an HTTP 422 response for ListWebhookEndpoints
 type ListWebhookEndpointsResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13110,6 +13382,7 @@ type ListWebhookEndpointsResponse422Headers struct {
 // ListWebhookEndpointsResponse429Headers the declared response headers of an HTTP 429 response for ListWebhookEndpoints
 type ListWebhookEndpointsResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -13246,6 +13519,7 @@ func (r ListWebhookEndpointsResponse) ContentType() string {
 type CreateWebhookEndpointResponse201Headers struct {
 	Location           *string
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13253,6 +13527,7 @@ type CreateWebhookEndpointResponse201Headers struct {
 // CreateWebhookEndpointResponse400Headers the declared response headers of an HTTP 400 response for CreateWebhookEndpoint
 type CreateWebhookEndpointResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13260,6 +13535,7 @@ type CreateWebhookEndpointResponse400Headers struct {
 // CreateWebhookEndpointResponse403Headers the declared response headers of an HTTP 403 response for CreateWebhookEndpoint
 type CreateWebhookEndpointResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13267,6 +13543,7 @@ type CreateWebhookEndpointResponse403Headers struct {
 // CreateWebhookEndpointResponse404Headers the declared response headers of an HTTP 404 response for CreateWebhookEndpoint
 type CreateWebhookEndpointResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13274,6 +13551,7 @@ type CreateWebhookEndpointResponse404Headers struct {
 // CreateWebhookEndpointResponse409Headers the declared response headers of an HTTP 409 response for CreateWebhookEndpoint
 type CreateWebhookEndpointResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -13282,6 +13560,7 @@ type CreateWebhookEndpointResponse409Headers struct {
 // CreateWebhookEndpointResponse413Headers the declared response headers of an HTTP 413 response for CreateWebhookEndpoint
 type CreateWebhookEndpointResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13289,6 +13568,7 @@ type CreateWebhookEndpointResponse413Headers struct {
 // CreateWebhookEndpointResponse415Headers the declared response headers of an HTTP 415 response for CreateWebhookEndpoint
 type CreateWebhookEndpointResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13296,6 +13576,7 @@ type CreateWebhookEndpointResponse415Headers struct {
 // CreateWebhookEndpointResponse422Headers the declared response headers of an HTTP 422 response for CreateWebhookEndpoint
 type CreateWebhookEndpointResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13303,6 +13584,7 @@ type CreateWebhookEndpointResponse422Headers struct {
 // CreateWebhookEndpointResponse429Headers the declared response headers of an HTTP 429 response for CreateWebhookEndpoint
 type CreateWebhookEndpointResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -13447,6 +13729,7 @@ func (r CreateWebhookEndpointResponse) ContentType() string {
 // DeleteWebhookEndpointResponse204Headers the declared response headers of an HTTP 204 response for DeleteWebhookEndpoint
 type DeleteWebhookEndpointResponse204Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13454,6 +13737,7 @@ type DeleteWebhookEndpointResponse204Headers struct {
 // DeleteWebhookEndpointResponse400Headers the declared response headers of an HTTP 400 response for DeleteWebhookEndpoint
 type DeleteWebhookEndpointResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13461,6 +13745,7 @@ type DeleteWebhookEndpointResponse400Headers struct {
 // DeleteWebhookEndpointResponse403Headers the declared response headers of an HTTP 403 response for DeleteWebhookEndpoint
 type DeleteWebhookEndpointResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13468,6 +13753,7 @@ type DeleteWebhookEndpointResponse403Headers struct {
 // DeleteWebhookEndpointResponse404Headers the declared response headers of an HTTP 404 response for DeleteWebhookEndpoint
 type DeleteWebhookEndpointResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13475,6 +13761,7 @@ type DeleteWebhookEndpointResponse404Headers struct {
 // DeleteWebhookEndpointResponse413Headers the declared response headers of an HTTP 413 response for DeleteWebhookEndpoint
 type DeleteWebhookEndpointResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13482,6 +13769,7 @@ type DeleteWebhookEndpointResponse413Headers struct {
 // DeleteWebhookEndpointResponse415Headers the declared response headers of an HTTP 415 response for DeleteWebhookEndpoint
 type DeleteWebhookEndpointResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13489,6 +13777,7 @@ type DeleteWebhookEndpointResponse415Headers struct {
 // DeleteWebhookEndpointResponse422Headers the declared response headers of an HTTP 422 response for DeleteWebhookEndpoint
 type DeleteWebhookEndpointResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13496,6 +13785,7 @@ type DeleteWebhookEndpointResponse422Headers struct {
 // DeleteWebhookEndpointResponse429Headers the declared response headers of an HTTP 429 response for DeleteWebhookEndpoint
 type DeleteWebhookEndpointResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -13624,6 +13914,7 @@ func (r DeleteWebhookEndpointResponse) ContentType() string {
 // GetWebhookEndpointResponse200Headers the declared response headers of an HTTP 200 response for GetWebhookEndpoint
 type GetWebhookEndpointResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13631,6 +13922,7 @@ type GetWebhookEndpointResponse200Headers struct {
 // GetWebhookEndpointResponse400Headers the declared response headers of an HTTP 400 response for GetWebhookEndpoint
 type GetWebhookEndpointResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13638,6 +13930,7 @@ type GetWebhookEndpointResponse400Headers struct {
 // GetWebhookEndpointResponse403Headers the declared response headers of an HTTP 403 response for GetWebhookEndpoint
 type GetWebhookEndpointResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13645,6 +13938,7 @@ type GetWebhookEndpointResponse403Headers struct {
 // GetWebhookEndpointResponse404Headers the declared response headers of an HTTP 404 response for GetWebhookEndpoint
 type GetWebhookEndpointResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13652,6 +13946,7 @@ type GetWebhookEndpointResponse404Headers struct {
 // GetWebhookEndpointResponse413Headers the declared response headers of an HTTP 413 response for GetWebhookEndpoint
 type GetWebhookEndpointResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13659,6 +13954,7 @@ type GetWebhookEndpointResponse413Headers struct {
 // GetWebhookEndpointResponse415Headers the declared response headers of an HTTP 415 response for GetWebhookEndpoint
 type GetWebhookEndpointResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13666,6 +13962,7 @@ type GetWebhookEndpointResponse415Headers struct {
 // GetWebhookEndpointResponse422Headers the declared response headers of an HTTP 422 response for GetWebhookEndpoint
 type GetWebhookEndpointResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13673,6 +13970,7 @@ type GetWebhookEndpointResponse422Headers struct {
 // GetWebhookEndpointResponse429Headers the declared response headers of an HTTP 429 response for GetWebhookEndpoint
 type GetWebhookEndpointResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -13808,6 +14106,7 @@ func (r GetWebhookEndpointResponse) ContentType() string {
 // UpdateWebhookEndpointResponse200Headers the declared response headers of an HTTP 200 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13815,6 +14114,7 @@ type UpdateWebhookEndpointResponse200Headers struct {
 // UpdateWebhookEndpointResponse400Headers the declared response headers of an HTTP 400 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13822,6 +14122,7 @@ type UpdateWebhookEndpointResponse400Headers struct {
 // UpdateWebhookEndpointResponse403Headers the declared response headers of an HTTP 403 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13829,6 +14130,7 @@ type UpdateWebhookEndpointResponse403Headers struct {
 // UpdateWebhookEndpointResponse404Headers the declared response headers of an HTTP 404 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13836,6 +14138,7 @@ type UpdateWebhookEndpointResponse404Headers struct {
 // UpdateWebhookEndpointResponse409Headers the declared response headers of an HTTP 409 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13843,6 +14146,7 @@ type UpdateWebhookEndpointResponse409Headers struct {
 // UpdateWebhookEndpointResponse413Headers the declared response headers of an HTTP 413 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13850,6 +14154,7 @@ type UpdateWebhookEndpointResponse413Headers struct {
 // UpdateWebhookEndpointResponse415Headers the declared response headers of an HTTP 415 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13857,6 +14162,7 @@ type UpdateWebhookEndpointResponse415Headers struct {
 // UpdateWebhookEndpointResponse422Headers the declared response headers of an HTTP 422 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -13864,6 +14170,7 @@ type UpdateWebhookEndpointResponse422Headers struct {
 // UpdateWebhookEndpointResponse429Headers the declared response headers of an HTTP 429 response for UpdateWebhookEndpoint
 type UpdateWebhookEndpointResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -14008,6 +14315,7 @@ func (r UpdateWebhookEndpointResponse) ContentType() string {
 // ListWebhookDeliveriesResponse200Headers the declared response headers of an HTTP 200 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14015,6 +14323,7 @@ type ListWebhookDeliveriesResponse200Headers struct {
 // ListWebhookDeliveriesResponse400Headers the declared response headers of an HTTP 400 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14022,6 +14331,7 @@ type ListWebhookDeliveriesResponse400Headers struct {
 // ListWebhookDeliveriesResponse403Headers the declared response headers of an HTTP 403 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14029,6 +14339,7 @@ type ListWebhookDeliveriesResponse403Headers struct {
 // ListWebhookDeliveriesResponse404Headers the declared response headers of an HTTP 404 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14036,6 +14347,7 @@ type ListWebhookDeliveriesResponse404Headers struct {
 // ListWebhookDeliveriesResponse413Headers the declared response headers of an HTTP 413 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14043,6 +14355,7 @@ type ListWebhookDeliveriesResponse413Headers struct {
 // ListWebhookDeliveriesResponse415Headers the declared response headers of an HTTP 415 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14050,6 +14363,7 @@ type ListWebhookDeliveriesResponse415Headers struct {
 // ListWebhookDeliveriesResponse422Headers the declared response headers of an HTTP 422 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14057,6 +14371,7 @@ type ListWebhookDeliveriesResponse422Headers struct {
 // ListWebhookDeliveriesResponse429Headers the declared response headers of an HTTP 429 response for ListWebhookDeliveries
 type ListWebhookDeliveriesResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -14192,6 +14507,7 @@ func (r ListWebhookDeliveriesResponse) ContentType() string {
 // RedeliverWebhookResponse202Headers the declared response headers of an HTTP 202 response for RedeliverWebhook
 type RedeliverWebhookResponse202Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14199,6 +14515,7 @@ type RedeliverWebhookResponse202Headers struct {
 // RedeliverWebhookResponse400Headers the declared response headers of an HTTP 400 response for RedeliverWebhook
 type RedeliverWebhookResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14206,6 +14523,7 @@ type RedeliverWebhookResponse400Headers struct {
 // RedeliverWebhookResponse403Headers the declared response headers of an HTTP 403 response for RedeliverWebhook
 type RedeliverWebhookResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14213,6 +14531,7 @@ type RedeliverWebhookResponse403Headers struct {
 // RedeliverWebhookResponse404Headers the declared response headers of an HTTP 404 response for RedeliverWebhook
 type RedeliverWebhookResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14220,6 +14539,7 @@ type RedeliverWebhookResponse404Headers struct {
 // RedeliverWebhookResponse413Headers the declared response headers of an HTTP 413 response for RedeliverWebhook
 type RedeliverWebhookResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14227,6 +14547,7 @@ type RedeliverWebhookResponse413Headers struct {
 // RedeliverWebhookResponse415Headers the declared response headers of an HTTP 415 response for RedeliverWebhook
 type RedeliverWebhookResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14234,6 +14555,7 @@ type RedeliverWebhookResponse415Headers struct {
 // RedeliverWebhookResponse422Headers the declared response headers of an HTTP 422 response for RedeliverWebhook
 type RedeliverWebhookResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14241,6 +14563,7 @@ type RedeliverWebhookResponse422Headers struct {
 // RedeliverWebhookResponse429Headers the declared response headers of an HTTP 429 response for RedeliverWebhook
 type RedeliverWebhookResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -14369,6 +14692,7 @@ func (r RedeliverWebhookResponse) ContentType() string {
 // RotateWebhookSecretResponse200Headers the declared response headers of an HTTP 200 response for RotateWebhookSecret
 type RotateWebhookSecretResponse200Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14376,6 +14700,7 @@ type RotateWebhookSecretResponse200Headers struct {
 // RotateWebhookSecretResponse400Headers the declared response headers of an HTTP 400 response for RotateWebhookSecret
 type RotateWebhookSecretResponse400Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14383,6 +14708,7 @@ type RotateWebhookSecretResponse400Headers struct {
 // RotateWebhookSecretResponse403Headers the declared response headers of an HTTP 403 response for RotateWebhookSecret
 type RotateWebhookSecretResponse403Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14390,6 +14716,7 @@ type RotateWebhookSecretResponse403Headers struct {
 // RotateWebhookSecretResponse404Headers the declared response headers of an HTTP 404 response for RotateWebhookSecret
 type RotateWebhookSecretResponse404Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14397,6 +14724,7 @@ type RotateWebhookSecretResponse404Headers struct {
 // RotateWebhookSecretResponse409Headers the declared response headers of an HTTP 409 response for RotateWebhookSecret
 type RotateWebhookSecretResponse409Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -14405,6 +14733,7 @@ type RotateWebhookSecretResponse409Headers struct {
 // RotateWebhookSecretResponse413Headers the declared response headers of an HTTP 413 response for RotateWebhookSecret
 type RotateWebhookSecretResponse413Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14412,6 +14741,7 @@ type RotateWebhookSecretResponse413Headers struct {
 // RotateWebhookSecretResponse415Headers the declared response headers of an HTTP 415 response for RotateWebhookSecret
 type RotateWebhookSecretResponse415Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14419,6 +14749,7 @@ type RotateWebhookSecretResponse415Headers struct {
 // RotateWebhookSecretResponse422Headers the declared response headers of an HTTP 422 response for RotateWebhookSecret
 type RotateWebhookSecretResponse422Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 }
@@ -14426,6 +14757,7 @@ type RotateWebhookSecretResponse422Headers struct {
 // RotateWebhookSecretResponse429Headers the declared response headers of an HTTP 429 response for RotateWebhookSecret
 type RotateWebhookSecretResponse429Headers struct {
 	RateLimitLimit     *int64
+	RateLimitPolicy    *string
 	RateLimitRemaining *int64
 	RateLimitReset     *int64
 	RetryAfter         *int64
@@ -14854,7 +15186,7 @@ func (c *ClientWithResponses) SearchEntitiesWithResponse(ctx context.Context, pa
 
 // DeleteEntityWithResponse Erase an entity
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -15722,6 +16054,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -15745,6 +16084,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -15770,6 +16116,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -15793,6 +16146,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -15818,6 +16178,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -15841,6 +16208,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -15866,6 +16240,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -15889,6 +16270,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16034,6 +16422,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16057,6 +16452,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16082,6 +16484,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16106,6 +16515,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16129,6 +16545,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16161,6 +16584,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16184,6 +16614,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16209,6 +16646,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16232,6 +16676,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16359,6 +16810,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16382,6 +16840,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16407,6 +16872,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16430,6 +16902,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16455,6 +16934,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16478,6 +16964,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16503,6 +16996,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16526,6 +17026,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16657,6 +17164,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16680,6 +17194,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16705,6 +17226,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16728,6 +17256,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16753,6 +17288,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16776,6 +17318,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16801,6 +17350,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16824,6 +17380,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -16955,6 +17518,13 @@ func ParseAuditCheckpointResponse(rsp *http.Response) (*AuditCheckpointResponse,
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -16978,6 +17548,13 @@ func ParseAuditCheckpointResponse(rsp *http.Response) (*AuditCheckpointResponse,
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17003,6 +17580,13 @@ func ParseAuditCheckpointResponse(rsp *http.Response) (*AuditCheckpointResponse,
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17026,6 +17610,13 @@ func ParseAuditCheckpointResponse(rsp *http.Response) (*AuditCheckpointResponse,
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17051,6 +17642,13 @@ func ParseAuditCheckpointResponse(rsp *http.Response) (*AuditCheckpointResponse,
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17074,6 +17672,13 @@ func ParseAuditCheckpointResponse(rsp *http.Response) (*AuditCheckpointResponse,
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17099,6 +17704,13 @@ func ParseAuditCheckpointResponse(rsp *http.Response) (*AuditCheckpointResponse,
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17122,6 +17734,13 @@ func ParseAuditCheckpointResponse(rsp *http.Response) (*AuditCheckpointResponse,
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17239,6 +17858,13 @@ func ParseExportAuditEventsResponse(rsp *http.Response) (*ExportAuditEventsRespo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17262,6 +17888,13 @@ func ParseExportAuditEventsResponse(rsp *http.Response) (*ExportAuditEventsRespo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17287,6 +17920,13 @@ func ParseExportAuditEventsResponse(rsp *http.Response) (*ExportAuditEventsRespo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17310,6 +17950,13 @@ func ParseExportAuditEventsResponse(rsp *http.Response) (*ExportAuditEventsRespo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17335,6 +17982,13 @@ func ParseExportAuditEventsResponse(rsp *http.Response) (*ExportAuditEventsRespo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17359,6 +18013,13 @@ func ParseExportAuditEventsResponse(rsp *http.Response) (*ExportAuditEventsRespo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17382,6 +18043,13 @@ func ParseExportAuditEventsResponse(rsp *http.Response) (*ExportAuditEventsRespo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17513,6 +18181,13 @@ func ParseVerifyAuditLogResponse(rsp *http.Response) (*VerifyAuditLogResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17536,6 +18211,13 @@ func ParseVerifyAuditLogResponse(rsp *http.Response) (*VerifyAuditLogResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17561,6 +18243,13 @@ func ParseVerifyAuditLogResponse(rsp *http.Response) (*VerifyAuditLogResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17584,6 +18273,13 @@ func ParseVerifyAuditLogResponse(rsp *http.Response) (*VerifyAuditLogResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17609,6 +18305,13 @@ func ParseVerifyAuditLogResponse(rsp *http.Response) (*VerifyAuditLogResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17632,6 +18335,13 @@ func ParseVerifyAuditLogResponse(rsp *http.Response) (*VerifyAuditLogResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17657,6 +18367,13 @@ func ParseVerifyAuditLogResponse(rsp *http.Response) (*VerifyAuditLogResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17680,6 +18397,13 @@ func ParseVerifyAuditLogResponse(rsp *http.Response) (*VerifyAuditLogResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17818,6 +18542,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17841,6 +18572,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17866,6 +18604,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17890,6 +18635,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17913,6 +18665,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17945,6 +18704,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -17968,6 +18734,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -17993,6 +18766,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18016,6 +18796,13 @@ func ParseVerifyAuditLogAgainstCheckpointResponse(rsp *http.Response) (*VerifyAu
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18147,6 +18934,13 @@ func ParseGetAuditEventResponse(rsp *http.Response) (*GetAuditEventResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18170,6 +18964,13 @@ func ParseGetAuditEventResponse(rsp *http.Response) (*GetAuditEventResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18195,6 +18996,13 @@ func ParseGetAuditEventResponse(rsp *http.Response) (*GetAuditEventResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18218,6 +19026,13 @@ func ParseGetAuditEventResponse(rsp *http.Response) (*GetAuditEventResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18243,6 +19058,13 @@ func ParseGetAuditEventResponse(rsp *http.Response) (*GetAuditEventResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18266,6 +19088,13 @@ func ParseGetAuditEventResponse(rsp *http.Response) (*GetAuditEventResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18291,6 +19120,13 @@ func ParseGetAuditEventResponse(rsp *http.Response) (*GetAuditEventResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18314,6 +19150,13 @@ func ParseGetAuditEventResponse(rsp *http.Response) (*GetAuditEventResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18445,6 +19288,13 @@ func ParseListEntitiesResponse(rsp *http.Response) (*ListEntitiesResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18468,6 +19318,13 @@ func ParseListEntitiesResponse(rsp *http.Response) (*ListEntitiesResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18493,6 +19350,13 @@ func ParseListEntitiesResponse(rsp *http.Response) (*ListEntitiesResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18516,6 +19380,13 @@ func ParseListEntitiesResponse(rsp *http.Response) (*ListEntitiesResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18541,6 +19412,13 @@ func ParseListEntitiesResponse(rsp *http.Response) (*ListEntitiesResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18564,6 +19442,13 @@ func ParseListEntitiesResponse(rsp *http.Response) (*ListEntitiesResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18589,6 +19474,13 @@ func ParseListEntitiesResponse(rsp *http.Response) (*ListEntitiesResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18612,6 +19504,13 @@ func ParseListEntitiesResponse(rsp *http.Response) (*ListEntitiesResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18757,6 +19656,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18780,6 +19686,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18805,6 +19718,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18829,6 +19749,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18852,6 +19779,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18884,6 +19818,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18907,6 +19848,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -18932,6 +19880,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -18955,6 +19910,13 @@ func ParseCreateEntityResponse(rsp *http.Response) (*CreateEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19093,6 +20055,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19116,6 +20085,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19141,6 +20117,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19165,6 +20148,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19188,6 +20178,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19220,6 +20217,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19243,6 +20247,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19268,6 +20279,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19291,6 +20309,13 @@ func ParseSearchEntitiesResponse(rsp *http.Response) (*SearchEntitiesResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19418,6 +20443,13 @@ func ParseDeleteEntityResponse(rsp *http.Response) (*DeleteEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19441,6 +20473,13 @@ func ParseDeleteEntityResponse(rsp *http.Response) (*DeleteEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19466,6 +20505,13 @@ func ParseDeleteEntityResponse(rsp *http.Response) (*DeleteEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19489,6 +20535,13 @@ func ParseDeleteEntityResponse(rsp *http.Response) (*DeleteEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19514,6 +20567,13 @@ func ParseDeleteEntityResponse(rsp *http.Response) (*DeleteEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19537,6 +20597,13 @@ func ParseDeleteEntityResponse(rsp *http.Response) (*DeleteEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19562,6 +20629,13 @@ func ParseDeleteEntityResponse(rsp *http.Response) (*DeleteEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19585,6 +20659,13 @@ func ParseDeleteEntityResponse(rsp *http.Response) (*DeleteEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19716,6 +20797,13 @@ func ParseGetEntityResponse(rsp *http.Response) (*GetEntityResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19739,6 +20827,13 @@ func ParseGetEntityResponse(rsp *http.Response) (*GetEntityResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19764,6 +20859,13 @@ func ParseGetEntityResponse(rsp *http.Response) (*GetEntityResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19787,6 +20889,13 @@ func ParseGetEntityResponse(rsp *http.Response) (*GetEntityResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19812,6 +20921,13 @@ func ParseGetEntityResponse(rsp *http.Response) (*GetEntityResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19835,6 +20951,13 @@ func ParseGetEntityResponse(rsp *http.Response) (*GetEntityResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -19860,6 +20983,13 @@ func ParseGetEntityResponse(rsp *http.Response) (*GetEntityResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -19883,6 +21013,13 @@ func ParseGetEntityResponse(rsp *http.Response) (*GetEntityResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20021,6 +21158,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20044,6 +21188,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20069,6 +21220,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20092,6 +21250,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20117,6 +21282,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20140,6 +21312,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20165,6 +21344,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20189,6 +21375,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20212,6 +21405,13 @@ func ParseUpdateEntityResponse(rsp *http.Response) (*UpdateEntityResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20343,6 +21543,13 @@ func ParseListCacheEntriesResponse(rsp *http.Response) (*ListCacheEntriesRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20366,6 +21573,13 @@ func ParseListCacheEntriesResponse(rsp *http.Response) (*ListCacheEntriesRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20391,6 +21605,13 @@ func ParseListCacheEntriesResponse(rsp *http.Response) (*ListCacheEntriesRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20414,6 +21635,13 @@ func ParseListCacheEntriesResponse(rsp *http.Response) (*ListCacheEntriesRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20439,6 +21667,13 @@ func ParseListCacheEntriesResponse(rsp *http.Response) (*ListCacheEntriesRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20462,6 +21697,13 @@ func ParseListCacheEntriesResponse(rsp *http.Response) (*ListCacheEntriesRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20487,6 +21729,13 @@ func ParseListCacheEntriesResponse(rsp *http.Response) (*ListCacheEntriesRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20510,6 +21759,13 @@ func ParseListCacheEntriesResponse(rsp *http.Response) (*ListCacheEntriesRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20655,6 +21911,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20678,6 +21941,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20703,6 +21973,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20727,6 +22004,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20750,6 +22034,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20782,6 +22073,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20805,6 +22103,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20830,6 +22135,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -20853,6 +22165,13 @@ func ParseCreateCacheEntryResponse(rsp *http.Response) (*CreateCacheEntryRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -20984,6 +22303,13 @@ func ParseGetCacheEntryResponse(rsp *http.Response) (*GetCacheEntryResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21007,6 +22333,13 @@ func ParseGetCacheEntryResponse(rsp *http.Response) (*GetCacheEntryResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21032,6 +22365,13 @@ func ParseGetCacheEntryResponse(rsp *http.Response) (*GetCacheEntryResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21055,6 +22395,13 @@ func ParseGetCacheEntryResponse(rsp *http.Response) (*GetCacheEntryResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21080,6 +22427,13 @@ func ParseGetCacheEntryResponse(rsp *http.Response) (*GetCacheEntryResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21103,6 +22457,13 @@ func ParseGetCacheEntryResponse(rsp *http.Response) (*GetCacheEntryResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21128,6 +22489,13 @@ func ParseGetCacheEntryResponse(rsp *http.Response) (*GetCacheEntryResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21151,6 +22519,13 @@ func ParseGetCacheEntryResponse(rsp *http.Response) (*GetCacheEntryResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21282,6 +22657,13 @@ func ParseListProfilesResponse(rsp *http.Response) (*ListProfilesResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21305,6 +22687,13 @@ func ParseListProfilesResponse(rsp *http.Response) (*ListProfilesResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21330,6 +22719,13 @@ func ParseListProfilesResponse(rsp *http.Response) (*ListProfilesResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21353,6 +22749,13 @@ func ParseListProfilesResponse(rsp *http.Response) (*ListProfilesResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21378,6 +22781,13 @@ func ParseListProfilesResponse(rsp *http.Response) (*ListProfilesResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21401,6 +22811,13 @@ func ParseListProfilesResponse(rsp *http.Response) (*ListProfilesResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21426,6 +22843,13 @@ func ParseListProfilesResponse(rsp *http.Response) (*ListProfilesResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21449,6 +22873,13 @@ func ParseListProfilesResponse(rsp *http.Response) (*ListProfilesResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21594,6 +23025,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21617,6 +23055,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21642,6 +23087,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21666,6 +23118,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21689,6 +23148,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21721,6 +23187,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21744,6 +23217,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21769,6 +23249,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21792,6 +23279,13 @@ func ParseCreateProfileResponse(rsp *http.Response) (*CreateProfileResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21923,6 +23417,13 @@ func ParseGetLatestProfileResponse(rsp *http.Response) (*GetLatestProfileRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21946,6 +23447,13 @@ func ParseGetLatestProfileResponse(rsp *http.Response) (*GetLatestProfileRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -21971,6 +23479,13 @@ func ParseGetLatestProfileResponse(rsp *http.Response) (*GetLatestProfileRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -21994,6 +23509,13 @@ func ParseGetLatestProfileResponse(rsp *http.Response) (*GetLatestProfileRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22019,6 +23541,13 @@ func ParseGetLatestProfileResponse(rsp *http.Response) (*GetLatestProfileRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22042,6 +23571,13 @@ func ParseGetLatestProfileResponse(rsp *http.Response) (*GetLatestProfileRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22067,6 +23603,13 @@ func ParseGetLatestProfileResponse(rsp *http.Response) (*GetLatestProfileRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22090,6 +23633,13 @@ func ParseGetLatestProfileResponse(rsp *http.Response) (*GetLatestProfileRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22221,6 +23771,13 @@ func ParseGetProfileResponse(rsp *http.Response) (*GetProfileResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22244,6 +23801,13 @@ func ParseGetProfileResponse(rsp *http.Response) (*GetProfileResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22269,6 +23833,13 @@ func ParseGetProfileResponse(rsp *http.Response) (*GetProfileResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22292,6 +23863,13 @@ func ParseGetProfileResponse(rsp *http.Response) (*GetProfileResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22317,6 +23895,13 @@ func ParseGetProfileResponse(rsp *http.Response) (*GetProfileResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22340,6 +23925,13 @@ func ParseGetProfileResponse(rsp *http.Response) (*GetProfileResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22365,6 +23957,13 @@ func ParseGetProfileResponse(rsp *http.Response) (*GetProfileResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22388,6 +23987,13 @@ func ParseGetProfileResponse(rsp *http.Response) (*GetProfileResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22519,6 +24125,13 @@ func ParseListRelationsResponse(rsp *http.Response) (*ListRelationsResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22542,6 +24155,13 @@ func ParseListRelationsResponse(rsp *http.Response) (*ListRelationsResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22567,6 +24187,13 @@ func ParseListRelationsResponse(rsp *http.Response) (*ListRelationsResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22590,6 +24217,13 @@ func ParseListRelationsResponse(rsp *http.Response) (*ListRelationsResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22615,6 +24249,13 @@ func ParseListRelationsResponse(rsp *http.Response) (*ListRelationsResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22638,6 +24279,13 @@ func ParseListRelationsResponse(rsp *http.Response) (*ListRelationsResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22663,6 +24311,13 @@ func ParseListRelationsResponse(rsp *http.Response) (*ListRelationsResponse, err
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22686,6 +24341,13 @@ func ParseListRelationsResponse(rsp *http.Response) (*ListRelationsResponse, err
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22824,6 +24486,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22847,6 +24516,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22872,6 +24548,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22896,6 +24579,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22919,6 +24609,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22951,6 +24648,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -22974,6 +24678,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -22999,6 +24710,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23022,6 +24740,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23167,6 +24892,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23190,6 +24922,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23215,6 +24954,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23239,6 +24985,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23262,6 +25015,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23294,6 +25054,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23317,6 +25084,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23342,6 +25116,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23365,6 +25146,13 @@ func ParseCreateSharedEntityResponse(rsp *http.Response) (*CreateSharedEntityRes
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23496,6 +25284,13 @@ func ParseGetOwnTenantResponse(rsp *http.Response) (*GetOwnTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23519,6 +25314,13 @@ func ParseGetOwnTenantResponse(rsp *http.Response) (*GetOwnTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23544,6 +25346,13 @@ func ParseGetOwnTenantResponse(rsp *http.Response) (*GetOwnTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23567,6 +25376,13 @@ func ParseGetOwnTenantResponse(rsp *http.Response) (*GetOwnTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23592,6 +25408,13 @@ func ParseGetOwnTenantResponse(rsp *http.Response) (*GetOwnTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23615,6 +25438,13 @@ func ParseGetOwnTenantResponse(rsp *http.Response) (*GetOwnTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23640,6 +25470,13 @@ func ParseGetOwnTenantResponse(rsp *http.Response) (*GetOwnTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23663,6 +25500,13 @@ func ParseGetOwnTenantResponse(rsp *http.Response) (*GetOwnTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23794,6 +25638,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23817,6 +25668,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23842,6 +25700,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23865,6 +25730,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23890,6 +25762,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23913,6 +25792,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -23938,6 +25824,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -23961,6 +25854,13 @@ func ParseListTenantsResponse(rsp *http.Response) (*ListTenantsResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24106,6 +26006,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24129,6 +26036,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24154,6 +26068,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24178,6 +26099,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24201,6 +26129,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24233,6 +26168,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24256,6 +26198,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24281,6 +26230,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24304,6 +26260,13 @@ func ParseCreateTenantResponse(rsp *http.Response) (*CreateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24442,6 +26405,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24465,6 +26435,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24490,6 +26467,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24513,6 +26497,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24538,6 +26529,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24561,6 +26559,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24586,6 +26591,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24610,6 +26622,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24633,6 +26652,13 @@ func ParseEraseTenantResponse(rsp *http.Response) (*EraseTenantResponse, error) 
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24764,6 +26790,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24787,6 +26820,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24812,6 +26852,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24835,6 +26882,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24860,6 +26914,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24883,6 +26944,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -24908,6 +26976,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24931,6 +27006,13 @@ func ParseGetTenantResponse(rsp *http.Response) (*GetTenantResponse, error) {
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25069,6 +27151,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25092,6 +27181,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25117,6 +27213,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25140,6 +27243,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25165,6 +27275,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25188,6 +27305,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25213,6 +27337,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25237,6 +27368,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25260,6 +27398,13 @@ func ParseUpdateTenantResponse(rsp *http.Response) (*UpdateTenantResponse, error
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25391,6 +27536,13 @@ func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpoint
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25414,6 +27566,13 @@ func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpoint
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25439,6 +27598,13 @@ func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpoint
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25462,6 +27628,13 @@ func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpoint
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25487,6 +27660,13 @@ func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpoint
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25510,6 +27690,13 @@ func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpoint
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25535,6 +27722,13 @@ func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpoint
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25558,6 +27752,13 @@ func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpoint
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25703,6 +27904,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25726,6 +27934,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25751,6 +27966,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25775,6 +27997,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25798,6 +28027,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25830,6 +28066,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25853,6 +28096,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -25878,6 +28128,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -25901,6 +28158,13 @@ func ParseCreateWebhookEndpointResponse(rsp *http.Response) (*CreateWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26028,6 +28292,13 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26051,6 +28322,13 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26076,6 +28354,13 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26099,6 +28384,13 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26124,6 +28416,13 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26147,6 +28446,13 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26172,6 +28478,13 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26195,6 +28508,13 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26326,6 +28646,13 @@ func ParseGetWebhookEndpointResponse(rsp *http.Response) (*GetWebhookEndpointRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26349,6 +28676,13 @@ func ParseGetWebhookEndpointResponse(rsp *http.Response) (*GetWebhookEndpointRes
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26374,6 +28708,13 @@ func ParseGetWebhookEndpointResponse(rsp *http.Response) (*GetWebhookEndpointRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26397,6 +28738,13 @@ func ParseGetWebhookEndpointResponse(rsp *http.Response) (*GetWebhookEndpointRes
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26422,6 +28770,13 @@ func ParseGetWebhookEndpointResponse(rsp *http.Response) (*GetWebhookEndpointRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26445,6 +28800,13 @@ func ParseGetWebhookEndpointResponse(rsp *http.Response) (*GetWebhookEndpointRes
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26470,6 +28832,13 @@ func ParseGetWebhookEndpointResponse(rsp *http.Response) (*GetWebhookEndpointRes
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26493,6 +28862,13 @@ func ParseGetWebhookEndpointResponse(rsp *http.Response) (*GetWebhookEndpointRes
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26631,6 +29007,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26654,6 +29037,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26679,6 +29069,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26702,6 +29099,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26727,6 +29131,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26750,6 +29161,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26775,6 +29193,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26799,6 +29224,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26822,6 +29254,13 @@ func ParseUpdateWebhookEndpointResponse(rsp *http.Response) (*UpdateWebhookEndpo
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -26953,6 +29392,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -26976,6 +29422,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27001,6 +29454,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27024,6 +29484,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27049,6 +29516,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27072,6 +29546,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27097,6 +29578,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27120,6 +29608,13 @@ func ParseListWebhookDeliveriesResponse(rsp *http.Response) (*ListWebhookDeliver
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27247,6 +29742,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27270,6 +29772,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27295,6 +29804,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27318,6 +29834,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27343,6 +29866,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27366,6 +29896,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27391,6 +29928,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27414,6 +29958,13 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27552,6 +30103,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27575,6 +30133,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27600,6 +30165,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27624,6 +30196,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27647,6 +30226,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27679,6 +30265,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27702,6 +30295,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
@@ -27727,6 +30327,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 			}
 			headers.RateLimitLimit = &value
 		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -27750,6 +30357,13 @@ func ParseRotateWebhookSecretResponse(rsp *http.Response) (*RotateWebhookSecretR
 				return nil, err
 			}
 			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
 		}
 		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
 			var value int64

@@ -272,7 +272,7 @@ export interface paths {
         post?: never;
         /**
          * Erase an entity
-         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
          */
         delete: operations["delete-entity"];
         options?: never;
@@ -792,7 +792,7 @@ export interface components {
             expires_at?: string;
             name: string;
             /** @description The key's scopes; tenant:admin grants every scope of the tenant. */
-            scopes: ("entities:read" | "entities:write" | "pii:read" | "profiles:read" | "profiles:write" | "cache:read" | "cache:write" | "audit:read" | "keys:manage" | "webhooks:manage" | "tenant:admin")[];
+            scopes: ("entities:read" | "entities:write" | "entities:erase" | "pii:read" | "profiles:read" | "profiles:write" | "cache:read" | "cache:write" | "audit:read" | "keys:manage" | "webhooks:manage" | "tenant:admin")[];
         };
         CreateProfileInputBody: {
             /** @description At most 262144 bytes as compact JSON (x-max-bytes). */
@@ -1009,7 +1009,7 @@ export interface components {
             prefix: string;
             /** Format: date-time */
             revoked_at: string | null;
-            scopes: ("entities:read" | "entities:write" | "pii:read" | "profiles:read" | "profiles:write" | "cache:read" | "cache:write" | "audit:read" | "keys:manage" | "webhooks:manage" | "tenant:admin" | "platform:admin")[];
+            scopes: ("entities:read" | "entities:write" | "entities:erase" | "pii:read" | "profiles:read" | "profiles:write" | "cache:read" | "cache:write" | "audit:read" | "keys:manage" | "webhooks:manage" | "tenant:admin" | "platform:admin")[];
             /** @description Shown once, at creation; only its hash is stored */
             secret?: string;
             /**
@@ -1470,9 +1470,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1485,9 +1487,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1509,9 +1513,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1524,9 +1530,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1539,9 +1547,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1554,9 +1564,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1569,9 +1581,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1584,9 +1598,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1640,9 +1656,11 @@ export interface operations {
             201: {
                 headers: {
                     Location?: string;
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1655,9 +1673,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1679,9 +1699,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1694,9 +1716,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1709,9 +1733,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1726,9 +1752,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1741,9 +1769,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1756,9 +1786,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1771,9 +1803,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1822,9 +1856,11 @@ export interface operations {
             /** @description No Content */
             204: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1835,9 +1871,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1859,9 +1897,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1874,9 +1914,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1889,9 +1931,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1904,9 +1948,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1919,9 +1965,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -1934,9 +1982,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2000,9 +2050,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2015,9 +2067,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2039,9 +2093,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2054,9 +2110,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2069,9 +2127,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2084,9 +2144,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2099,9 +2161,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2114,9 +2178,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2163,9 +2229,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2178,9 +2246,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2202,9 +2272,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2217,9 +2289,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2232,9 +2306,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2247,9 +2323,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2262,9 +2340,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2277,9 +2357,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2329,9 +2411,11 @@ export interface operations {
             /** @description Events, one JSON object per line */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2344,9 +2428,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2368,9 +2454,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2383,9 +2471,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2398,9 +2488,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2413,9 +2505,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2428,9 +2522,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2477,9 +2573,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2492,9 +2590,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2516,9 +2616,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2531,9 +2633,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2546,9 +2650,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2561,9 +2667,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2576,9 +2684,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2591,9 +2701,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2646,9 +2758,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2661,9 +2775,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2685,9 +2801,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2700,9 +2818,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2715,9 +2835,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2732,9 +2854,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2747,9 +2871,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2762,9 +2888,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2777,9 +2905,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2828,9 +2958,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2843,9 +2975,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2867,9 +3001,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2882,9 +3018,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2897,9 +3035,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2912,9 +3052,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2927,9 +3069,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2942,9 +3086,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -2998,9 +3144,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3013,9 +3161,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3037,9 +3187,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3052,9 +3204,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3067,9 +3221,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3082,9 +3238,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3097,9 +3255,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3112,9 +3272,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3168,9 +3330,11 @@ export interface operations {
             201: {
                 headers: {
                     Location?: string;
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3183,9 +3347,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3207,9 +3373,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3222,9 +3390,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3237,9 +3407,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3254,9 +3426,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3269,9 +3443,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3284,9 +3460,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3299,9 +3477,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3354,9 +3534,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3369,9 +3551,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3393,9 +3577,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3408,9 +3594,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3423,9 +3611,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3440,9 +3630,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3455,9 +3647,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3470,9 +3664,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3485,9 +3681,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3539,9 +3737,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3554,9 +3754,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3578,9 +3780,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3593,9 +3797,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3608,9 +3814,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3623,9 +3831,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3638,9 +3848,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3653,9 +3865,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3704,9 +3918,11 @@ export interface operations {
             /** @description No Content */
             204: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3717,9 +3933,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3741,9 +3959,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3756,9 +3976,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3771,9 +3993,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3786,9 +4010,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3801,9 +4027,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3816,9 +4044,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3871,9 +4101,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3886,9 +4118,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3910,9 +4144,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3925,9 +4161,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3940,9 +4178,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3955,9 +4195,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3970,9 +4212,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -3985,9 +4229,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4000,9 +4246,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4060,9 +4308,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4075,9 +4325,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4099,9 +4351,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4114,9 +4368,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4129,9 +4385,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4144,9 +4402,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4159,9 +4419,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4174,9 +4436,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4232,9 +4496,11 @@ export interface operations {
             201: {
                 headers: {
                     Location?: string;
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4247,9 +4513,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4271,9 +4539,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4286,9 +4556,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4301,9 +4573,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4318,9 +4592,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4333,9 +4609,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4348,9 +4626,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4363,9 +4643,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4418,9 +4700,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4433,9 +4717,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4457,9 +4743,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4472,9 +4760,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4487,9 +4777,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4502,9 +4794,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4517,9 +4811,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4532,9 +4828,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4588,9 +4886,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4603,9 +4903,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4627,9 +4929,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4642,9 +4946,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4657,9 +4963,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4672,9 +4980,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4687,9 +4997,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4702,9 +5014,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4760,9 +5074,11 @@ export interface operations {
             201: {
                 headers: {
                     Location?: string;
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4775,9 +5091,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4799,9 +5117,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4814,9 +5134,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4829,9 +5151,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4846,9 +5170,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4861,9 +5187,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4876,9 +5204,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4891,9 +5221,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4942,9 +5274,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4957,9 +5291,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4981,9 +5317,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -4996,9 +5334,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5011,9 +5351,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5026,9 +5368,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5041,9 +5385,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5056,9 +5402,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5108,9 +5456,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5123,9 +5473,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5147,9 +5499,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5162,9 +5516,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5177,9 +5533,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5192,9 +5550,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5207,9 +5567,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5222,9 +5584,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5278,9 +5642,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5293,9 +5659,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5317,9 +5685,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5332,9 +5702,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5347,9 +5719,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5362,9 +5736,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5377,9 +5753,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5392,9 +5770,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5449,9 +5829,11 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5464,9 +5846,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5488,9 +5872,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5503,9 +5889,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5518,9 +5906,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5535,9 +5925,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5550,9 +5942,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5565,9 +5959,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5580,9 +5976,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5634,9 +6032,11 @@ export interface operations {
             201: {
                 headers: {
                     Location?: string;
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5649,9 +6049,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5673,9 +6075,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5688,9 +6092,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5703,9 +6109,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5720,9 +6128,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5735,9 +6145,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5750,9 +6162,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5765,9 +6179,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5814,9 +6230,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5829,9 +6247,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5853,9 +6273,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5868,9 +6290,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5883,9 +6307,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5898,9 +6324,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5913,9 +6341,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5928,9 +6358,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5979,9 +6411,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -5994,9 +6428,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6018,9 +6454,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6033,9 +6471,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6048,9 +6488,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6063,9 +6505,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6078,9 +6522,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6093,9 +6539,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6147,9 +6595,11 @@ export interface operations {
             201: {
                 headers: {
                     Location?: string;
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6162,9 +6612,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6186,9 +6638,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6201,9 +6655,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6216,9 +6672,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6233,9 +6691,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6248,9 +6708,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6263,9 +6725,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6278,9 +6742,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6326,9 +6792,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6341,9 +6809,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6365,9 +6835,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6380,9 +6852,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6395,9 +6869,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6410,9 +6886,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6425,9 +6903,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6440,9 +6920,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6492,9 +6974,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6507,9 +6991,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6531,9 +7017,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6546,9 +7034,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6561,9 +7051,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6576,9 +7068,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6591,9 +7085,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6606,9 +7102,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6621,9 +7119,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6673,9 +7173,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6688,9 +7190,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6712,9 +7216,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6727,9 +7233,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6742,9 +7250,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6757,9 +7267,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6772,9 +7284,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6787,9 +7301,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6802,9 +7318,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6856,9 +7374,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6871,9 +7391,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6895,9 +7417,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6910,9 +7434,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6925,9 +7451,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6940,9 +7468,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6955,9 +7485,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -6970,9 +7502,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7026,9 +7560,11 @@ export interface operations {
             201: {
                 headers: {
                     Location?: string;
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7041,9 +7577,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7065,9 +7603,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7080,9 +7620,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7095,9 +7637,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7112,9 +7656,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7127,9 +7673,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7142,9 +7690,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7157,9 +7707,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7208,9 +7760,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7223,9 +7777,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7247,9 +7803,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7262,9 +7820,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7277,9 +7837,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7292,9 +7854,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7307,9 +7871,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7322,9 +7888,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7373,9 +7941,11 @@ export interface operations {
             /** @description No Content */
             204: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7386,9 +7956,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7410,9 +7982,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7425,9 +7999,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7440,9 +8016,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7455,9 +8033,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7470,9 +8050,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7485,9 +8067,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7540,9 +8124,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7555,9 +8141,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7579,9 +8167,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7594,9 +8184,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7609,9 +8201,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7624,9 +8218,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7639,9 +8235,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7654,9 +8252,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7669,9 +8269,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7727,9 +8329,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7742,9 +8346,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7766,9 +8372,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7781,9 +8389,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7796,9 +8406,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7811,9 +8423,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7826,9 +8440,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7841,9 +8457,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7896,9 +8514,11 @@ export interface operations {
             /** @description Accepted */
             202: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7909,9 +8529,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7933,9 +8555,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7948,9 +8572,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7963,9 +8589,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7978,9 +8606,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -7993,9 +8623,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8008,9 +8640,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8065,9 +8699,11 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8080,9 +8716,11 @@ export interface operations {
             /** @description Bad Request */
             400: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8104,9 +8742,11 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8119,9 +8759,11 @@ export interface operations {
             /** @description Not Found */
             404: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8134,9 +8776,11 @@ export interface operations {
             /** @description Conflict */
             409: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8151,9 +8795,11 @@ export interface operations {
             /** @description Request Entity Too Large */
             413: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8166,9 +8812,11 @@ export interface operations {
             /** @description Unsupported Media Type */
             415: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8181,9 +8829,11 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
@@ -8196,9 +8846,11 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
-                    /** @description Requests the credential may make per minute (RATE_LIMIT_PER_MINUTE). */
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
-                    /** @description Requests left now (the burst, refilled at the per-minute pace). */
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until the allowance is full again. */
                     "RateLimit-Reset"?: number;
