@@ -138,3 +138,13 @@ func FieldsOf(err error) []Field {
 	}
 	return nil
 }
+
+// ConflictWith names the stored object a conflict is with (wrapped in a
+// Conflict error), so a client acts on it without parsing the message:
+// the HTTP layer renders it as existing_entity_id or existing_relation_id.
+type ConflictWith struct {
+	Kind string // "entity" or "relation"
+	ID   string
+}
+
+func (c *ConflictWith) Error() string { return "conflicts with " + c.Kind + " " + c.ID }

@@ -85,7 +85,8 @@ func (e *DuplicateError) Error() string {
 // Unwrap returns its apperr form (409 ENTITY_DUPLICATE naming the
 // existing entity), so the HTTP layer maps it like any other error.
 func (e *DuplicateError) Unwrap() error {
-	return apperr.New(apperr.Conflict, "ENTITY_DUPLICATE", fmt.Sprintf("an entity with this %s exists: %s", e.Kind, e.Existing))
+	return apperr.New(apperr.Conflict, "ENTITY_DUPLICATE", fmt.Sprintf("an entity with this %s exists: %s", e.Kind, e.Existing)).
+		Wrap(&apperr.ConflictWith{Kind: "entity", ID: e.Existing.String()})
 }
 
 // NormalizeIdentifiers validates and normalises every identifier, returning

@@ -2,6 +2,7 @@ package entity
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -112,10 +113,47 @@ func (s *Service) Create(ctx context.Context, sc tenant.Scope, in NewEntity) (En
 		}
 		return tx.AppendAudit(ctx, ev)
 	})
+	if errors.Is(err, ErrExternalIDTaken) {
+		return Entity{}, s.externalIDTaken(ctx, sc, in.ExternalID, err)
+	}
 	if err != nil {
 		return Entity{}, err
 	}
 	return e, nil
+}
+
+// externalIDTaken names the entity that holds external id ext (err as it
+// is when it cannot be found: erased meanwhile).
+func (s *Service) externalIDTaken(ctx context.Context, sc tenant.Scope, ext string, err error) error {
+	es, _, lerr := s.store.Entities(ctx, sc, Filter{ExternalID: ext}, uuid.Nil, 10)
+	if lerr != nil {
+		return err
+	}
+	for _, e := range es {
+		if e.Tenant == sc.Tenant() {
+			return ErrExternalIDTaken.Wrap(&apperr.ConflictWith{Kind: "entity", ID: e.ID.String()})
+		}
+	}
+	return err
+}
+
+// relationExists names the relation r duplicates (err as it is when it
+// cannot be found).
+func (s *Service) relationExists(ctx context.Context, sc tenant.Scope, r Relation, err error) error {
+	after := uuid.Nil
+	for range 100 { // at most 100,000 relations looked through
+		rs, lerr := s.store.Relations(ctx, sc, r.From, after, 1000)
+		if lerr != nil || len(rs) == 0 {
+			return err
+		}
+		for _, x := range rs {
+			if x.From == r.From && x.To == r.To && x.Type == r.Type {
+				return ErrRelationExists.Wrap(&apperr.ConflictWith{Kind: "relation", ID: x.ID.String()})
+			}
+		}
+		after = rs[len(rs)-1].ID
+	}
+	return err
 }
 
 // Get returns an entity sc can see and records that it was read
@@ -350,6 +388,9 @@ func (s *Service) Relate(ctx context.Context, sc tenant.Scope, in NewRelation) (
 		}
 		return tx.AppendAudit(ctx, ev)
 	})
+	if errors.Is(err, ErrRelationExists) {
+		return Relation{}, s.relationExists(ctx, sc, r, err)
+	}
 	if err != nil {
 		return Relation{}, err
 	}

@@ -414,7 +414,9 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	rec := call(t, h, req{method: "GET", path: "/v1/tenant", key: key.secret, tenant: tid.String()})
-	wantProblem(t, rec, 429, "RATE_LIMITED")
+	if p := wantProblem(t, rec, 429, "RATE_LIMITED"); p.RetryAfter != 1 {
+		t.Errorf("retry_after = %d, want 1 (as Retry-After)", p.RetryAfter)
+	}
 	if rec.Header().Get("Retry-After") != "1" {
 		t.Errorf("Retry-After = %q, want 1", rec.Header().Get("Retry-After"))
 	}

@@ -69,8 +69,8 @@ func TestEntities_CreateReadSearch(t *testing.T) {
 	for _, ssn := range []string{"123456789", "123-45-6789"} {
 		p := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual",
 			"canonical_identifiers": map[string]string{"ssn": ssn}})), 409, "ENTITY_DUPLICATE")
-		if !strings.Contains(p.Detail, e.EntityID) {
-			t.Errorf("duplicate detail %q does not name %s", p.Detail, e.EntityID)
+		if !strings.Contains(p.Detail, e.EntityID) || p.ExistingEntityID != e.EntityID {
+			t.Errorf("duplicate %+v does not name %s (detail and existing_entity_id)", p, e.EntityID)
 		}
 	}
 	// The duplicates failed halfway (after the entity row, at the blind
@@ -142,7 +142,10 @@ func TestEntities_ListPatchDelete(t *testing.T) {
 		}
 		ids = append(ids, decode[EntityOut](t, rec).EntityID)
 	}
-	wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{}, "external_id": "ext-0"})), 409, "EXTERNAL_ID_TAKEN")
+	taken := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{}, "external_id": "ext-0"})), 409, "EXTERNAL_ID_TAKEN")
+	if taken.ExistingEntityID != ids[0] {
+		t.Errorf("EXTERNAL_ID_TAKEN names %q, want the holder %s", taken.ExistingEntityID, ids[0])
+	}
 	page1 := decode[Page[EntityOut]](t, call(t, w.h, w.as(w.reader, "GET", "/v1/entities?entity_type=individual&limit=1", nil)))
 	if len(page1.Data) != 1 || page1.Data[0].EntityID != ids[2] || page1.NextCursor == nil {
 		t.Fatalf("page 1 = %+v", page1)
@@ -427,7 +430,10 @@ func TestRelations(t *testing.T) {
 			t.Errorf("relations of %s = %+v (both directions)", id, got.Data)
 		}
 	}
-	wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+a.EntityID+"/relations", map[string]any{"to_entity_id": b.EntityID, "relation_type": "director_of", "confidence_score": 0.5})), 409, "RELATION_EXISTS")
+	exists := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+a.EntityID+"/relations", map[string]any{"to_entity_id": b.EntityID, "relation_type": "director_of", "confidence_score": 0.5})), 409, "RELATION_EXISTS")
+	if exists.ExistingRelationID != r.RelationID {
+		t.Errorf("RELATION_EXISTS names %q, want %s", exists.ExistingRelationID, r.RelationID)
+	}
 	p := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+a.EntityID+"/relations", map[string]any{"to_entity_id": b.EntityID, "relation_type": "Bad Type", "confidence_score": 1.5})), 422, "VALIDATION_FAILED")
 	if len(p.Errors) != 2 {
 		t.Errorf("errors = %+v", p.Errors)

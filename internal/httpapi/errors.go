@@ -67,6 +67,15 @@ func newProblem(ctx context.Context, err error) *problemError {
 		}
 		p.Errors = append(p.Errors, ProblemItem{Location: loc, Message: f.Message})
 	}
+	var cw *apperr.ConflictWith
+	if errors.As(err, &cw) {
+		switch cw.Kind {
+		case "entity":
+			p.ExistingEntityID = cw.ID
+		case "relation":
+			p.ExistingRelationID = cw.ID
+		}
+	}
 	if h := holderFrom(ctx); h != nil {
 		h.code, h.category = p.Code, p.Category
 	}
@@ -181,6 +190,7 @@ func respond(ctx context.Context, log *slog.Logger, err error) error {
 	}
 	if p.Status == http.StatusServiceUnavailable || p.Code == audit.ErrBusy.Code {
 		p.headers = http.Header{"Retry-After": {"1"}}
+		p.RetryAfter = 1
 	}
 	return p
 }

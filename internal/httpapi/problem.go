@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/elile/elile/internal/apperr"
@@ -19,6 +20,10 @@ type Problem struct {
 	Category      string        `json:"category" enum:"system,validation,authentication,permission,not_found,conflict,rate_limit"`
 	CorrelationID string        `json:"correlation_id,omitempty" format:"uuid"`
 	Errors        []ProblemItem `json:"errors,omitempty" maxItems:"100" doc:"One item per bad part of the request (the first 100)"`
+	// Members a program acts on, so it never parses detail.
+	ExistingEntityID   string `json:"existing_entity_id,omitempty" format:"uuid" doc:"ENTITY_DUPLICATE, EXTERNAL_ID_TAKEN: the entity that already holds the identifier or external_id"`
+	ExistingRelationID string `json:"existing_relation_id,omitempty" format:"uuid" doc:"RELATION_EXISTS: the relation that already links these entities with this type"`
+	RetryAfter         int    `json:"retry_after,omitempty" minimum:"1" maximum:"86400" doc:"With 429, 503 and IDEMPOTENCY_IN_PROGRESS: seconds to wait before trying again (the Retry-After header)"`
 }
 
 // ProblemItem is one problem with one part of the request.
@@ -113,6 +118,9 @@ func writeProblem(w http.ResponseWriter, p Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	if p.Status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
+	}
+	if ra, err := strconv.Atoi(w.Header().Get("Retry-After")); err == nil && ra >= 1 {
+		p.RetryAfter = min(ra, 86400)
 	}
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)

@@ -1452,7 +1452,16 @@ type ProblemError struct {
 
 	// Errors One item per bad part of the request (the first 100)
 	Errors *[]ProblemItem `json:"errors,omitempty"`
-	Status int64          `json:"status"`
+
+	// ExistingEntityId ENTITY_DUPLICATE, EXTERNAL_ID_TAKEN: the entity that already holds the identifier or external_id
+	ExistingEntityId *openapi_types.UUID `json:"existing_entity_id,omitempty"`
+
+	// ExistingRelationId RELATION_EXISTS: the relation that already links these entities with this type
+	ExistingRelationId *openapi_types.UUID `json:"existing_relation_id,omitempty"`
+
+	// RetryAfter With 429, 503 and IDEMPOTENCY_IN_PROGRESS: seconds to wait before trying again (the Retry-After header)
+	RetryAfter *int64 `json:"retry_after,omitempty"`
+	Status     int64  `json:"status"`
 
 	// Title The status's reason phrase
 	Title string `json:"title"`

@@ -1080,6 +1080,21 @@ export interface components {
             detail?: string;
             /** @description One item per bad part of the request (the first 100) */
             errors?: components["schemas"]["ProblemItem"][] | null;
+            /**
+             * Format: uuid
+             * @description ENTITY_DUPLICATE, EXTERNAL_ID_TAKEN: the entity that already holds the identifier or external_id
+             */
+            existing_entity_id?: string;
+            /**
+             * Format: uuid
+             * @description RELATION_EXISTS: the relation that already links these entities with this type
+             */
+            existing_relation_id?: string;
+            /**
+             * Format: int64
+             * @description With 429, 503 and IDEMPOTENCY_IN_PROGRESS: seconds to wait before trying again (the Retry-After header)
+             */
+            retry_after?: number;
             /** Format: int64 */
             status: number;
             /** @description The status's reason phrase */
