@@ -48,6 +48,9 @@ const (
 	AuthFailed          = "auth.failed"
 	ErrorOccurred       = "error.occurred"
 
+	RelationUpdated = "relation.updated"
+	RelationDeleted = "relation.deleted"
+
 	WebhookEndpointCreated  = "webhook_endpoint.created"
 	WebhookEndpointUpdated  = "webhook_endpoint.updated"
 	WebhookEndpointDeleted  = "webhook_endpoint.deleted"
@@ -60,7 +63,7 @@ func Types() []string {
 		ProviderQuery, EntityCreated, EntityMerged, ProfileCreated, ConsentGranted, ConsentRevoked, ComplianceCheck,
 		ComplianceViolation, UserLogin, UserLogout, ReportDownloaded, ConfigChanged, RuleModified, RetentionApplied,
 		DataErased, EntityUpdated, EntityRelated, TenantCreated, TenantErased, APIKeyCreated, APIKeyRevoked, AuthFailed, ErrorOccurred,
-		WebhookEndpointCreated, WebhookEndpointUpdated, WebhookEndpointDeleted, WebhookEndpointDisabled}
+		WebhookEndpointCreated, WebhookEndpointUpdated, WebhookEndpointDeleted, WebhookEndpointDisabled, RelationUpdated, RelationDeleted}
 }
 
 // ValidType reports whether t is a known event type.

@@ -56,11 +56,12 @@ func (e Entity) Kinds() []string { return slices.Sorted(maps.Keys(e.Identifiers)
 
 // Errors of entity operations.
 var (
-	ErrNotFound        = apperr.New(apperr.NotFound, "ENTITY_NOT_FOUND", "entity not found")
-	ErrExternalIDTaken = apperr.New(apperr.Conflict, "EXTERNAL_ID_TAKEN", "another entity of this tenant has this external_id")
-	ErrSharedReadOnly  = apperr.New(apperr.Forbidden, "PERMISSION_DENIED", "platform-shared entities are changed only by platform admins")
-	ErrRelationExists  = apperr.New(apperr.Conflict, "RELATION_EXISTS", "this relation exists")
-	ErrProfileNotFound = apperr.New(apperr.NotFound, "PROFILE_NOT_FOUND", "profile not found")
+	ErrNotFound         = apperr.New(apperr.NotFound, "ENTITY_NOT_FOUND", "entity not found")
+	ErrExternalIDTaken  = apperr.New(apperr.Conflict, "EXTERNAL_ID_TAKEN", "another entity of this tenant has this external_id")
+	ErrSharedReadOnly   = apperr.New(apperr.Forbidden, "PERMISSION_DENIED", "platform-shared entities are changed only by platform admins")
+	ErrRelationExists   = apperr.New(apperr.Conflict, "RELATION_EXISTS", "this relation exists")
+	ErrRelationNotFound = apperr.New(apperr.NotFound, "RELATION_NOT_FOUND", "no such relation of this entity")
+	ErrProfileNotFound  = apperr.New(apperr.NotFound, "PROFILE_NOT_FOUND", "profile not found")
 )
 
 // MaxIdentifiers is how many identifiers one entity may hold, whether they
@@ -153,7 +154,16 @@ type Relation struct {
 	Type                string
 	Confidence          float64
 	DiscoveredInProfile uuid.UUID
+	ValidFrom, ValidTo  time.Time // calendar dates (UTC midnight); zero: open
 	CreatedAt           time.Time
+	UpdatedAt           time.Time // zero: never changed
+}
+
+// RelationPatch changes a relation; nil fields stay. A date pointing at
+// the zero time clears it (the relation is open on that side).
+type RelationPatch struct {
+	Confidence         *float64
+	ValidFrom, ValidTo *time.Time
 }
 
 // Profile is one immutable version of an entity's risk profile.

@@ -59,6 +59,13 @@ type Tx interface {
 	// InsertRelation stores r; one that exists fails with
 	// ErrRelationExists.
 	InsertRelation(ctx context.Context, r *Relation) error
+	// LockRelation returns one of the scope's own relations, locked for
+	// change: ErrRelationNotFound otherwise.
+	LockRelation(ctx context.Context, id uuid.UUID) (Relation, error)
+	// UpdateRelation writes a locked relation's confidence and dates.
+	UpdateRelation(ctx context.Context, r *Relation) error
+	// DeleteRelation deletes a locked relation.
+	DeleteRelation(ctx context.Context, id uuid.UUID) error
 	// AppendAudit records ev in the same transaction as the change.
 	AppendAudit(ctx context.Context, ev audit.Event) error
 }
@@ -357,17 +364,23 @@ type NewRelation struct {
 	Type                string
 	Confidence          float64
 	DiscoveredInProfile uuid.UUID // uuid.Nil: none
+	ValidFrom, ValidTo  time.Time // calendar dates; zero: open
 }
 
 // Relate links two entities sc can see and records entity.related.
 // Errors: apperr.Invalid (an entity related to itself), ErrNotFound,
 // ErrProfileNotFound, ErrRelationExists.
 func (s *Service) Relate(ctx context.Context, sc tenant.Scope, in NewRelation) (Relation, error) {
+	var errs []apperr.Field
 	if in.From == in.To {
-		return Relation{}, apperr.Fields(apperr.Field{Path: "to_entity_id", Message: "an entity cannot be related to itself"})
+		errs = append(errs, apperr.Field{Path: "to_entity_id", Message: "an entity cannot be related to itself"})
+	}
+	errs = append(errs, checkValidity(in.ValidFrom, in.ValidTo)...)
+	if err := apperr.Fields(errs...); err != nil {
+		return Relation{}, err
 	}
 	r := Relation{ID: uuid.Must(uuid.NewV7()), Tenant: sc.Tenant(), From: in.From, To: in.To, Type: in.Type,
-		Confidence: in.Confidence, DiscoveredInProfile: in.DiscoveredInProfile}
+		Confidence: in.Confidence, DiscoveredInProfile: in.DiscoveredInProfile, ValidFrom: in.ValidFrom, ValidTo: in.ValidTo}
 	ev := audit.New(ctx, audit.EntityRelated, sc.Tenant()).With("relation", r.ID.String(), r.From,
 		map[string]any{"to_entity_id": r.To.String(), "relation_type": r.Type, "confidence_score": r.Confidence})
 	err := s.store.InScope(ctx, sc, func(tx Tx) error {
@@ -395,6 +408,78 @@ func (s *Service) Relate(ctx context.Context, sc tenant.Scope, in NewRelation) (
 		return Relation{}, err
 	}
 	return r, nil
+}
+
+// checkValidity: an end on or after the start.
+func checkValidity(from, to time.Time) []apperr.Field {
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		return []apperr.Field{{Path: "valid_to", Message: "must be on or after valid_from"}}
+	}
+	return nil
+}
+
+// UpdateRelation changes one of the scope's own relations of entity id
+// (its confidence, its validity dates) and records relation.updated.
+// Errors: ErrRelationNotFound (not the scope's, or not the entity's),
+// apperr.Invalid (an end before the start).
+func (s *Service) UpdateRelation(ctx context.Context, sc tenant.Scope, id, relationID uuid.UUID, p RelationPatch) (Relation, error) {
+	var out Relation
+	err := s.store.InScope(ctx, sc, func(tx Tx) error {
+		r, err := tx.LockRelation(ctx, relationID)
+		if err != nil {
+			return err
+		}
+		if r.From != id && r.To != id {
+			return ErrRelationNotFound
+		}
+		data := map[string]any{}
+		if p.Confidence != nil {
+			r.Confidence, data["confidence_score"] = *p.Confidence, *p.Confidence
+		}
+		if p.ValidFrom != nil {
+			r.ValidFrom, data["valid_from"] = *p.ValidFrom, dateOrNil(*p.ValidFrom)
+		}
+		if p.ValidTo != nil {
+			r.ValidTo, data["valid_to"] = *p.ValidTo, dateOrNil(*p.ValidTo)
+		}
+		if err := apperr.Fields(checkValidity(r.ValidFrom, r.ValidTo)...); err != nil {
+			return err
+		}
+		if err := tx.UpdateRelation(ctx, &r); err != nil {
+			return err
+		}
+		out = r
+		return tx.AppendAudit(ctx, audit.New(ctx, audit.RelationUpdated, sc.Tenant()).With("relation", r.ID.String(), r.From, data))
+	})
+	return out, err
+}
+
+// DeleteRelation deletes one of the scope's own relations of entity id
+// and records relation.deleted: ErrRelationNotFound otherwise.
+func (s *Service) DeleteRelation(ctx context.Context, sc tenant.Scope, id, relationID uuid.UUID) error {
+	return s.store.InScope(ctx, sc, func(tx Tx) error {
+		r, err := tx.LockRelation(ctx, relationID)
+		if err != nil {
+			return err
+		}
+		if r.From != id && r.To != id {
+			return ErrRelationNotFound
+		}
+		if err := tx.DeleteRelation(ctx, r.ID); err != nil {
+			return err
+		}
+		ev := audit.New(ctx, audit.RelationDeleted, sc.Tenant()).With("relation", r.ID.String(), r.From,
+			map[string]any{"to_entity_id": r.To.String(), "relation_type": r.Type})
+		ev.Severity = audit.Warning
+		return tx.AppendAudit(ctx, ev)
+	})
+}
+
+func dateOrNil(d time.Time) any {
+	if d.IsZero() {
+		return nil
+	}
+	return d.Format(time.DateOnly)
 }
 
 // Relations lists relations of an entity sc can see.

@@ -152,6 +152,7 @@ type boundsWorld struct {
 	checkpoint   map[string]any
 	endpointID   string
 	deliveryID   string
+	relationID   string
 }
 
 func (w *boundsWorld) probes(t *testing.T) map[string]func() probe {
@@ -226,6 +227,16 @@ func (w *boundsWorld) probes(t *testing.T) map[string]func() probe {
 			return probe{path: ent + "/relations", key: w.admin, body: map[string]any{"to_entity_id": w.peer.EntityID, "relation_type": "employer", "confidence_score": 0.5}}
 		},
 		"list-relations": func() probe { return probe{path: ent + "/relations", key: w.admin} },
+		"update-relation": func() probe {
+			return probe{path: ent + "/relations/" + w.relationID, key: w.admin,
+				body: map[string]any{"confidence_score": 0.5, "valid_from": "2020-01-01", "valid_to": "2026-01-02"}}
+		},
+		"delete-relation": func() probe {
+			other := w.create(t, w.admin, map[string]string{"full_name": "Related"})
+			r := decode[RelationOut](t, call(t, w.h, w.as(w.admin, "POST", ent+"/relations",
+				map[string]any{"to_entity_id": other.EntityID, "relation_type": "knows", "confidence_score": 0.5})))
+			return probe{path: ent + "/relations/" + r.RelationID, key: w.admin}
+		},
 		"create-profile": func() probe { return probe{path: ent + "/profiles", key: w.admin, body: profileBody(0.5, "f1")} },
 		"list-profiles":  func() probe { return probe{path: ent + "/profiles", key: w.admin} },
 		"get-latest-profile": func() probe {
@@ -303,6 +314,8 @@ func TestBounds_Walk(t *testing.T) {
 	w := &boundsWorld{world: newWorld(t)} // its handler checks every answer against the document
 	w.entity = w.create(t, w.admin, map[string]string{"full_name": "Walker", "email": "ada@example.com"})
 	w.peer = w.create(t, w.admin, map[string]string{"full_name": "Other"})
+	w.relationID = decode[RelationOut](t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+w.entity.EntityID+"/relations",
+		map[string]any{"to_entity_id": w.peer.EntityID, "relation_type": "director_of", "confidence_score": 0.5}))).RelationID
 	if rec := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+w.entity.EntityID+"/profiles", profileBody(0.4, "f0"))); rec.Code != 201 {
 		t.Fatalf("profile: %d %s", rec.Code, rec.Body)
 	}
@@ -519,6 +532,8 @@ func stringOf(s docSchema, n int, base any) (any, bool) {
 		return pad(strconv.Itoa(slugs)+"-", n, "s"), true
 	case "^[A-Z]{3}$":
 		return strings.Repeat("U", n), true
+	case "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$": // a date
+		return pad("2026-01-02", n, "0"), true
 	case "^https?://[^\\x00-\\x20\\x7F]+$": // a webhook endpoint's URL
 		return pad("https://hooks.example.com/", n, "a"), true
 	case "^[0-9a-f]{64}$", "^[a-z0-9]+:[0-9a-f]+$":
@@ -739,7 +754,7 @@ func pathValue(path, name string) string {
 	// the probes' paths use real ids, so take the segment after the
 	// collection the parameter names.
 	coll := map[string]string{"tenant_id": "tenants", "key_id": "api-keys", "entity_id": "entities", "cache_id": "cache",
-		"audit_id": "audit-events", "version": "profiles", "endpoint_id": "webhook-endpoints", "delivery_id": "deliveries"}[name]
+		"audit_id": "audit-events", "version": "profiles", "endpoint_id": "webhook-endpoints", "delivery_id": "deliveries", "relation_id": "relations"}[name]
 	segs := strings.Split(path, "/")
 	for i, s := range segs {
 		if s == coll && i+1 < len(segs) {

@@ -2,10 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/auth"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/tenant"
@@ -205,19 +208,31 @@ func handleEntityDelete(svc *entity.Service) handlerFunc[entityPath, noContent] 
 
 // RelationOut is a relation in responses.
 type RelationOut struct {
-	RelationID            string    `json:"relation_id" format:"uuid"`
-	TenantID              *string   `json:"tenant_id" format:"uuid"`
-	FromEntityID          string    `json:"from_entity_id" format:"uuid"`
-	ToEntityID            string    `json:"to_entity_id" format:"uuid"`
-	RelationType          string    `json:"relation_type" maxLength:"63" pattern:"^[a-z][a-z0-9_]{0,62}$"`
-	ConfidenceScore       float64   `json:"confidence_score" minimum:"0" maximum:"1"`
-	DiscoveredInProfileID *string   `json:"discovered_in_profile_id" format:"uuid"`
-	CreatedAt             time.Time `json:"created_at"`
+	RelationID            string     `json:"relation_id" format:"uuid"`
+	TenantID              *string    `json:"tenant_id" format:"uuid"`
+	FromEntityID          string     `json:"from_entity_id" format:"uuid"`
+	ToEntityID            string     `json:"to_entity_id" format:"uuid"`
+	RelationType          string     `json:"relation_type" maxLength:"63" pattern:"^[a-z][a-z0-9_]{0,62}$"`
+	ConfidenceScore       float64    `json:"confidence_score" minimum:"0" maximum:"1"`
+	DiscoveredInProfileID *string    `json:"discovered_in_profile_id" format:"uuid"`
+	ValidFrom             *string    `json:"valid_from" maxLength:"10" pattern:"^[0-9]{4}-[0-9]{2}-[0-9]{2}$" doc:"First day the relation holds (employment's start); null: open"`
+	ValidTo               *string    `json:"valid_to" maxLength:"10" pattern:"^[0-9]{4}-[0-9]{2}-[0-9]{2}$" doc:"Last day it holds (employment's end); null: open"`
+	CreatedAt             time.Time  `json:"created_at"`
+	UpdatedAt             *time.Time `json:"updated_at" doc:"Last change (PATCH); null: never changed"`
+}
+
+func optDate(d time.Time) *string {
+	if d.IsZero() {
+		return nil
+	}
+	s := d.Format(time.DateOnly)
+	return &s
 }
 
 func relationOut(r entity.Relation) RelationOut {
 	o := RelationOut{RelationID: r.ID.String(), FromEntityID: r.From.String(), ToEntityID: r.To.String(), RelationType: r.Type,
-		ConfidenceScore: r.Confidence, DiscoveredInProfileID: optUUID(r.DiscoveredInProfile), CreatedAt: r.CreatedAt.UTC()}
+		ConfidenceScore: r.Confidence, DiscoveredInProfileID: optUUID(r.DiscoveredInProfile), CreatedAt: r.CreatedAt.UTC(),
+		ValidFrom: optDate(r.ValidFrom), ValidTo: optDate(r.ValidTo), UpdatedAt: timePtr(r.UpdatedAt)}
 	if !r.Tenant.IsZero() {
 		s := r.Tenant.String()
 		o.TenantID = &s
@@ -232,19 +247,45 @@ type createRelationInput struct {
 		RelationType          string  `json:"relation_type" minLength:"1" maxLength:"63" pattern:"^[a-z][a-z0-9_]{0,62}$" doc:"lower_snake_case, e.g. employer, director_of"`
 		ConfidenceScore       float64 `json:"confidence_score" minimum:"0" maximum:"1"`
 		DiscoveredInProfileID string  `json:"discovered_in_profile_id,omitempty" format:"uuid"`
+		ValidFrom             string  `json:"valid_from,omitempty" maxLength:"10" pattern:"^[0-9]{4}-[0-9]{2}-[0-9]{2}$" doc:"First day the relation holds (YYYY-MM-DD); absent: open"`
+		ValidTo               string  `json:"valid_to,omitempty" maxLength:"10" pattern:"^[0-9]{4}-[0-9]{2}-[0-9]{2}$" doc:"Last day it holds, on or after valid_from; absent: open"`
 	}
 }
 
 type relationOutput struct{ Body RelationOut }
 
-func handleRelationCreate(svc *entity.Service) handlerFunc[createRelationInput, relationOutput] {
-	return func(ctx context.Context, in *createRelationInput) (*relationOutput, error) {
+// parseDates reads YYYY-MM-DD dates by field name ("" is the zero time),
+// reporting every one that is not a day of the calendar.
+func parseDates(dates map[string]string) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	var errs []apperr.Field
+	for _, name := range slices.Sorted(maps.Keys(dates)) {
+		if dates[name] == "" {
+			out[name] = time.Time{}
+			continue
+		}
+		d, err := time.Parse(time.DateOnly, dates[name])
+		if err != nil {
+			errs = append(errs, apperr.Field{Path: name, Message: "not a day of the calendar"})
+			continue
+		}
+		out[name] = d
+	}
+	return out, apperr.Fields(errs...)
+}
+
+func handleRelationCreate(svc *entity.Service) handlerFunc[createRelationInput, created[RelationOut]] {
+	return func(ctx context.Context, in *createRelationInput) (*created[RelationOut], error) {
 		from, err := entityPath{in.EntityID}.id()
 		if err != nil {
 			return nil, err
 		}
+		ds, err := parseDates(map[string]string{"valid_from": in.Body.ValidFrom, "valid_to": in.Body.ValidTo})
+		if err != nil {
+			return nil, err
+		}
 		nr := entity.NewRelation{From: from, To: uuid.MustParse(in.Body.ToEntityID), Type: in.Body.RelationType,
-			Confidence: in.Body.ConfidenceScore}
+			Confidence: in.Body.ConfidenceScore, ValidFrom: ds["valid_from"], ValidTo: ds["valid_to"]}
 		if in.Body.DiscoveredInProfileID != "" {
 			nr.DiscoveredInProfile = uuid.MustParse(in.Body.DiscoveredInProfileID)
 		}
@@ -252,7 +293,78 @@ func handleRelationCreate(svc *entity.Service) handlerFunc[createRelationInput, 
 		if err != nil {
 			return nil, err
 		}
+		// Its path, where it is changed (PATCH) and deleted.
+		return &created[RelationOut]{Location: "/v1/entities/" + from.String() + "/relations/" + r.ID.String(), Body: relationOut(r)}, nil
+	}
+}
+
+type relationPath struct {
+	EntityID   string `path:"entity_id" format:"uuid"`
+	RelationID string `path:"relation_id" format:"uuid"`
+}
+
+// ids parses the path; a malformed relation id is a relation not found.
+func (p relationPath) ids() (uuid.UUID, uuid.UUID, error) {
+	id, err := entityPath{p.EntityID}.id()
+	if err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	rid, err := uuid.Parse(p.RelationID)
+	if err != nil {
+		return uuid.Nil, uuid.Nil, entity.ErrRelationNotFound
+	}
+	return id, rid, nil
+}
+
+type updateRelationInput struct {
+	EntityID   string `path:"entity_id" format:"uuid"`
+	RelationID string `path:"relation_id" format:"uuid"`
+	Body       struct {
+		ConfidenceScore *float64 `json:"confidence_score,omitempty" minimum:"0" maximum:"1"`
+		ValidFrom       *string  `json:"valid_from,omitempty" maxLength:"10" pattern:"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$" doc:"YYYY-MM-DD; an empty string removes it (open start)"`
+		ValidTo         *string  `json:"valid_to,omitempty" maxLength:"10" pattern:"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$" doc:"YYYY-MM-DD, on or after valid_from (employment ended); an empty string removes it"`
+	}
+}
+
+func handleRelationUpdate(svc *entity.Service) handlerFunc[updateRelationInput, relationOutput] {
+	return func(ctx context.Context, in *updateRelationInput) (*relationOutput, error) {
+		id, rid, err := relationPath{in.EntityID, in.RelationID}.ids()
+		if err != nil {
+			return nil, err
+		}
+		given := map[string]string{}
+		if in.Body.ValidFrom != nil {
+			given["valid_from"] = *in.Body.ValidFrom
+		}
+		if in.Body.ValidTo != nil {
+			given["valid_to"] = *in.Body.ValidTo
+		}
+		ds, err := parseDates(given)
+		if err != nil {
+			return nil, err
+		}
+		p := entity.RelationPatch{Confidence: in.Body.ConfidenceScore}
+		if d, ok := ds["valid_from"]; ok {
+			p.ValidFrom = &d
+		}
+		if d, ok := ds["valid_to"]; ok {
+			p.ValidTo = &d
+		}
+		r, err := svc.UpdateRelation(ctx, scopeOf(ctx), id, rid, p)
+		if err != nil {
+			return nil, err
+		}
 		return &relationOutput{Body: relationOut(r)}, nil
+	}
+}
+
+func handleRelationDelete(svc *entity.Service) handlerFunc[relationPath, noContent] {
+	return func(ctx context.Context, in *relationPath) (*noContent, error) {
+		id, rid, err := in.ids()
+		if err != nil {
+			return nil, err
+		}
+		return &noContent{}, svc.DeleteRelation(ctx, scopeOf(ctx), id, rid)
 	}
 }
 

@@ -639,3 +639,58 @@ func TestCreated_Location(t *testing.T) {
 		}
 	}
 }
+
+// TestRelations_Lifecycle: an employment with a start, ended by PATCH;
+// an end before the start refused at the field; a date that does not
+// exist refused; Location names the relation; DELETE removes it, and a
+// second DELETE is 404; another tenant's key finds nothing.
+func TestRelations_Lifecycle(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	person := w.create(t, w.admin, map[string]string{"full_name": "Ada"})
+	org := w.create(t, w.admin, map[string]string{"legal_name": "Acme"})
+	rec := call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+person.EntityID+"/relations",
+		map[string]any{"to_entity_id": org.EntityID, "relation_type": "employer", "confidence_score": 1, "valid_from": "2021-03-01"}))
+	if rec.Code != 201 {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	r := decode[RelationOut](t, rec)
+	path := "/v1/entities/" + person.EntityID + "/relations/" + r.RelationID
+	if rec.Header().Get("Location") != path || r.ValidFrom == nil || *r.ValidFrom != "2021-03-01" || r.ValidTo != nil || r.UpdatedAt != nil {
+		t.Fatalf("created %+v at %q", r, rec.Header().Get("Location"))
+	}
+	p := wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", path, map[string]any{"valid_to": "2020-12-31"})), 422, "VALIDATION_FAILED")
+	if len(p.Errors) != 1 || p.Errors[0].Location != "body.valid_to" {
+		t.Fatalf("an end before the start: %+v", p.Errors)
+	}
+	p = wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", path, map[string]any{"valid_to": "2023-02-30"})), 422, "VALIDATION_FAILED")
+	if len(p.Errors) != 1 || p.Errors[0].Location != "body.valid_to" {
+		t.Fatalf("a day that does not exist: %+v", p.Errors)
+	}
+	// Ended, seen from the organisation's side too.
+	ended := decode[RelationOut](t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+org.EntityID+"/relations/"+r.RelationID,
+		map[string]any{"valid_to": "2024-06-30"})))
+	if ended.ValidTo == nil || *ended.ValidTo != "2024-06-30" || *ended.ValidFrom != "2021-03-01" || ended.UpdatedAt == nil {
+		t.Fatalf("ended: %+v", ended)
+	}
+	list := decode[Page[RelationOut]](t, call(t, w.h, w.as(w.reader, "GET", "/v1/entities/"+person.EntityID+"/relations", nil)))
+	if len(list.Data) != 1 || list.Data[0].ValidTo == nil || *list.Data[0].ValidTo != "2024-06-30" {
+		t.Fatalf("list after the end: %+v", list.Data)
+	}
+	// Reopened: an empty string removes the end.
+	if re := decode[RelationOut](t, call(t, w.h, w.as(w.admin, "PATCH", path, map[string]any{"valid_to": ""}))); re.ValidTo != nil {
+		t.Fatalf("reopened: %+v", re)
+	}
+	// Through an entity it does not link: not found.
+	stranger := w.create(t, w.admin, map[string]string{"full_name": "Stranger"})
+	wantProblem(t, call(t, w.h, w.as(w.admin, "DELETE", "/v1/entities/"+stranger.EntityID+"/relations/"+r.RelationID, nil)), 404, "RELATION_NOT_FOUND")
+	// Another tenant: not found, and nothing changed.
+	wantProblem(t, call(t, w.h, w.as(w.oAdm, "PATCH", path, map[string]any{"valid_to": "2025-01-01"})), 404, "RELATION_NOT_FOUND")
+	if rec := call(t, w.h, w.as(w.admin, "DELETE", path, nil)); rec.Code != 204 {
+		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
+	}
+	wantProblem(t, call(t, w.h, w.as(w.admin, "DELETE", path, nil)), 404, "RELATION_NOT_FOUND")
+	if list := decode[Page[RelationOut]](t, call(t, w.h, w.as(w.reader, "GET", "/v1/entities/"+person.EntityID+"/relations", nil))); len(list.Data) != 0 {
+		t.Fatalf("after delete: %+v", list.Data)
+	}
+}

@@ -43,6 +43,8 @@ func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
 	r.add(http.MethodDelete, "/v1/entities/{entity_id}", "delete-entity", "Erase an entity", access{Scope: "entities:erase", Tenant: true}, http.StatusNoContent, handleEntityDelete(d.Entities))
 	r.add(http.MethodPost, "/v1/entities/{entity_id}/relations", "create-relation", "Relate two entities", access{Scope: "entities:write", Tenant: true}, http.StatusCreated, handleRelationCreate(d.Entities))
 	r.add(http.MethodGet, "/v1/entities/{entity_id}/relations", "list-relations", "Relations in both directions", access{Scope: "entities:read", Tenant: true}, 0, handleRelationList(d.Entities))
+	r.add(http.MethodPatch, "/v1/entities/{entity_id}/relations/{relation_id}", "update-relation", "Change a relation's confidence or validity dates (end an employment)", access{Scope: "entities:write", Tenant: true}, 0, handleRelationUpdate(d.Entities))
+	r.add(http.MethodDelete, "/v1/entities/{entity_id}/relations/{relation_id}", "delete-relation", "Delete a relation", access{Scope: "entities:write", Tenant: true}, http.StatusNoContent, handleRelationDelete(d.Entities))
 
 	// Profiles (API.md "Profiles").
 	r.add(http.MethodPost, "/v1/entities/{entity_id}/profiles", "create-profile", "Create the next profile version", access{Scope: "profiles:write", Tenant: true}, http.StatusCreated, handleProfileCreate(d.Profiles))

@@ -78,8 +78,11 @@ func TestSecurity_RouteTable(t *testing.T) {
 	if len(ds.Data) != 1 {
 		t.Fatalf("deliveries after one create = %+v", ds)
 	}
+	peer := w.create(t, w.admin, map[string]string{"full_name": "Peer"})
+	rel := decode[RelationOut](t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+e.EntityID+"/relations",
+		map[string]any{"to_entity_id": peer.EntityID, "relation_type": "employer", "confidence_score": 0.9})))
 	ids := map[string]string{"entity_id": e.EntityID, "cache_id": c.CacheID, "key_id": k.KeyID, "audit_id": ev.Data[0].AuditID,
-		"version": "1", "tenant_id": w.a.String(), "endpoint_id": ep.EndpointID, "delivery_id": ds.Data[0].DeliveryID}
+		"version": "1", "tenant_id": w.a.String(), "endpoint_id": ep.EndpointID, "delivery_id": ds.Data[0].DeliveryID, "relation_id": rel.RelationID}
 	bEntity := w.create(t, w.oAdm, map[string]string{"full_name": "B's own"})
 	// A credential holding a scope no route needs alone.
 	weak := mkKey(t, w.b, w.a, auth.ScopeEntitiesRead)
@@ -132,6 +135,8 @@ func validBodyFor(op operation, other string) any {
 		return profileBody(0.1)
 	case strings.HasSuffix(op.Path, "/cache"):
 		return cacheBody("criminal", "customer_provided")
+	case strings.Contains(op.Path, "/relations/") && op.Method == http.MethodPatch:
+		return map[string]any{"valid_to": "2026-12-31"}
 	case strings.HasPrefix(op.Path, "/v1/webhook-endpoints") && op.Method == http.MethodPatch:
 		return map[string]any{"description": "taken over"}
 	case op.Method == http.MethodPatch:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -405,9 +406,41 @@ func (t *entityTx) ProfileVisible(ctx context.Context, id uuid.UUID) (bool, erro
 // is sent.
 func (t *entityTx) InsertRelation(_ context.Context, r *entity.Relation) error {
 	t.QueueRow(`INSERT INTO entity_relations (relation_id, tenant_id, from_entity_id, to_entity_id, relation_type,
-			confidence_score, discovered_in_profile_id, from_shared, to_shared) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING created_at`,
+			confidence_score, discovered_in_profile_id, from_shared, to_shared, valid_from, valid_to)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING created_at`,
 		[]any{r.ID, r.Tenant.UUID(), r.From, r.To, r.Type, r.Confidence, nullUUID(r.DiscoveredInProfile),
-			t.sharedRef(r.Tenant.UUID(), r.From), t.sharedRef(r.Tenant.UUID(), r.To)},
+			t.sharedRef(r.Tenant.UUID(), r.From), t.sharedRef(r.Tenant.UUID(), r.To), nullDate(r.ValidFrom), nullDate(r.ValidTo)},
 		func(row pgx.Row) error { return row.Scan(&r.CreatedAt) })
+	return nil
+}
+
+func nullDate(d time.Time) *time.Time {
+	if d.IsZero() {
+		return nil
+	}
+	return &d
+}
+
+// LockRelation returns one of the unit's tenant's own relations, locked
+// for change: entity.ErrRelationNotFound otherwise.
+func (t *entityTx) LockRelation(ctx context.Context, id uuid.UUID) (entity.Relation, error) {
+	r, err := scanRelation(t.QueryRow(ctx, `SELECT `+relationCols+` FROM entity_relations
+		WHERE tenant_id = $1 AND relation_id = $2 FOR UPDATE`, t.tenant.UUID(), id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, entity.ErrRelationNotFound
+	}
+	return r, err
+}
+
+// UpdateRelation writes r's confidence and validity dates.
+func (t *entityTx) UpdateRelation(ctx context.Context, r *entity.Relation) error {
+	return t.QueryRow(ctx, `UPDATE entity_relations SET confidence_score = $3, valid_from = $4, valid_to = $5, updated_at = now()
+		WHERE tenant_id = $1 AND relation_id = $2 RETURNING updated_at`,
+		t.tenant.UUID(), r.ID, r.Confidence, nullDate(r.ValidFrom), nullDate(r.ValidTo)).Scan(&r.UpdatedAt)
+}
+
+// DeleteRelation queues the deletion of a locked relation.
+func (t *entityTx) DeleteRelation(_ context.Context, id uuid.UUID) error {
+	t.Queue(`DELETE FROM entity_relations WHERE tenant_id = $1 AND relation_id = $2`, t.tenant.UUID(), id)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -98,28 +99,16 @@ func (s *EntityStore) Relations(ctx context.Context, sc tenant.Scope, id, after 
 			chains = append(chains, uuid.Nil)
 		}
 		for _, c := range chains {
-			rows, err := tx.Query(ctx, `SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
-					discovered_in_profile_id, created_at FROM entity_relations
+			rows, err := tx.Query(ctx, `SELECT `+relationCols+` FROM entity_relations
 				WHERE tenant_id = $2 AND from_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
 				UNION ALL
-				SELECT relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
-					discovered_in_profile_id, created_at FROM entity_relations
+				SELECT `+relationCols+` FROM entity_relations
 				WHERE tenant_id = $2 AND to_entity_id = $1 AND ($3::uuid IS NULL OR relation_id < $3)
 				ORDER BY relation_id DESC LIMIT $4`, id, c, nullUUID(after), limit)
 			if err != nil {
 				return err
 			}
-			rels, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Relation, error) {
-				var rel entity.Relation
-				var tid uuid.UUID
-				var prof *uuid.UUID
-				err := r.Scan(&rel.ID, &tid, &rel.From, &rel.To, &rel.Type, &rel.Confidence, &prof, &rel.CreatedAt)
-				rel.Tenant = tenant.ID(tid)
-				if prof != nil {
-					rel.DiscoveredInProfile = *prof
-				}
-				return rel, err
-			})
+			rels, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entity.Relation, error) { return scanRelation(r) })
 			if err != nil {
 				return err
 			}
@@ -490,4 +479,28 @@ func (s *CacheStore) Entry(ctx context.Context, sc tenant.Scope, entityID, id uu
 		return err
 	})
 	return out, err
+}
+
+const relationCols = `relation_id, tenant_id, from_entity_id, to_entity_id, relation_type, confidence_score,
+	discovered_in_profile_id, valid_from, valid_to, created_at, updated_at`
+
+func scanRelation(row pgx.Row) (entity.Relation, error) {
+	var rel entity.Relation
+	var tid uuid.UUID
+	var prof *uuid.UUID
+	var from, to, updated *time.Time
+	err := row.Scan(&rel.ID, &tid, &rel.From, &rel.To, &rel.Type, &rel.Confidence, &prof, &from, &to, &rel.CreatedAt, &updated)
+	rel.Tenant = tenant.ID(tid)
+	if prof != nil {
+		rel.DiscoveredInProfile = *prof
+	}
+	for _, x := range []struct {
+		src *time.Time
+		dst *time.Time
+	}{{from, &rel.ValidFrom}, {to, &rel.ValidTo}, {updated, &rel.UpdatedAt}} {
+		if x.src != nil {
+			*x.dst = *x.src
+		}
+	}
+	return rel, err
 }

@@ -32,6 +32,8 @@ const (
 	EntityUpdated     = "entity.updated"
 	EntityErased      = "entity.erased"
 	RelationCreated   = "relation.created"
+	RelationUpdated   = "relation.updated"
+	RelationDeleted   = "relation.deleted"
 	ProfileCreated    = "profile.created"
 	CacheEntryCreated = "cache_entry.created"
 	APIKeyCreated     = "api_key.created"
@@ -42,7 +44,7 @@ const (
 
 // Types lists every event type, in the order the reference shows them.
 func Types() []string {
-	return []string{EntityCreated, EntityUpdated, EntityErased, RelationCreated, ProfileCreated, CacheEntryCreated,
+	return []string{EntityCreated, EntityUpdated, EntityErased, RelationCreated, RelationUpdated, RelationDeleted, ProfileCreated, CacheEntryCreated,
 		APIKeyCreated, APIKeyRevoked, TenantUpdated, EndpointDisabled}
 }
 
@@ -62,6 +64,10 @@ func Announced(ev audit.Event) string {
 		return EntityErased
 	case ev.Type == audit.EntityRelated && ev.ResourceType == "relation":
 		return RelationCreated
+	case ev.Type == audit.RelationUpdated:
+		return RelationUpdated
+	case ev.Type == audit.RelationDeleted:
+		return RelationDeleted
 	case ev.Type == audit.ProfileCreated && ev.ResourceType == "profile":
 		return ProfileCreated
 	case ev.Type == audit.ProviderQuery && ev.ResourceType == "cache_entry":

@@ -61,6 +61,8 @@ const (
 	AuditEventOutEventTypeErrorOccurred           AuditEventOutEventType = "error.occurred"
 	AuditEventOutEventTypeProfileCreated          AuditEventOutEventType = "profile.created"
 	AuditEventOutEventTypeProviderQuery           AuditEventOutEventType = "provider.query"
+	AuditEventOutEventTypeRelationDeleted         AuditEventOutEventType = "relation.deleted"
+	AuditEventOutEventTypeRelationUpdated         AuditEventOutEventType = "relation.updated"
 	AuditEventOutEventTypeReportDownloaded        AuditEventOutEventType = "report.downloaded"
 	AuditEventOutEventTypeRuleModified            AuditEventOutEventType = "rule.modified"
 	AuditEventOutEventTypeScreeningCompleted      AuditEventOutEventType = "screening.completed"
@@ -118,6 +120,10 @@ func (e AuditEventOutEventType) Valid() bool {
 	case AuditEventOutEventTypeProfileCreated:
 		return true
 	case AuditEventOutEventTypeProviderQuery:
+		return true
+	case AuditEventOutEventTypeRelationDeleted:
+		return true
+	case AuditEventOutEventTypeRelationUpdated:
 		return true
 	case AuditEventOutEventTypeReportDownloaded:
 		return true
@@ -265,6 +271,8 @@ const (
 	CreateEndpointInputBodyEventTypesEntityUpdated           CreateEndpointInputBodyEventTypes = "entity.updated"
 	CreateEndpointInputBodyEventTypesProfileCreated          CreateEndpointInputBodyEventTypes = "profile.created"
 	CreateEndpointInputBodyEventTypesRelationCreated         CreateEndpointInputBodyEventTypes = "relation.created"
+	CreateEndpointInputBodyEventTypesRelationDeleted         CreateEndpointInputBodyEventTypes = "relation.deleted"
+	CreateEndpointInputBodyEventTypesRelationUpdated         CreateEndpointInputBodyEventTypes = "relation.updated"
 	CreateEndpointInputBodyEventTypesTenantUpdated           CreateEndpointInputBodyEventTypes = "tenant.updated"
 	CreateEndpointInputBodyEventTypesWebhookEndpointDisabled CreateEndpointInputBodyEventTypes = "webhook_endpoint.disabled"
 )
@@ -287,6 +295,10 @@ func (e CreateEndpointInputBodyEventTypes) Valid() bool {
 	case CreateEndpointInputBodyEventTypesProfileCreated:
 		return true
 	case CreateEndpointInputBodyEventTypesRelationCreated:
+		return true
+	case CreateEndpointInputBodyEventTypesRelationDeleted:
+		return true
+	case CreateEndpointInputBodyEventTypesRelationUpdated:
 		return true
 	case CreateEndpointInputBodyEventTypesTenantUpdated:
 		return true
@@ -394,6 +406,8 @@ const (
 	EndpointOutEventTypesEntityUpdated           EndpointOutEventTypes = "entity.updated"
 	EndpointOutEventTypesProfileCreated          EndpointOutEventTypes = "profile.created"
 	EndpointOutEventTypesRelationCreated         EndpointOutEventTypes = "relation.created"
+	EndpointOutEventTypesRelationDeleted         EndpointOutEventTypes = "relation.deleted"
+	EndpointOutEventTypesRelationUpdated         EndpointOutEventTypes = "relation.updated"
 	EndpointOutEventTypesTenantUpdated           EndpointOutEventTypes = "tenant.updated"
 	EndpointOutEventTypesWebhookEndpointDisabled EndpointOutEventTypes = "webhook_endpoint.disabled"
 )
@@ -416,6 +430,10 @@ func (e EndpointOutEventTypes) Valid() bool {
 	case EndpointOutEventTypesProfileCreated:
 		return true
 	case EndpointOutEventTypesRelationCreated:
+		return true
+	case EndpointOutEventTypesRelationDeleted:
+		return true
+	case EndpointOutEventTypesRelationUpdated:
 		return true
 	case EndpointOutEventTypesTenantUpdated:
 		return true
@@ -715,6 +733,8 @@ const (
 	UpdateEndpointInputBodyEventTypesEntityUpdated           UpdateEndpointInputBodyEventTypes = "entity.updated"
 	UpdateEndpointInputBodyEventTypesProfileCreated          UpdateEndpointInputBodyEventTypes = "profile.created"
 	UpdateEndpointInputBodyEventTypesRelationCreated         UpdateEndpointInputBodyEventTypes = "relation.created"
+	UpdateEndpointInputBodyEventTypesRelationDeleted         UpdateEndpointInputBodyEventTypes = "relation.deleted"
+	UpdateEndpointInputBodyEventTypesRelationUpdated         UpdateEndpointInputBodyEventTypes = "relation.updated"
 	UpdateEndpointInputBodyEventTypesTenantUpdated           UpdateEndpointInputBodyEventTypes = "tenant.updated"
 	UpdateEndpointInputBodyEventTypesWebhookEndpointDisabled UpdateEndpointInputBodyEventTypes = "webhook_endpoint.disabled"
 )
@@ -737,6 +757,10 @@ func (e UpdateEndpointInputBodyEventTypes) Valid() bool {
 	case UpdateEndpointInputBodyEventTypesProfileCreated:
 		return true
 	case UpdateEndpointInputBodyEventTypesRelationCreated:
+		return true
+	case UpdateEndpointInputBodyEventTypesRelationDeleted:
+		return true
+	case UpdateEndpointInputBodyEventTypesRelationUpdated:
 		return true
 	case UpdateEndpointInputBodyEventTypesTenantUpdated:
 		return true
@@ -787,6 +811,8 @@ const (
 	ListAuditEventsParamsEventTypeErrorOccurred           ListAuditEventsParamsEventType = "error.occurred"
 	ListAuditEventsParamsEventTypeProfileCreated          ListAuditEventsParamsEventType = "profile.created"
 	ListAuditEventsParamsEventTypeProviderQuery           ListAuditEventsParamsEventType = "provider.query"
+	ListAuditEventsParamsEventTypeRelationDeleted         ListAuditEventsParamsEventType = "relation.deleted"
+	ListAuditEventsParamsEventTypeRelationUpdated         ListAuditEventsParamsEventType = "relation.updated"
 	ListAuditEventsParamsEventTypeReportDownloaded        ListAuditEventsParamsEventType = "report.downloaded"
 	ListAuditEventsParamsEventTypeRuleModified            ListAuditEventsParamsEventType = "rule.modified"
 	ListAuditEventsParamsEventTypeScreeningCompleted      ListAuditEventsParamsEventType = "screening.completed"
@@ -844,6 +870,10 @@ func (e ListAuditEventsParamsEventType) Valid() bool {
 	case ListAuditEventsParamsEventTypeProfileCreated:
 		return true
 	case ListAuditEventsParamsEventTypeProviderQuery:
+		return true
+	case ListAuditEventsParamsEventTypeRelationDeleted:
+		return true
+	case ListAuditEventsParamsEventTypeRelationUpdated:
 		return true
 	case ListAuditEventsParamsEventTypeReportDownloaded:
 		return true
@@ -1163,6 +1193,12 @@ type CreateRelationInputBody struct {
 	// RelationType lower_snake_case, e.g. employer, director_of
 	RelationType string             `json:"relation_type"`
 	ToEntityId   openapi_types.UUID `json:"to_entity_id"`
+
+	// ValidFrom First day the relation holds (YYYY-MM-DD); absent: open
+	ValidFrom *string `json:"valid_from,omitempty"`
+
+	// ValidTo Last day it holds, on or after valid_from; absent: open
+	ValidTo *string `json:"valid_to,omitempty"`
 }
 
 // CreateTenantInputBody defines model for CreateTenantInputBody.
@@ -1523,6 +1559,15 @@ type RelationOut struct {
 	RelationType          string              `json:"relation_type"`
 	TenantId              *openapi_types.UUID `json:"tenant_id"`
 	ToEntityId            openapi_types.UUID  `json:"to_entity_id"`
+
+	// UpdatedAt Last change (PATCH); null: never changed
+	UpdatedAt *time.Time `json:"updated_at"`
+
+	// ValidFrom First day the relation holds (employment's start); null: open
+	ValidFrom *string `json:"valid_from"`
+
+	// ValidTo Last day it holds (employment's end); null: open
+	ValidTo *string `json:"valid_to"`
 }
 
 // Report defines model for Report.
@@ -1596,6 +1641,17 @@ type UpdateEndpointInputBodyEventTypes string
 
 // UpdateEndpointInputBodyStatus enabled also clears the failures of a disabled endpoint: its pending deliveries go at once
 type UpdateEndpointInputBodyStatus string
+
+// UpdateRelationInputBody defines model for UpdateRelationInputBody.
+type UpdateRelationInputBody struct {
+	ConfidenceScore *float64 `json:"confidence_score,omitempty"`
+
+	// ValidFrom YYYY-MM-DD; an empty string removes it (open start)
+	ValidFrom *string `json:"valid_from,omitempty"`
+
+	// ValidTo YYYY-MM-DD, on or after valid_from (employment ended); an empty string removes it
+	ValidTo *string `json:"valid_to,omitempty"`
+}
 
 // UpdateTenantInputBody defines model for UpdateTenantInputBody.
 type UpdateTenantInputBody struct {
@@ -1857,6 +1913,18 @@ type CreateRelationParams struct {
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
+// DeleteRelationParams defines parameters for DeleteRelation.
+type DeleteRelationParams struct {
+	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
+	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
+}
+
+// UpdateRelationParams defines parameters for UpdateRelation.
+type UpdateRelationParams struct {
+	// XTenantID The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant.
+	XTenantID *openapi_types.UUID `json:"X-Tenant-ID,omitempty"`
+}
+
 // CreateSharedEntityParams defines parameters for CreateSharedEntity.
 type CreateSharedEntityParams struct {
 	// IdempotencyKey Replays the first response for the same key and request within 24 h. The JSON body is compared canonically (layout and key order do not matter). While the first request is still running: 409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
@@ -1982,6 +2050,9 @@ type CreateProfileJSONRequestBody = CreateProfileInputBody
 
 // CreateRelationJSONRequestBody defines body for CreateRelation for application/json ContentType.
 type CreateRelationJSONRequestBody = CreateRelationInputBody
+
+// UpdateRelationJSONRequestBody defines body for UpdateRelation for application/json ContentType.
+type UpdateRelationJSONRequestBody = UpdateRelationInputBody
 
 // CreateSharedEntityJSONRequestBody defines body for CreateSharedEntity for application/json ContentType.
 type CreateSharedEntityJSONRequestBody = EntityBody
@@ -2416,6 +2487,31 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/entities/{entity_id}/relations (the `CreateRelation` operationId).
 	CreateRelation(ctx context.Context, entityId openapi_types.UUID, params *CreateRelationParams, body CreateRelationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteRelation Delete a relation
+	//
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	//
+	// Corresponds with DELETE /v1/entities/{entity_id}/relations/{relation_id} (the `DeleteRelation` operationId).
+	DeleteRelation(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *DeleteRelationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateRelationWithBody Change a relation's confidence or validity dates (end an employment)
+	//
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /v1/entities/{entity_id}/relations/{relation_id} (the `UpdateRelation` operationId).
+	UpdateRelationWithBody(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateRelation Change a relation's confidence or validity dates (end an employment)
+	//
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /v1/entities/{entity_id}/relations/{relation_id} (the `UpdateRelation` operationId).
+	UpdateRelation(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, body UpdateRelationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateSharedEntityWithBody Create a platform-shared entity
 	//
@@ -3217,6 +3313,61 @@ func (c *Client) CreateRelationWithBody(ctx context.Context, entityId openapi_ty
 // Corresponds with POST /v1/entities/{entity_id}/relations (the `CreateRelation` operationId).
 func (c *Client) CreateRelation(ctx context.Context, entityId openapi_types.UUID, params *CreateRelationParams, body CreateRelationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateRelationRequest(c.Server, entityId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteRelation Delete a relation
+//
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+//
+// Corresponds with DELETE /v1/entities/{entity_id}/relations/{relation_id} (the `DeleteRelation` operationId).
+func (c *Client) DeleteRelation(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *DeleteRelationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteRelationRequest(c.Server, entityId, relationId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateRelationWithBody Change a relation's confidence or validity dates (end an employment)
+//
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /v1/entities/{entity_id}/relations/{relation_id} (the `UpdateRelation` operationId).
+func (c *Client) UpdateRelationWithBody(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateRelationRequestWithBody(c.Server, entityId, relationId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateRelation Change a relation's confidence or validity dates (end an employment)
+//
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /v1/entities/{entity_id}/relations/{relation_id} (the `UpdateRelation` operationId).
+func (c *Client) UpdateRelation(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, body UpdateRelationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateRelationRequest(c.Server, entityId, relationId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -5506,6 +5657,131 @@ func NewCreateRelationRequestWithBody(server string, entityId openapi_types.UUID
 	return req, nil
 }
 
+// NewDeleteRelationRequest constructs an http.Request for the DeleteRelation method
+func NewDeleteRelationRequest(server string, entityId openapi_types.UUID, relationId openapi_types.UUID, params *DeleteRelationParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "entity_id", entityId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "relation_id", relationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/entities/%s/relations/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XTenantID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Tenant-ID", *params.XTenantID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: "uuid"})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Tenant-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewUpdateRelationRequest calls the generic UpdateRelation builder with application/json body
+func NewUpdateRelationRequest(server string, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, body UpdateRelationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateRelationRequestWithBody(server, entityId, relationId, params, "application/json", bodyReader)
+}
+
+// NewUpdateRelationRequestWithBody constructs an http.Request for the UpdateRelation method, with any body, and a specified content type
+func NewUpdateRelationRequestWithBody(server string, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "entity_id", entityId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "relation_id", relationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/entities/%s/relations/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.XTenantID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Tenant-ID", *params.XTenantID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: "uuid"})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Tenant-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewCreateSharedEntityRequest calls the generic CreateSharedEntity builder with application/json body
 func NewCreateSharedEntityRequest(server string, params *CreateSharedEntityParams, body CreateSharedEntityJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -6757,6 +7033,33 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/entities/{entity_id}/relations (the `CreateRelation` operationId).
 	CreateRelationWithResponse(ctx context.Context, entityId openapi_types.UUID, params *CreateRelationParams, body CreateRelationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateRelationResponse, error)
+
+	// DeleteRelationWithResponse Delete a relation
+	//
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/entities/{entity_id}/relations/{relation_id} (the `DeleteRelation` operationId).
+	DeleteRelationWithResponse(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *DeleteRelationParams, reqEditors ...RequestEditorFn) (*DeleteRelationResponse, error)
+
+	// UpdateRelationWithBodyWithResponse Change a relation's confidence or validity dates (end an employment)
+	//
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/entities/{entity_id}/relations/{relation_id} (the `UpdateRelation` operationId).
+	UpdateRelationWithBodyWithResponse(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateRelationResponse, error)
+
+	// UpdateRelationWithResponse Change a relation's confidence or validity dates (end an employment)
+	//
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/entities/{entity_id}/relations/{relation_id} (the `UpdateRelation` operationId).
+	UpdateRelationWithResponse(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, body UpdateRelationJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateRelationResponse, error)
 
 	// CreateSharedEntityWithBodyWithResponse Create a platform-shared entity
 	//
@@ -11708,6 +12011,7 @@ func (r ListRelationsResponse) ContentType() string {
 
 // CreateRelationResponse201Headers the declared response headers of an HTTP 201 response for CreateRelation
 type CreateRelationResponse201Headers struct {
+	Location           *string
 	RateLimitLimit     *int64
 	RateLimitPolicy    *string
 	RateLimitRemaining *int64
@@ -11910,6 +12214,400 @@ func (r CreateRelationResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CreateRelationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteRelationResponse204Headers the declared response headers of an HTTP 204 response for DeleteRelation
+type DeleteRelationResponse204Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// DeleteRelationResponse400Headers the declared response headers of an HTTP 400 response for DeleteRelation
+type DeleteRelationResponse400Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// DeleteRelationResponse403Headers the declared response headers of an HTTP 403 response for DeleteRelation
+type DeleteRelationResponse403Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// DeleteRelationResponse404Headers the declared response headers of an HTTP 404 response for DeleteRelation
+type DeleteRelationResponse404Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// DeleteRelationResponse413Headers the declared response headers of an HTTP 413 response for DeleteRelation
+type DeleteRelationResponse413Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// DeleteRelationResponse415Headers the declared response headers of an HTTP 415 response for DeleteRelation
+type DeleteRelationResponse415Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// DeleteRelationResponse422Headers the declared response headers of an HTTP 422 response for DeleteRelation
+type DeleteRelationResponse422Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// DeleteRelationResponse429Headers the declared response headers of an HTTP 429 response for DeleteRelation
+type DeleteRelationResponse429Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+	RetryAfter         *int64
+}
+
+type DeleteRelationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ProblemError
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ProblemError
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ProblemError
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ProblemError
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ProblemError
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ProblemError
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ProblemError
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ProblemError
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ProblemError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ProblemError
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteRelationResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteRelationResponse400Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteRelationResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *DeleteRelationResponse404Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *DeleteRelationResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *DeleteRelationResponse415Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *DeleteRelationResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteRelationResponse429Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON400() *ProblemError {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON401() *ProblemError {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON403() *ProblemError {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON404() *ProblemError {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON413() *ProblemError {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON415() *ProblemError {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON422() *ProblemError {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON429() *ProblemError {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON500() *ProblemError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteRelationResponse) GetApplicationproblemJSON503() *ProblemError {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteRelationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteRelationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteRelationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteRelationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateRelationResponse200Headers the declared response headers of an HTTP 200 response for UpdateRelation
+type UpdateRelationResponse200Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// UpdateRelationResponse400Headers the declared response headers of an HTTP 400 response for UpdateRelation
+type UpdateRelationResponse400Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// UpdateRelationResponse403Headers the declared response headers of an HTTP 403 response for UpdateRelation
+type UpdateRelationResponse403Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// UpdateRelationResponse404Headers the declared response headers of an HTTP 404 response for UpdateRelation
+type UpdateRelationResponse404Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// UpdateRelationResponse409Headers the declared response headers of an HTTP 409 response for UpdateRelation
+type UpdateRelationResponse409Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// UpdateRelationResponse413Headers the declared response headers of an HTTP 413 response for UpdateRelation
+type UpdateRelationResponse413Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// UpdateRelationResponse415Headers the declared response headers of an HTTP 415 response for UpdateRelation
+type UpdateRelationResponse415Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// UpdateRelationResponse422Headers the declared response headers of an HTTP 422 response for UpdateRelation
+type UpdateRelationResponse422Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+}
+
+// UpdateRelationResponse429Headers the declared response headers of an HTTP 429 response for UpdateRelation
+type UpdateRelationResponse429Headers struct {
+	RateLimitLimit     *int64
+	RateLimitPolicy    *string
+	RateLimitRemaining *int64
+	RateLimitReset     *int64
+	RetryAfter         *int64
+}
+
+type UpdateRelationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RelationOut
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ProblemError
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ProblemError
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ProblemError
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ProblemError
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ProblemError
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ProblemError
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ProblemError
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ProblemError
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ProblemError
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ProblemError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ProblemError
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *UpdateRelationResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *UpdateRelationResponse400Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *UpdateRelationResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *UpdateRelationResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *UpdateRelationResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *UpdateRelationResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *UpdateRelationResponse415Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *UpdateRelationResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UpdateRelationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateRelationResponse) GetJSON200() *RelationOut {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON400() *ProblemError {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON401() *ProblemError {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON403() *ProblemError {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON404() *ProblemError {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON409() *ProblemError {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON413() *ProblemError {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON415() *ProblemError {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON422() *ProblemError {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON429() *ProblemError {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON500() *ProblemError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UpdateRelationResponse) GetApplicationproblemJSON503() *ProblemError {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateRelationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateRelationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateRelationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateRelationResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -15431,6 +16129,51 @@ func (c *ClientWithResponses) CreateRelationWithResponse(ctx context.Context, en
 		return nil, err
 	}
 	return ParseCreateRelationResponse(rsp)
+}
+
+// DeleteRelationWithResponse Delete a relation
+//
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/entities/{entity_id}/relations/{relation_id} (the `DeleteRelation` operationId).
+func (c *ClientWithResponses) DeleteRelationWithResponse(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *DeleteRelationParams, reqEditors ...RequestEditorFn) (*DeleteRelationResponse, error) {
+	rsp, err := c.DeleteRelation(ctx, entityId, relationId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteRelationResponse(rsp)
+}
+
+// UpdateRelationWithBodyWithResponse Change a relation's confidence or validity dates (end an employment)
+//
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/entities/{entity_id}/relations/{relation_id} (the `UpdateRelation` operationId).
+func (c *ClientWithResponses) UpdateRelationWithBodyWithResponse(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateRelationResponse, error) {
+	rsp, err := c.UpdateRelationWithBody(ctx, entityId, relationId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateRelationResponse(rsp)
+}
+
+// UpdateRelationWithResponse Change a relation's confidence or validity dates (end an employment)
+//
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/entities/{entity_id}/relations/{relation_id} (the `UpdateRelation` operationId).
+func (c *ClientWithResponses) UpdateRelationWithResponse(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *UpdateRelationParams, body UpdateRelationJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateRelationResponse, error) {
+	rsp, err := c.UpdateRelation(ctx, entityId, relationId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateRelationResponse(rsp)
 }
 
 // CreateSharedEntityWithBodyWithResponse Create a platform-shared entity
@@ -24488,6 +25231,13 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateRelationResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
@@ -24743,6 +25493,748 @@ func ParseCreateRelationResponse(rsp *http.Response) (*CreateRelationResponse, e
 		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreateRelationResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteRelationResponse parses an HTTP response from a DeleteRelationWithResponse call
+func ParseDeleteRelationResponse(rsp *http.Response) (*DeleteRelationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteRelationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers DeleteRelationResponse204Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers DeleteRelationResponse400Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteRelationResponse403Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers DeleteRelationResponse404Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 413:
+		var headers DeleteRelationResponse413Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers DeleteRelationResponse415Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 422:
+		var headers DeleteRelationResponse422Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers DeleteRelationResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateRelationResponse parses an HTTP response from a UpdateRelationWithResponse call
+func ParseUpdateRelationResponse(rsp *http.Response) (*UpdateRelationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateRelationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest RelationOut
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ProblemError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers UpdateRelationResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers UpdateRelationResponse400Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 403:
+		var headers UpdateRelationResponse403Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers UpdateRelationResponse404Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers UpdateRelationResponse409Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers UpdateRelationResponse413Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers UpdateRelationResponse415Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 422:
+		var headers UpdateRelationResponse422Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers UpdateRelationResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int64
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int64"}); err != nil {

@@ -416,6 +416,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/entities/{entity_id}/relations/{relation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a relation
+         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         */
+        delete: operations["delete-relation"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a relation's confidence or validity dates (end an employment)
+         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         */
+        patch: operations["update-relation"];
+        trace?: never;
+    };
     "/v1/shared/entities": {
         parameters: {
             query?: never;
@@ -642,7 +666,7 @@ export interface components {
              * @description An audit event type, e.g. data.accessed
              * @enum {string}
              */
-            event_type: "screening.initiated" | "screening.completed" | "screening.failed" | "data.accessed" | "cache.hit" | "cache.miss" | "provider.query" | "entity.created" | "entity.merged" | "profile.created" | "consent.granted" | "consent.revoked" | "compliance.check" | "compliance.violation" | "user.login" | "user.logout" | "report.downloaded" | "config.changed" | "rule.modified" | "data.retention_applied" | "data.erased" | "entity.updated" | "entity.related" | "tenant.created" | "tenant.erased" | "api_key.created" | "api_key.revoked" | "auth.failed" | "error.occurred" | "webhook_endpoint.created" | "webhook_endpoint.updated" | "webhook_endpoint.deleted" | "webhook_endpoint.disabled";
+            event_type: "screening.initiated" | "screening.completed" | "screening.failed" | "data.accessed" | "cache.hit" | "cache.miss" | "provider.query" | "entity.created" | "entity.merged" | "profile.created" | "consent.granted" | "consent.revoked" | "compliance.check" | "compliance.violation" | "user.login" | "user.logout" | "report.downloaded" | "config.changed" | "rule.modified" | "data.retention_applied" | "data.erased" | "entity.updated" | "entity.related" | "tenant.created" | "tenant.erased" | "api_key.created" | "api_key.revoked" | "auth.failed" | "error.occurred" | "webhook_endpoint.created" | "webhook_endpoint.updated" | "webhook_endpoint.deleted" | "webhook_endpoint.disabled" | "relation.updated" | "relation.deleted";
             /** Format: ip */
             ip_address: string | null;
             resource_id: string | null;
@@ -780,7 +804,7 @@ export interface components {
         CreateEndpointInputBody: {
             description?: string;
             /** @description The event types to send; empty or absent: every type */
-            event_types?: ("entity.created" | "entity.updated" | "entity.erased" | "relation.created" | "profile.created" | "cache_entry.created" | "api_key.created" | "api_key.revoked" | "tenant.updated" | "webhook_endpoint.disabled")[];
+            event_types?: ("entity.created" | "entity.updated" | "entity.erased" | "relation.created" | "relation.updated" | "relation.deleted" | "profile.created" | "cache_entry.created" | "api_key.created" | "api_key.revoked" | "tenant.updated" | "webhook_endpoint.disabled")[];
             /** @description https in staging and production; must reach a public address (checked again on every connection) */
             url: string;
         };
@@ -823,6 +847,10 @@ export interface components {
             relation_type: string;
             /** Format: uuid */
             to_entity_id: string;
+            /** @description First day the relation holds (YYYY-MM-DD); absent: open */
+            valid_from?: string;
+            /** @description Last day it holds, on or after valid_from; absent: open */
+            valid_to?: string;
         };
         CreateTenantInputBody: {
             /** @description Bring your own key: a key the tenant controls in the key provider (a PKCS#11 key label, or a KMS key id, ARN or alias) that wraps its data keys from the start. Empty: a key elile makes. */
@@ -893,7 +921,7 @@ export interface components {
             /** Format: uuid */
             endpoint_id: string;
             /** @description The event types sent; empty: every type */
-            event_types: ("entity.created" | "entity.updated" | "entity.erased" | "relation.created" | "profile.created" | "cache_entry.created" | "api_key.created" | "api_key.revoked" | "tenant.updated" | "webhook_endpoint.disabled")[];
+            event_types: ("entity.created" | "entity.updated" | "entity.erased" | "relation.created" | "relation.updated" | "relation.deleted" | "profile.created" | "cache_entry.created" | "api_key.created" | "api_key.revoked" | "tenant.updated" | "webhook_endpoint.disabled")[];
             /**
              * Format: date-time
              * @description When the current run of failures began; null when healthy
@@ -1163,6 +1191,15 @@ export interface components {
             tenant_id: string | null;
             /** Format: uuid */
             to_entity_id: string;
+            /**
+             * Format: date-time
+             * @description Last change (PATCH); null: never changed
+             */
+            updated_at: string | null;
+            /** @description First day the relation holds (employment's start); null: open */
+            valid_from: string | null;
+            /** @description Last day it holds (employment's end); null: open */
+            valid_to: string | null;
         };
         Report: {
             /** Format: int64 */
@@ -1221,13 +1258,21 @@ export interface components {
         UpdateEndpointInputBody: {
             description?: string;
             /** @description Replaces the list; empty: every type */
-            event_types?: ("entity.created" | "entity.updated" | "entity.erased" | "relation.created" | "profile.created" | "cache_entry.created" | "api_key.created" | "api_key.revoked" | "tenant.updated" | "webhook_endpoint.disabled")[];
+            event_types?: ("entity.created" | "entity.updated" | "entity.erased" | "relation.created" | "relation.updated" | "relation.deleted" | "profile.created" | "cache_entry.created" | "api_key.created" | "api_key.revoked" | "tenant.updated" | "webhook_endpoint.disabled")[];
             /**
              * @description enabled also clears the failures of a disabled endpoint: its pending deliveries go at once
              * @enum {string}
              */
             status?: "enabled" | "disabled";
             url?: string;
+        };
+        UpdateRelationInputBody: {
+            /** Format: double */
+            confidence_score?: number;
+            /** @description YYYY-MM-DD; an empty string removes it (open start) */
+            valid_from?: string;
+            /** @description YYYY-MM-DD, on or after valid_from (employment ended); an empty string removes it */
+            valid_to?: string;
         };
         UpdateTenantInputBody: {
             /** @description false deactivates the tenant: its credentials get 403 within a second */
@@ -2037,7 +2082,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description An audit event type, e.g. data.accessed */
-                event_type?: "screening.initiated" | "screening.completed" | "screening.failed" | "data.accessed" | "cache.hit" | "cache.miss" | "provider.query" | "entity.created" | "entity.merged" | "profile.created" | "consent.granted" | "consent.revoked" | "compliance.check" | "compliance.violation" | "user.login" | "user.logout" | "report.downloaded" | "config.changed" | "rule.modified" | "data.retention_applied" | "data.erased" | "entity.updated" | "entity.related" | "tenant.created" | "tenant.erased" | "api_key.created" | "api_key.revoked" | "auth.failed" | "error.occurred" | "webhook_endpoint.created" | "webhook_endpoint.updated" | "webhook_endpoint.deleted" | "webhook_endpoint.disabled";
+                event_type?: "screening.initiated" | "screening.completed" | "screening.failed" | "data.accessed" | "cache.hit" | "cache.miss" | "provider.query" | "entity.created" | "entity.merged" | "profile.created" | "consent.granted" | "consent.revoked" | "compliance.check" | "compliance.violation" | "user.login" | "user.logout" | "report.downloaded" | "config.changed" | "rule.modified" | "data.retention_applied" | "data.erased" | "entity.updated" | "entity.related" | "tenant.created" | "tenant.erased" | "api_key.created" | "api_key.revoked" | "auth.failed" | "error.occurred" | "webhook_endpoint.created" | "webhook_endpoint.updated" | "webhook_endpoint.deleted" | "webhook_endpoint.disabled" | "relation.updated" | "relation.deleted";
                 severity?: "debug" | "info" | "warning" | "error" | "critical";
                 entity_id?: string;
                 correlation_id?: string;
@@ -5844,6 +5889,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
                     /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
@@ -5931,6 +5977,389 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description With IDEMPOTENCY_IN_PROGRESS: seconds to wait before sending the request again. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+        };
+    };
+    "delete-relation": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
+                "X-Tenant-ID"?: string;
+            };
+            path: {
+                entity_id: string;
+                relation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+        };
+    };
+    "update-relation": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The tenant to act in (UUID). Required for a platform-admin credential; optional for a credential bound to one tenant. */
+                "X-Tenant-ID"?: string;
+            };
+            path: {
+                entity_id: string;
+                relation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateRelationInputBody"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RelationOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemError"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
+                    "RateLimit-Limit"?: number;
+                    /** @description The quota and the seconds in which it refills, e.g. 100;w=5 for a burst of 100 at 1,200 a minute. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now; they refill at RATE_LIMIT_PER_MINUTE's pace. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the allowance is full again. */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
