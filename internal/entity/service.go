@@ -49,6 +49,10 @@ type Tx interface {
 	// SaveIdentifiers re-encrypts e's identifiers and replaces its blind
 	// indexes (a *DuplicateError as for Insert).
 	SaveIdentifiers(ctx context.Context, e *Entity) error
+	// SaveAttributes writes a locked entity's external id and metadata
+	// (encrypted); an external id another entity of the tenant has fails
+	// the unit of work with ErrExternalIDTaken.
+	SaveAttributes(ctx context.Context, e *Entity) error
 	// Erase deletes a locked entity and everything hanging off it,
 	// returning how many rows of each kind went.
 	Erase(ctx context.Context, id uuid.UUID) (Erased, error)
@@ -286,8 +290,39 @@ func lockOwn(ctx context.Context, tx Tx, ws tenant.Scope, id uuid.UUID) (Entity,
 // entity.updated (the kinds set and removed), in one transaction. Errors:
 // apperr.Invalid, ErrNotFound, ErrSharedReadOnly, *DuplicateError.
 func (s *Service) UpdateIdentifiers(ctx context.Context, sc tenant.Scope, id uuid.UUID, p IdentifierPatch) (Entity, error) {
-	changes, err := s.changes(p)
+	return s.Update(ctx, sc, id, Patch{Identifiers: p})
+}
+
+// Patch changes an entity; nil fields stay.
+type Patch struct {
+	Identifiers IdentifierPatch    // kind -> value, nil value removes; nil: none
+	Metadata    *map[string]string // replaces the whole metadata (empty: none)
+	ExternalID  *string            // "" removes it
+}
+
+// Update applies p to an entity the scope may change, in one unit of
+// work, and records entity.updated (the kinds set and removed, whether the
+// metadata or the external id changed; never their values). Errors:
+// apperr.Invalid (every bad field at once), *DuplicateError,
+// ErrExternalIDTaken (naming the holder), ErrNotFound, ErrSharedReadOnly.
+func (s *Service) Update(ctx context.Context, sc tenant.Scope, id uuid.UUID, p Patch) (Entity, error) {
+	var errs []apperr.Field
+	var changes map[string]*string
+	var err error
+	if len(p.Identifiers) > 0 || p.Metadata == nil && p.ExternalID == nil { // an empty PATCH is refused there
+		changes, err = s.changes(p.Identifiers)
+	}
 	if err != nil {
+		if f := apperr.FieldsOf(err); len(f) > 0 {
+			errs = append(errs, f...)
+		} else {
+			return Entity{}, err
+		}
+	}
+	if p.Metadata != nil {
+		errs = append(errs, ValidateMetadata(*p.Metadata)...)
+	}
+	if err := apperr.Fields(errs...); err != nil {
 		return Entity{}, err
 	}
 	ws, err := s.writeScope(ctx, sc, id)
@@ -302,22 +337,38 @@ func (s *Service) UpdateIdentifiers(ctx context.Context, sc tenant.Scope, id uui
 			set = append(set, k)
 		}
 	}
+	data := map[string]any{"set_kinds": SortKinds(set), "removed_kinds": SortKinds(removed)}
 	var e Entity // filled in by the unit of work (updated_at when it commits)
 	err = s.store.InScope(ctx, ws, func(tx Tx) error {
 		var err error
 		if e, err = lockOwn(ctx, tx, ws, id); err != nil {
 			return err
 		}
-		applyChanges(e.Identifiers, changes)
-		if len(e.Identifiers) > MaxIdentifiers {
-			return apperr.Fields(apperr.Field{Path: "canonical_identifiers", Message: "an entity holds at most 100 identifiers"})
+		if len(changes) > 0 || p.Metadata == nil && p.ExternalID == nil {
+			applyChanges(e.Identifiers, changes)
+			if len(e.Identifiers) > MaxIdentifiers {
+				return apperr.Fields(apperr.Field{Path: "canonical_identifiers", Message: "an entity holds at most 100 identifiers"})
+			}
+			if err := tx.SaveIdentifiers(ctx, &e); err != nil {
+				return err
+			}
 		}
-		if err := tx.SaveIdentifiers(ctx, &e); err != nil {
-			return err
+		if p.Metadata != nil || p.ExternalID != nil {
+			if p.Metadata != nil {
+				e.Metadata, data["metadata_changed"] = *p.Metadata, true
+			}
+			if p.ExternalID != nil {
+				e.ExternalID, data["external_id_changed"] = *p.ExternalID, true
+			}
+			if err := tx.SaveAttributes(ctx, &e); err != nil {
+				return err
+			}
 		}
-		return tx.AppendAudit(ctx, audit.New(ctx, audit.EntityUpdated, sc.Tenant()).With("entity", id.String(), id,
-			map[string]any{"set_kinds": SortKinds(set), "removed_kinds": SortKinds(removed)}))
+		return tx.AppendAudit(ctx, audit.New(ctx, audit.EntityUpdated, sc.Tenant()).With("entity", id.String(), id, data))
 	})
+	if errors.Is(err, ErrExternalIDTaken) && p.ExternalID != nil {
+		return Entity{}, s.externalIDTaken(ctx, ws, *p.ExternalID, err)
+	}
 	if err != nil {
 		return Entity{}, err
 	}

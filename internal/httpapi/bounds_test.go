@@ -218,7 +218,11 @@ func (w *boundsWorld) probes(t *testing.T) map[string]func() probe {
 		},
 		"get-entity": func() probe { return probe{path: ent, key: w.admin} },
 		"update-entity": func() probe {
-			return probe{path: ent, key: w.admin, body: map[string]any{"canonical_identifiers": map[string]any{"legal_name": "Ada L"}}}
+			// An entity of its own each time: the external_id at its limit
+			// is the same string in every probe.
+			e := w.create(t, w.admin, map[string]string{"full_name": "Patched"})
+			return probe{path: "/v1/entities/" + e.EntityID, key: w.admin, body: map[string]any{"canonical_identifiers": map[string]any{"legal_name": "Ada L"},
+				"external_id": fresh("upd"), "metadata": map[string]any{"team": "b"}}}
 		},
 		"delete-entity": func() probe {
 			return probe{path: "/v1/entities/" + w.create(t, w.admin, map[string]string{"full_name": "Gone"}).EntityID, key: w.admin}

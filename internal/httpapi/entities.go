@@ -56,8 +56,8 @@ type createEntityInput struct{ Body entityBody }
 type entityOutput struct{ Body EntityOut }
 
 // created is a 201's output: the new resource, and in Location where it
-// can be read (RFC 9110, section 15.3.2). A relation has no path of its
-// own yet, so its 201 has none.
+// can be read (RFC 9110, section 15.3.2) — or, for a relation, changed
+// and deleted.
 type created[T any] struct {
 	Location string `header:"Location" maxLength:"200" pattern:"^/v1/[a-z0-9/-]+$" doc:"The path of the created resource"`
 	Body     T
@@ -175,7 +175,9 @@ func handleEntitySearch(svc *entity.Service) handlerFunc[searchInput, entitySear
 type patchEntityInput struct {
 	EntityID string `path:"entity_id" format:"uuid"`
 	Body     struct {
-		CanonicalIdentifiers identifierPatch `json:"canonical_identifiers"`
+		CanonicalIdentifiers identifierPatch `json:"canonical_identifiers,omitempty"`
+		ExternalID           *string         `json:"external_id,omitempty" maxLength:"255" pattern:"^[^\\x00-\\x1F\\x7F]*$" doc:"Your own reference, unique per tenant; an empty string removes it"`
+		Metadata             *labels         `json:"metadata,omitempty" doc:"Replaces the whole metadata; {} removes it"`
 	}
 }
 
@@ -185,7 +187,12 @@ func handleEntityPatch(svc *entity.Service) handlerFunc[patchEntityInput, entity
 		if err != nil {
 			return nil, err
 		}
-		e, err := svc.UpdateIdentifiers(ctx, scopeOf(ctx), id, entity.IdentifierPatch(in.Body.CanonicalIdentifiers))
+		p := entity.Patch{Identifiers: entity.IdentifierPatch(in.Body.CanonicalIdentifiers), ExternalID: in.Body.ExternalID}
+		if in.Body.Metadata != nil {
+			m := map[string]string(*in.Body.Metadata)
+			p.Metadata = &m
+		}
+		e, err := svc.Update(ctx, scopeOf(ctx), id, p)
 		if err != nil {
 			return nil, err
 		}

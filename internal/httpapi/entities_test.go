@@ -694,3 +694,41 @@ func TestRelations_Lifecycle(t *testing.T) {
 		t.Fatalf("after delete: %+v", list.Data)
 	}
 }
+
+// TestEntities_PatchMetadataAndExternalID: PATCH changes metadata
+// (replaced whole) and external_id (unique per tenant: 409 naming the
+// holder; "" removes it), with the identifiers in the same unit of work;
+// every bad field is reported at once.
+func TestEntities_PatchMetadataAndExternalID(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	a := w.create(t, w.admin, map[string]string{"full_name": "Ada"})
+	b := w.create(t, w.admin, map[string]string{"full_name": "Bea"})
+	path := "/v1/entities/" + a.EntityID
+	got := decode[EntityOut](t, call(t, w.h, w.as(w.admin, "PATCH", path, map[string]any{
+		"metadata": map[string]string{"team": "risk"}, "external_id": "hr-17", "canonical_identifiers": map[string]any{"email": "ada@example.com"}})))
+	if got.ExternalID == nil || *got.ExternalID != "hr-17" || got.Metadata["team"] != "risk" || got.CanonicalIdentifiers["email"] == "" {
+		t.Fatalf("after PATCH: %+v", got)
+	}
+	list := decode[Page[EntityOut]](t, call(t, w.h, w.as(w.reader, "GET", "/v1/entities?external_id=hr-17", nil)))
+	if len(list.Data) != 1 || list.Data[0].EntityID != a.EntityID {
+		t.Fatalf("by external_id: %+v", list.Data)
+	}
+	taken := wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+b.EntityID, map[string]any{"external_id": "hr-17"})), 409, "EXTERNAL_ID_TAKEN")
+	if taken.ExistingEntityID != a.EntityID {
+		t.Fatalf("taken names %q, want %s", taken.ExistingEntityID, a.EntityID)
+	}
+	p := wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", path, map[string]any{
+		"metadata": map[string]string{"bad\u0001key": "x"}, "canonical_identifiers": map[string]any{"ssn": "not-an-ssn"}})), 422, "VALIDATION_FAILED")
+	if len(p.Errors) != 2 {
+		t.Fatalf("one pass: %+v", p.Errors)
+	}
+	cleared := decode[EntityOut](t, call(t, w.h, w.as(w.admin, "PATCH", path, map[string]any{"metadata": map[string]string{}, "external_id": ""})))
+	if cleared.ExternalID != nil || len(cleared.Metadata) != 0 || cleared.CanonicalIdentifiers["email"] == "" {
+		t.Fatalf("cleared: %+v", cleared)
+	}
+	again := decode[EntityOut](t, call(t, w.h, w.as(w.admin, "GET", path, nil)))
+	if again.ExternalID != nil || len(again.Metadata) != 0 {
+		t.Fatalf("read back: %+v", again)
+	}
+}

@@ -37,7 +37,7 @@ func routes(api huma.API, d Deps, tenants *tenantCache) map[string]access {
 	r.add(http.MethodGet, "/v1/entities", "list-entities", "List entities", access{Scope: "entities:read", Tenant: true}, 0, handleEntityList(d.Entities))
 	r.add(http.MethodPost, "/v1/entities/search", "search-entities", "Find entities by a unique identifier", access{Scope: "entities:read", Tenant: true}, http.StatusOK, handleEntitySearch(d.Entities))
 	r.add(http.MethodGet, "/v1/entities/{entity_id}", "get-entity", "Get an entity", access{Scope: "entities:read", Tenant: true}, 0, handleEntityGet(d.Entities))
-	r.add(http.MethodPatch, "/v1/entities/{entity_id}", "update-entity", "Set or remove identifiers", access{Scope: "entities:write", Tenant: true}, 0, handleEntityPatch(d.Entities))
+	r.add(http.MethodPatch, "/v1/entities/{entity_id}", "update-entity", "Change identifiers, metadata or external_id", access{Scope: "entities:write", Tenant: true}, 0, handleEntityPatch(d.Entities))
 	// Erasing is irreversible (its data keys' rows go; API.md): a scope of
 	// its own, which tenant:admin holds and entities:write does not.
 	r.add(http.MethodDelete, "/v1/entities/{entity_id}", "delete-entity", "Erase an entity", access{Scope: "entities:erase", Tenant: true}, http.StatusNoContent, handleEntityDelete(d.Entities))

@@ -365,6 +365,30 @@ func (t *entityTx) SaveIdentifiers(ctx context.Context, e *entity.Entity) error 
 	return t.queueBlind(ctx, e)
 }
 
+// SaveAttributes queues a locked entity's external id and metadata
+// (sealed, as Insert seals it); updated_at is filled in when the unit of
+// work is sent.
+func (t *entityTx) SaveAttributes(ctx context.Context, e *entity.Entity) error {
+	var meta []byte
+	if len(e.Metadata) > 0 {
+		b, err := json.Marshal(e.Metadata)
+		if err != nil {
+			return err
+		}
+		if meta, err = t.db.keys.Seal(ctx, b, metadataColumn.AD(e.ID, e.Tenant.UUID())); err != nil {
+			return err
+		}
+	}
+	var ext *string
+	if e.ExternalID != "" {
+		ext = &e.ExternalID
+	}
+	t.QueueRow(`UPDATE entities SET external_id = $2, sealed_metadata = $3, metadata = '{}', updated_at = now()
+		WHERE tenant_id = $4 AND entity_id = $1 RETURNING updated_at`,
+		[]any{e.ID, ext, meta, e.Tenant.UUID()}, func(row pgx.Row) error { return row.Scan(&e.UpdatedAt) })
+	return nil
+}
+
 // Erase deletes a locked entity; its identifiers, relations, profiles and
 // cache rows go with it (foreign keys cascade). A platform-shared entity
 // (erased in the platform's scope) also takes every tenant's profiles of

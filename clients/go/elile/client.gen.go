@@ -1472,7 +1472,13 @@ type PageTenantOut struct {
 // PatchEntityInputBody defines model for PatchEntityInputBody.
 type PatchEntityInputBody struct {
 	// CanonicalIdentifiers kind -> new value, or null to remove
-	CanonicalIdentifiers map[string]*string `json:"canonical_identifiers"`
+	CanonicalIdentifiers *map[string]*string `json:"canonical_identifiers,omitempty"`
+
+	// ExternalId Your own reference, unique per tenant; an empty string removes it
+	ExternalId *string `json:"external_id,omitempty"`
+
+	// Metadata Replaces the whole metadata; {} removes it
+	Metadata *map[string]string `json:"metadata,omitempty"`
 }
 
 // ProblemError defines model for ProblemError.
@@ -2374,7 +2380,7 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/entities/{entity_id} (the `GetEntity` operationId).
 	GetEntity(ctx context.Context, entityId openapi_types.UUID, params *GetEntityParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// UpdateEntityWithBody Set or remove identifiers
+	// UpdateEntityWithBody Change identifiers, metadata or external_id
 	//
 	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 	//
@@ -2383,7 +2389,7 @@ type ClientInterface interface {
 	// Corresponds with PATCH /v1/entities/{entity_id} (the `UpdateEntity` operationId).
 	UpdateEntityWithBody(ctx context.Context, entityId openapi_types.UUID, params *UpdateEntityParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// UpdateEntity Set or remove identifiers
+	// UpdateEntity Change identifiers, metadata or external_id
 	//
 	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 	//
@@ -3069,7 +3075,7 @@ func (c *Client) GetEntity(ctx context.Context, entityId openapi_types.UUID, par
 	return c.Client.Do(req)
 }
 
-// UpdateEntityWithBody Set or remove identifiers
+// UpdateEntityWithBody Change identifiers, metadata or external_id
 //
 // Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 //
@@ -3088,7 +3094,7 @@ func (c *Client) UpdateEntityWithBody(ctx context.Context, entityId openapi_type
 	return c.Client.Do(req)
 }
 
-// UpdateEntity Set or remove identifiers
+// UpdateEntity Change identifiers, metadata or external_id
 //
 // Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 //
@@ -6908,7 +6914,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/entities/{entity_id} (the `GetEntity` operationId).
 	GetEntityWithResponse(ctx context.Context, entityId openapi_types.UUID, params *GetEntityParams, reqEditors ...RequestEditorFn) (*GetEntityResponse, error)
 
-	// UpdateEntityWithBodyWithResponse Set or remove identifiers
+	// UpdateEntityWithBodyWithResponse Change identifiers, metadata or external_id
 	//
 	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 	//
@@ -6917,7 +6923,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PATCH /v1/entities/{entity_id} (the `UpdateEntity` operationId).
 	UpdateEntityWithBodyWithResponse(ctx context.Context, entityId openapi_types.UUID, params *UpdateEntityParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateEntityResponse, error)
 
-	// UpdateEntityWithResponse Set or remove identifiers
+	// UpdateEntityWithResponse Change identifiers, metadata or external_id
 	//
 	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 	//
@@ -15921,7 +15927,7 @@ func (c *ClientWithResponses) GetEntityWithResponse(ctx context.Context, entityI
 	return ParseGetEntityResponse(rsp)
 }
 
-// UpdateEntityWithBodyWithResponse Set or remove identifiers
+// UpdateEntityWithBodyWithResponse Change identifiers, metadata or external_id
 //
 // Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 //
@@ -15936,7 +15942,7 @@ func (c *ClientWithResponses) UpdateEntityWithBodyWithResponse(ctx context.Conte
 	return ParseUpdateEntityResponse(rsp)
 }
 
-// UpdateEntityWithResponse Set or remove identifiers
+// UpdateEntityWithResponse Change identifiers, metadata or external_id
 //
 // Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
 //

@@ -278,7 +278,7 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Set or remove identifiers
+         * Change identifiers, metadata or external_id
          * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
          */
         patch: operations["update-entity"];
@@ -1093,8 +1093,14 @@ export interface components {
         };
         PatchEntityInputBody: {
             /** @description kind -> new value, or null to remove */
-            canonical_identifiers: {
+            canonical_identifiers?: {
                 [key: string]: string | null;
+            };
+            /** @description Your own reference, unique per tenant; an empty string removes it */
+            external_id?: string;
+            /** @description Replaces the whole metadata; {} removes it */
+            metadata?: {
+                [key: string]: string;
             };
         };
         ProblemError: {
