@@ -106,10 +106,13 @@ func TestDeliver_EndToEnd(t *testing.T) {
 	if len(seen) != len(want) || s.bad != 0 {
 		t.Fatalf("received %d of %d changes, %d refused signatures", len(seen), len(want), s.bad)
 	}
-	ds, err := b.hooks.Deliveries(context.Background(), a, ep.ID, webhook.Delivered, uuid.Nil, 100)
-	if err != nil || len(ds) != 40 {
-		t.Fatalf("delivered log = %d, %v", len(ds), err)
-	}
+	// The receiver has them; the drain records them a moment later.
+	var ds []webhook.Delivery
+	waitFor(t, "40 deliveries recorded as delivered", 10*time.Second, func() bool {
+		var err error
+		ds, err = b.hooks.Deliveries(context.Background(), a, ep.ID, webhook.Delivered, uuid.Nil, 100)
+		return err == nil && len(ds) == 40
+	})
 	if d := ds[0]; d.Attempts != 1 || d.ResponseStatus != http.StatusOK || d.DeliveredAt.IsZero() || d.ResponseExcerpt != "status 200" {
 		t.Fatalf("log entry = %+v", d)
 	}

@@ -89,9 +89,11 @@ CREATE POLICY platform_access ON webhook_deliveries TO elile_platform USING (tru
 -- A tenant manages its endpoints; it writes events and deliveries only
 -- with the changes they report, and sets a delivery back to pending
 -- (redelivery). The worker (platform) keeps the delivery state.
-GRANT SELECT, INSERT, DELETE ON webhook_endpoints TO elile_app;
-GRANT UPDATE (url, description, event_types, status, disabled_reason, secret, previous_secret, previous_until,
-  failures, failing_since, retry_at, updated_at) ON webhook_endpoints TO elile_app;
+-- UPDATE on the whole table: a change's unit of work on Citus reads the
+-- subscribed endpoints FOR KEY SHARE (postgres/webhooks.go), which needs
+-- it, and a column-level grant does not reach Citus's shards. Row-level
+-- security keeps it to the tenant's own endpoints.
+GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_endpoints TO elile_app;
 GRANT SELECT, INSERT ON webhook_events, webhook_deliveries TO elile_app;
 GRANT UPDATE (state, delivered_at) ON webhook_deliveries TO elile_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_endpoints, webhook_events, webhook_deliveries TO elile_platform;
