@@ -136,6 +136,26 @@ func platformKey(t *testing.T, env []string) string {
 	return k.Secret
 }
 
+// apiCall sends one API request to a server process as key (in tenant tid
+// when not empty) and returns its status and body.
+func apiCall(client *http.Client, base, method, path, key, tid, body string) (int, []byte, error) {
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body)) //nolint:noctx // test
+	req.Header.Set("Authorization", "Bearer "+key)
+	if tid != "" {
+		req.Header.Set("X-Tenant-ID", tid)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
 func env2(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 // TestProcess_SIGTERMDuringLoad: in-flight requests complete, nothing
@@ -193,21 +213,11 @@ func TestProcess_TwoInstances(t *testing.T) {
 	admin := platformKey(t, env)
 	client := &http.Client{Timeout: 10 * time.Second}
 	do := func(base, method, path, key, tid string, body string) (int, string) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body)) //nolint:noctx // test
-		req.Header.Set("Authorization", "Bearer "+key)
-		if tid != "" {
-			req.Header.Set("X-Tenant-ID", tid)
-		}
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := client.Do(req)
+		code, b, err := apiCall(client, base, method, path, key, tid, body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return code, string(b)
 	}
 	code, body := do(a.url, "POST", "/v1/tenants", admin, "", `{"name":"Two"}`)
 	if code != 201 {

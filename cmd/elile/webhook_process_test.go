@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,21 +33,7 @@ func TestCrash_EveryCommittedEventDelivered(t *testing.T) {
 	admin := platformKey(t, env)
 	client := &http.Client{Timeout: 10 * time.Second}
 	call := func(base, method, path, key, tid, body string) (int, []byte, error) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body)) //nolint:noctx // test
-		req.Header.Set("Authorization", "Bearer "+key)
-		if tid != "" {
-			req.Header.Set("X-Tenant-ID", tid)
-		}
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b, nil
+		return apiCall(client, base, method, path, key, tid, body)
 	}
 	must := func(want int, base, method, path, key, tid, body string) []byte {
 		code, b, err := call(base, method, path, key, tid, body)

@@ -285,14 +285,6 @@ func lockOwn(ctx context.Context, tx Tx, ws tenant.Scope, id uuid.UUID) (Entity,
 	return e, nil
 }
 
-// UpdateIdentifiers applies p to an entity sc may change, re-encrypts the
-// identifiers, keeps the blind indexes in step and records
-// entity.updated (the kinds set and removed), in one transaction. Errors:
-// apperr.Invalid, ErrNotFound, ErrSharedReadOnly, *DuplicateError.
-func (s *Service) UpdateIdentifiers(ctx context.Context, sc tenant.Scope, id uuid.UUID, p IdentifierPatch) (Entity, error) {
-	return s.Update(ctx, sc, id, Patch{Identifiers: p})
-}
-
 // Patch changes an entity; nil fields stay.
 type Patch struct {
 	Identifiers IdentifierPatch    // kind -> value, nil value removes; nil: none
@@ -301,7 +293,8 @@ type Patch struct {
 }
 
 // Update applies p to an entity the scope may change, in one unit of
-// work, and records entity.updated (the kinds set and removed, whether the
+// work — re-encrypting the identifiers and keeping their blind indexes in
+// step when they change — and records entity.updated (the kinds set and removed, whether the
 // metadata or the external id changed; never their values). Errors:
 // apperr.Invalid (every bad field at once), *DuplicateError,
 // ErrExternalIDTaken (naming the holder), ErrNotFound, ErrSharedReadOnly.

@@ -75,13 +75,19 @@ func (heldScopes) Schema(huma.Registry) *huma.Schema {
 }
 
 func scopesSchema(scopes []string, minItems int, doc string) *huma.Schema {
-	enum := make([]any, len(scopes))
+	return enumListSchema(scopes, ptr(minItems), doc)
+}
+
+// enumListSchema is a list of distinct values from values (at least
+// minItems when not nil): the bounds the document shows and huma enforces.
+func enumListSchema(values []string, minItems *int, doc string) *huma.Schema {
+	enum := make([]any, len(values))
 	longest := 0
-	for i, s := range scopes {
+	for i, s := range values {
 		enum[i] = s
 		longest = max(longest, len(s))
 	}
-	return &huma.Schema{Type: huma.TypeArray, Description: doc, MinItems: ptr(minItems), MaxItems: ptr(len(scopes)), UniqueItems: true,
+	return &huma.Schema{Type: huma.TypeArray, Description: doc, MinItems: minItems, MaxItems: ptr(len(values)), UniqueItems: true,
 		Items: &huma.Schema{Type: huma.TypeString, Enum: enum, MaxLength: ptr(longest)}}
 }
 

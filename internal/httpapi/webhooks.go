@@ -32,17 +32,7 @@ type eventTypes []string
 
 // Schema lists the types from the webhook package, so the document cannot
 // drift from what the server sends.
-func (eventTypes) Schema(huma.Registry) *huma.Schema {
-	ts := webhook.Types()
-	enum := make([]any, len(ts))
-	longest := 0
-	for i, t := range ts {
-		enum[i] = t
-		longest = max(longest, len(t))
-	}
-	return &huma.Schema{Type: huma.TypeArray, MaxItems: ptr(len(ts)), UniqueItems: true,
-		Items: &huma.Schema{Type: huma.TypeString, Enum: enum, MaxLength: ptr(longest)}}
-}
+func (eventTypes) Schema(huma.Registry) *huma.Schema { return enumListSchema(webhook.Types(), nil, "") }
 
 func endpointOut(ep webhook.Endpoint) EndpointOut {
 	o := EndpointOut{EndpointID: ep.ID.String(), URL: ep.URL, Description: ep.Description, EventTypes: ep.EventTypes,

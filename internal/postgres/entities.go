@@ -135,25 +135,28 @@ func (t *entityTx) Insert(ctx context.Context, e *entity.Entity) error {
 	if err != nil {
 		return err
 	}
-	var meta []byte
-	if len(e.Metadata) > 0 {
-		b, err := json.Marshal(e.Metadata)
-		if err != nil {
-			return err
-		}
-		if meta, err = t.db.keys.Seal(ctx, b, metadataColumn.AD(e.ID, e.Tenant.UUID())); err != nil {
-			return err
-		}
-	}
-	var ext *string
-	if e.ExternalID != "" {
-		ext = &e.ExternalID
+	meta, err := t.db.sealMetadata(ctx, *e)
+	if err != nil {
+		return err
 	}
 	t.QueueRow(`INSERT INTO entities (entity_id, tenant_id, entity_type, external_id, sealed_metadata, identifiers)
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at, updated_at`,
-		[]any{e.ID, e.Tenant.UUID(), e.Type, ext, meta, sealed},
+		[]any{e.ID, e.Tenant.UUID(), e.Type, nullString(e.ExternalID), meta, sealed},
 		func(row pgx.Row) error { return row.Scan(&e.CreatedAt, &e.UpdatedAt) })
 	return t.queueBlind(ctx, e)
+}
+
+// sealMetadata is e's metadata as stored: its JSON sealed under the
+// tenant's key, bound to the row (nil when there is none).
+func (db *DB) sealMetadata(ctx context.Context, e entity.Entity) ([]byte, error) {
+	if len(e.Metadata) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(e.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	return db.keys.Seal(ctx, b, metadataColumn.AD(e.ID, e.Tenant.UUID()))
 }
 
 const entityCols = "entity_id, tenant_id, entity_type, coalesce(external_id, ''), metadata, sealed_metadata, identifiers, created_at, updated_at"
@@ -369,23 +372,13 @@ func (t *entityTx) SaveIdentifiers(ctx context.Context, e *entity.Entity) error 
 // (sealed, as Insert seals it); updated_at is filled in when the unit of
 // work is sent.
 func (t *entityTx) SaveAttributes(ctx context.Context, e *entity.Entity) error {
-	var meta []byte
-	if len(e.Metadata) > 0 {
-		b, err := json.Marshal(e.Metadata)
-		if err != nil {
-			return err
-		}
-		if meta, err = t.db.keys.Seal(ctx, b, metadataColumn.AD(e.ID, e.Tenant.UUID())); err != nil {
-			return err
-		}
-	}
-	var ext *string
-	if e.ExternalID != "" {
-		ext = &e.ExternalID
+	meta, err := t.db.sealMetadata(ctx, *e)
+	if err != nil {
+		return err
 	}
 	t.QueueRow(`UPDATE entities SET external_id = $2, sealed_metadata = $3, metadata = '{}', updated_at = now()
 		WHERE tenant_id = $4 AND entity_id = $1 RETURNING updated_at`,
-		[]any{e.ID, ext, meta, e.Tenant.UUID()}, func(row pgx.Row) error { return row.Scan(&e.UpdatedAt) })
+		[]any{e.ID, nullString(e.ExternalID), meta, e.Tenant.UUID()}, func(row pgx.Row) error { return row.Scan(&e.UpdatedAt) })
 	return nil
 }
 

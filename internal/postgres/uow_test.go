@@ -95,7 +95,7 @@ func TestUnitOfWork_ExplicitTransactionFailingAtCommitRollsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// UPDATE identifiers, DELETE blind indexes, INSERT blind indexes (fails), audit row, COMMIT.
-	_, err = svc.UpdateIdentifiers(ctx, tenant.Of(a), other.ID, entity.IdentifierPatch{"ssn": "111223333"})
+	_, err = svc.Update(ctx, tenant.Of(a), other.ID, entity.Patch{Identifiers: entity.IdentifierPatch{"ssn": "111223333"}})
 	var dup *entity.DuplicateError
 	if !errors.As(err, &dup) || dup.Existing != holder.ID {
 		t.Fatalf("taking another entity's SSN = %v, want a DuplicateError naming %s", err, holder.ID)
@@ -112,7 +112,7 @@ func TestUnitOfWork_ExplicitTransactionFailingAtCommitRollsBack(t *testing.T) {
 	}
 	assertCleanConnection(t, b.db)
 	// The same connection then does a whole change.
-	if _, err := svc.UpdateIdentifiers(ctx, tenant.Of(a), other.ID, entity.IdentifierPatch{"ssn": "777-88-9999"}); err != nil {
+	if _, err := svc.Update(ctx, tenant.Of(a), other.ID, entity.Patch{Identifiers: entity.IdentifierPatch{"ssn": "777-88-9999"}}); err != nil {
 		t.Fatalf("a change after the failed one: %v", err)
 	}
 }

@@ -74,10 +74,18 @@ func (t *Tx) announce(ctx context.Context, ev audit.Event) error {
 		t.Queue(outboxEventSQL, tid, ev.ID, typ, string(webhook.PayloadOf(typ, ev)), ev.At)
 		t.Queue(outboxDeliverySQL, tid, ev.ID, typ, ev.At)
 	}
-	if fn := t.db.webhookHook.Load(); fn != nil {
-		t.afterCommit(func() { (*fn)(ev.Tenant) })
-	}
+	t.afterCommit(t.db.webhookEvents(ev.Tenant))
 	return nil
+}
+
+// webhookEvents is what runs after a commit that wrote deliveries for
+// tenant id: the OnWebhookEvent hook, when one is set.
+func (db *DB) webhookEvents(id tenant.ID) func() {
+	return func() {
+		if fn := db.webhookHook.Load(); fn != nil {
+			(*fn)(id)
+		}
+	}
 }
 
 // EndpointCacheTTL is how long an instance trusts what it read of whether
@@ -261,19 +269,11 @@ func (s *WebhookStore) UpdateEndpoint(ctx context.Context, t tenant.ID, id uuid.
 		}
 		if p.Status != nil && *p.Status == webhook.Enabled {
 			tx.afterCommit(func() { s.db.endpoints.set(t, true, time.Now()) })
-			tx.afterCommit(s.kick(t))
+			tx.afterCommit(s.db.webhookEvents(t))
 		}
 		return tx.AppendAudit(ctx, ev)
 	})
 	return ep, err
-}
-
-func (s *WebhookStore) kick(t tenant.ID) func() {
-	return func() {
-		if fn := s.db.webhookHook.Load(); fn != nil {
-			(*fn)(t)
-		}
-	}
 }
 
 // DeleteEndpoint deletes an endpoint and its deliveries (webhook.Store).
@@ -380,7 +380,7 @@ func (s *WebhookStore) Redeliver(ctx context.Context, t tenant.ID, endpoint, eve
 		if tag.RowsAffected() == 0 {
 			return webhook.ErrDeliveryNotFound
 		}
-		tx.afterCommit(s.kick(t))
+		tx.afterCommit(s.db.webhookEvents(t))
 		return tx.AppendAudit(ctx, ev)
 	})
 }

@@ -52,7 +52,7 @@ func Types() []string {
 // the tenant's endpoints, or "" when it announces none (reads, errors,
 // platform-only changes).
 func Announced(ev audit.Event) string {
-	if ev.Tenant.IsZero() || ev.Tenant.UUID() == uuid.Nil {
+	if ev.Tenant.IsZero() { // the platform's own (the nil UUID): no endpoints
 		return ""
 	}
 	switch {
