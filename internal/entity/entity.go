@@ -104,7 +104,10 @@ func NormalizeIdentifiers(ids map[string]string, now time.Time) (map[string]stri
 		}
 		out[k] = n
 	}
-	if len(ids) > MaxIdentifiers {
+	switch {
+	case len(ids) == 0:
+		errs = append(errs, apperr.Field{Path: "canonical_identifiers", Message: "give at least one identifier"})
+	case len(ids) > MaxIdentifiers:
 		errs = append(errs, apperr.Field{Path: "canonical_identifiers", Message: "at most 100 identifiers"})
 	}
 	return out, errs

@@ -83,9 +83,13 @@ func ValidateScore(score map[string]any) []apperr.Field {
 	if n := compactjson.Size(score); n > MaxScoreBytes {
 		errs = append(errs, apperr.Field{Path: "risk_score", Message: fmt.Sprintf("at most %d bytes as compact JSON, not %d", MaxScoreBytes, n)})
 	}
-	overall, ok := score["overall"].(float64)
-	if !ok || overall < 0 || overall > 1 || math.IsNaN(overall) {
+	switch overall, ok := score["overall"].(float64); {
+	case score["overall"] == nil:
 		errs = append(errs, apperr.Field{Path: "risk_score.overall", Message: "required: a number from 0 to 1"})
+	case !ok:
+		errs = append(errs, apperr.Field{Path: "risk_score.overall", Message: "a number from 0 to 1"})
+	case overall < 0 || overall > 1 || math.IsNaN(overall):
+		errs = append(errs, apperr.Field{Path: "risk_score.overall", Message: "scores are from 0 to 1"})
 	}
 	for _, k := range slices.Sorted(maps.Keys(score)) {
 		if k == "overall" {

@@ -161,13 +161,15 @@ func TestService_Changes(t *testing.T) {
 		{name: "Empty", patch: IdentifierPatch{}, invalid: []string{"canonical_identifiers"}},
 		{name: "NotAStringOrNull", patch: IdentifierPatch{"ssn": 123}, invalid: []string{"canonical_identifiers.ssn"}},
 		{name: "BadValue", patch: IdentifierPatch{"ssn": "12"}, invalid: []string{"canonical_identifiers.ssn"}},
+		{name: "UnknownKind", patch: IdentifierPatch{"dob": "1980-01-01"}, invalid: []string{"canonical_identifiers.dob"}},
+		{name: "RemovingAKindNoLongerAccepted", patch: IdentifierPatch{"drivers_license": nil}, want: map[string]string{"drivers_license": ""}},
 		{name: "RemovingABadKind", patch: IdentifierPatch{"Not Valid": nil}, invalid: []string{"canonical_identifiers.Not Valid"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			changes, err := s.changes(tc.patch)
-			if got := paths(apperr.FieldsOf(err)); len(tc.invalid) > 0 || len(got) > 0 {
+			changes, bad := identifierChanges(tc.patch, s.now())
+			if got := paths(bad); len(tc.invalid) > 0 || len(got) > 0 {
 				if !reflect.DeepEqual(got, tc.invalid) {
 					t.Fatalf("invalid fields = %v, want %v", got, tc.invalid)
 				}
@@ -189,8 +191,8 @@ func TestService_Changes(t *testing.T) {
 	for i := range 2*MaxIdentifiers + 1 {
 		tooMany[strings.Repeat("k", 1+i%60)+"_"+string(rune('a'+i%26))+string(rune('a'+i/26))] = nil
 	}
-	if _, err := s.changes(tooMany); apperr.KindOf(err) != apperr.Invalid {
-		t.Errorf("a patch of %d changes = %v, want invalid", len(tooMany), err)
+	if _, bad := identifierChanges(tooMany, s.now()); len(bad) != 1 || bad[0].Path != "canonical_identifiers" {
+		t.Errorf("a patch of %d changes = %v, want canonical_identifiers invalid", len(tooMany), bad)
 	}
 }
 

@@ -221,12 +221,32 @@ func (s *Service) Search(ctx context.Context, sc tenant.Scope, kind, value strin
 // removes. Anything else is invalid.
 type IdentifierPatch map[string]any
 
-// changes validates p into normalised changes.
-func (s *Service) changes(p IdentifierPatch) (map[string]*string, error) {
+// Check reports every bad field of in, as Create does: the HTTP layer
+// runs it in the same pass as the schema, so a request learns all that is
+// wrong with it at once.
+func (in NewEntity) Check(now time.Time) []apperr.Field {
+	_, errs := NormalizeIdentifiers(in.Identifiers, now)
+	return append(errs, ValidateMetadata(in.Metadata)...)
+}
+
+// Check reports every bad field of p, as Update does.
+func (p Patch) Check(now time.Time) []apperr.Field {
+	var errs []apperr.Field
+	if len(p.Identifiers) > 0 || p.Metadata == nil && p.ExternalID == nil { // an empty PATCH is refused there
+		_, errs = identifierChanges(p.Identifiers, now)
+	}
+	if p.Metadata != nil {
+		errs = append(errs, ValidateMetadata(*p.Metadata)...)
+	}
+	return errs
+}
+
+// identifierChanges validates p into normalised changes.
+func identifierChanges(p IdentifierPatch, now time.Time) (map[string]*string, []apperr.Field) {
 	const loc = "canonical_identifiers"
 	tooMany := apperr.Field{Path: loc, Message: "an entity holds at most 100 identifiers"}
 	if len(p) > 2*MaxIdentifiers { // cannot fit, whatever it removes
-		return nil, apperr.Fields(tooMany)
+		return nil, []apperr.Field{tooMany}
 	}
 	changes := map[string]*string{}
 	var errs []apperr.Field
@@ -234,12 +254,14 @@ func (s *Service) changes(p IdentifierPatch) (map[string]*string, error) {
 		path := loc + "." + k
 		switch v := p[k].(type) {
 		case nil:
+			// Any well-formed kind may be removed: one stored before the
+			// vocabulary was closed too.
 			if !identifier.ValidKind(k) {
 				errs = append(errs, apperr.Field{Path: path, Message: "kind must be lower_snake_case"})
 			}
 			changes[k] = nil
 		case string:
-			n, err := identifier.Normalize(k, v, s.now())
+			n, err := identifier.Normalize(k, v, now)
 			if err != nil {
 				errs = append(errs, apperr.Field{Path: path, Message: err.Error()})
 				continue
@@ -252,7 +274,7 @@ func (s *Service) changes(p IdentifierPatch) (map[string]*string, error) {
 	if len(changes) == 0 && len(errs) == 0 {
 		errs = append(errs, apperr.Field{Path: loc, Message: "give at least one identifier to set or remove"})
 	}
-	return changes, apperr.Fields(errs...)
+	return changes, errs
 }
 
 // writeScope is the scope a change to entity id runs in: sc, or the
@@ -301,16 +323,8 @@ type Patch struct {
 func (s *Service) Update(ctx context.Context, sc tenant.Scope, id uuid.UUID, p Patch) (Entity, error) {
 	var errs []apperr.Field
 	var changes map[string]*string
-	var err error
 	if len(p.Identifiers) > 0 || p.Metadata == nil && p.ExternalID == nil { // an empty PATCH is refused there
-		changes, err = s.changes(p.Identifiers)
-	}
-	if err != nil {
-		if f := apperr.FieldsOf(err); len(f) > 0 {
-			errs = append(errs, f...)
-		} else {
-			return Entity{}, err
-		}
+		changes, errs = identifierChanges(p.Identifiers, s.now())
 	}
 	if p.Metadata != nil {
 		errs = append(errs, ValidateMetadata(*p.Metadata)...)
@@ -419,7 +433,7 @@ func (s *Service) Relate(ctx context.Context, sc tenant.Scope, in NewRelation) (
 	if in.From == in.To {
 		errs = append(errs, apperr.Field{Path: "to_entity_id", Message: "an entity cannot be related to itself"})
 	}
-	errs = append(errs, checkValidity(in.ValidFrom, in.ValidTo)...)
+	errs = append(errs, CheckValidity(in.ValidFrom, in.ValidTo)...)
 	if err := apperr.Fields(errs...); err != nil {
 		return Relation{}, err
 	}
@@ -454,8 +468,8 @@ func (s *Service) Relate(ctx context.Context, sc tenant.Scope, in NewRelation) (
 	return r, nil
 }
 
-// checkValidity: an end on or after the start.
-func checkValidity(from, to time.Time) []apperr.Field {
+// CheckValidity: an end on or after the start.
+func CheckValidity(from, to time.Time) []apperr.Field {
 	if !from.IsZero() && !to.IsZero() && to.Before(from) {
 		return []apperr.Field{{Path: "valid_to", Message: "must be on or after valid_from"}}
 	}
@@ -486,7 +500,7 @@ func (s *Service) UpdateRelation(ctx context.Context, sc tenant.Scope, id, relat
 		if p.ValidTo != nil {
 			r.ValidTo, data["valid_to"] = *p.ValidTo, dateOrNil(*p.ValidTo)
 		}
-		if err := apperr.Fields(checkValidity(r.ValidFrom, r.ValidTo)...); err != nil {
+		if err := apperr.Fields(CheckValidity(r.ValidFrom, r.ValidTo)...); err != nil {
 			return err
 		}
 		if err := tx.UpdateRelation(ctx, &r); err != nil {

@@ -129,8 +129,45 @@ type identifiers map[string]string
 
 // Schema declares the entity service's limits.
 func (identifiers) Schema(huma.Registry) *huma.Schema {
-	return boundedMap("kind -> value; kinds lower_snake_case (at most 63 characters), values at most 1024 characters",
-		entity.MaxIdentifiers, kindNames(), &huma.Schema{Type: huma.TypeString, MinLength: ptr(1), MaxLength: ptr(identifier.MaxValueLen), Pattern: textPattern})
+	s := boundedMap("kind -> value: at least one, at most 100. Kinds are the known ones ("+strings.Join(knownKinds(), ", ")+
+		") or your own under x_ (always masked, never unique); each known kind's format is in docs/reference.md#identifier-kinds",
+		entity.MaxIdentifiers, acceptedKinds(), &huma.Schema{Type: huma.TypeString, MinLength: ptr(1), MaxLength: ptr(identifier.MaxValueLen), Pattern: textPattern})
+	s.MinProperties = ptr(1)
+	ex := map[string]any{}
+	for _, k := range identifier.Kinds() {
+		if k.Name == identifier.SSN || k.Name == identifier.Email || k.Name == identifier.FullName || k.Name == identifier.DateOfBirth {
+			ex[k.Name] = k.Example
+		}
+	}
+	s.Examples = []any{ex}
+	return s
+}
+
+func knownKinds() []string {
+	var out []string
+	for _, k := range identifier.Kinds() {
+		out = append(out, k.Name)
+	}
+	return out
+}
+
+// acceptedKinds are the names a new identifier may have: a known kind, or
+// a custom one (x_…).
+func acceptedKinds() *huma.Schema {
+	return &huma.Schema{Type: huma.TypeString, MinLength: ptr(1), MaxLength: ptr(identifier.MaxKindLen),
+		Pattern: "^(" + strings.Join(knownKinds(), "|") + ")$|^x(_[a-z0-9]+)+$"}
+}
+
+// searchKind is a kind entities are searched by: a unique one.
+type searchKind string
+
+// Schema lists the unique kinds, from the vocabulary's table.
+func (searchKind) Schema(huma.Registry) *huma.Schema {
+	var enum []any
+	for _, k := range identifier.UniqueKinds() {
+		enum = append(enum, k)
+	}
+	return &huma.Schema{Type: huma.TypeString, Enum: enum, Description: "A unique identifier kind (only those are searchable)"}
 }
 
 // maskedIdentifiers are identifiers in responses: masking an e-mail
@@ -148,7 +185,7 @@ type identifierPatch map[string]any
 
 // Schema declares the entity service's limits; null removes.
 func (identifierPatch) Schema(huma.Registry) *huma.Schema {
-	return boundedMap("kind -> new value, or null to remove", 2*entity.MaxIdentifiers, kindNames(),
+	return boundedMap("kind -> new value (a known kind or x_…), or null to remove (any kind held, one stored before the vocabulary was closed too)", 2*entity.MaxIdentifiers, kindNames(),
 		&huma.Schema{Type: huma.TypeString, Nullable: true, MinLength: ptr(1), MaxLength: ptr(identifier.MaxValueLen), Pattern: textPattern})
 }
 

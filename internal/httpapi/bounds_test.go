@@ -681,8 +681,8 @@ func sortedKeys(m map[string]any) []string {
 }
 
 // keyOf is a map key of n characters: both bounded maps' key patterns
-// (identifier kinds, labels) admit a run of k.
-func keyOf(n int) string { return strings.Repeat("k", n) }
+// (identifier kinds, labels) admit a custom kind, x_ and a run of k.
+func keyOf(n int) string { return "x_" + strings.Repeat("k", n-2) }
 
 // itemsOf is a list of n items that s admits: the enum's values in turn
 // (repeating past its end), else copies of the current first item.
@@ -723,7 +723,7 @@ func propsOf(s docSchema, cur any, n int) map[string]any {
 		}
 	}
 	for i := 0; len(out) < n; i++ {
-		out["k"+strconv.Itoa(i)] = v
+		out["x_k"+strconv.Itoa(i)] = v
 	}
 	return out
 }

@@ -146,8 +146,8 @@ func handleEntityList(svc *entity.Service) handlerFunc[listEntitiesInput, entity
 
 type searchInput struct {
 	Body struct {
-		Kind  string `json:"kind" enum:"ssn,ein,passport,national_id,email" doc:"A unique identifier kind"`
-		Value string `json:"value" minLength:"2" maxLength:"254" doc:"The identifier: 2 characters (a national id) to 254 (an e-mail address)" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
+		Kind  searchKind `json:"kind"`
+		Value string     `json:"value" minLength:"2" maxLength:"254" doc:"The identifier: 2 characters (a national id) to 254 (an e-mail address)" pattern:"^[^\\x00-\\x1F\\x7F]*$"`
 	}
 }
 
@@ -159,7 +159,7 @@ type entitySearchOutput struct {
 
 func handleEntitySearch(svc *entity.Service) handlerFunc[searchInput, entitySearchOutput] {
 	return func(ctx context.Context, in *searchInput) (*entitySearchOutput, error) {
-		es, err := svc.Search(ctx, scopeOf(ctx), in.Body.Kind, in.Body.Value)
+		es, err := svc.Search(ctx, scopeOf(ctx), string(in.Body.Kind), in.Body.Value)
 		if err != nil {
 			return nil, err
 		}

@@ -95,7 +95,7 @@ func TestEntities_CreateReadSearch(t *testing.T) {
 	// Mass assignment: server-owned fields are rejected.
 	for _, field := range []string{"tenant_id", "entity_id", "created_at", "version"} {
 		p := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual",
-			"canonical_identifiers": map[string]string{}, field: "x"})), 422, "VALIDATION_FAILED")
+			"canonical_identifiers": map[string]string{"full_name": "Mass"}, field: "x"})), 422, "VALIDATION_FAILED")
 		if p.Errors[0].Location != "body."+field {
 			t.Errorf("%s: %+v", field, p.Errors)
 		}
@@ -142,7 +142,7 @@ func TestEntities_ListPatchDelete(t *testing.T) {
 		}
 		ids = append(ids, decode[EntityOut](t, rec).EntityID)
 	}
-	taken := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{}, "external_id": "ext-0"})), 409, "EXTERNAL_ID_TAKEN")
+	taken := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities", map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"full_name": "Taken"}, "external_id": "ext-0"})), 409, "EXTERNAL_ID_TAKEN")
 	if taken.ExistingEntityID != ids[0] {
 		t.Errorf("EXTERNAL_ID_TAKEN names %q, want the holder %s", taken.ExistingEntityID, ids[0])
 	}
@@ -160,16 +160,16 @@ func TestEntities_ListPatchDelete(t *testing.T) {
 	}
 
 	// PATCH merges: a value sets, null removes; a duplicate is 409.
-	rec := call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+ids[0], map[string]any{"canonical_identifiers": map[string]any{"ein": nil, "full_name": "Acme", "ssn": "987-65-4321"}}))
+	rec := call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+ids[0], map[string]any{"canonical_identifiers": map[string]any{"ein": nil, "full_name": "Acme", "ssn": "876-54-3210"}}))
 	patched := decode[EntityOut](t, rec)
-	if rec.Code != 200 || patched.CanonicalIdentifiers["ein"] != "" || patched.CanonicalIdentifiers["ssn"] != "***-**-4321" || patched.CanonicalIdentifiers["full_name"] != "Acme" {
+	if rec.Code != 200 || patched.CanonicalIdentifiers["ein"] != "" || patched.CanonicalIdentifiers["ssn"] != "***-**-3210" || patched.CanonicalIdentifiers["full_name"] != "Acme" {
 		t.Fatalf("patch: %d %s", rec.Code, rec.Body)
 	}
 	found := decode[struct{ Data []EntityOut }](t, call(t, w.h, w.as(w.reader, "POST", "/v1/entities/search", map[string]any{"kind": "ein", "value": "123456700"})))
 	if len(found.Data) != 0 {
 		t.Errorf("removed EIN still found: %+v", found)
 	}
-	wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+ids[1], map[string]any{"canonical_identifiers": map[string]any{"ssn": "987654321", "ein": nil}})), 409, "ENTITY_DUPLICATE")
+	wantProblem(t, call(t, w.h, w.as(w.admin, "PATCH", "/v1/entities/"+ids[1], map[string]any{"canonical_identifiers": map[string]any{"ssn": "876543210", "ein": nil}})), 409, "ENTITY_DUPLICATE")
 	// That PATCH failed halfway (identifiers rewritten, blind rows deleted,
 	// then the duplicate): entity 1 is exactly as before.
 	kept := decode[EntityOut](t, call(t, w.h, w.as(w.admin, "GET", "/v1/entities/"+ids[1]+"?reveal=true", nil)))

@@ -145,9 +145,15 @@ func useProblemErrors() {
 				det := d.ErrorDetail()
 				it := fieldItem(det.Location, det.Message)
 				// One item per bad field: a value too short and off its
-				// pattern is one problem with two reasons.
+				// pattern is one problem with two reasons. A service rule
+				// (a resolver's, run after the schema) adds nothing to a
+				// field the schema has already refused: the schema's
+				// reason is the one to fix first.
 				if i, ok := at[it.Location]; ok {
-					items[i].Message += "; " + it.Message
+					var rule *ruleError
+					if !errors.As(err, &rule) {
+						items[i].Message += "; " + it.Message
+					}
 					continue
 				}
 				at[it.Location] = len(items)

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/identifier"
 	"github.com/elile/elile/internal/kv"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/tenancy"
@@ -48,7 +48,7 @@ func startCreateLoad(t *testing.T, h http.Handler, f fixture, pause time.Duratio
 				}
 				start := time.Now()
 				rec := call(t, h, req{method: "POST", path: "/v1/entities", key: f.secret, tenant: f.tenant.String(),
-					body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"ssn": fmt.Sprintf("%03d%06d", g, i)}}})
+					body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"ssn": identifier.SyntheticSSN(uint64(g)*1_000_000 + uint64(i))}}})
 				o := outcome{status: rec.Code, took: time.Since(start), at: start}
 				if rec.Code == 201 {
 					o.id = decode[EntityOut](t, rec).EntityID
@@ -264,7 +264,7 @@ func TestFault_SlowQueryCancelledAtDeadline(t *testing.T) {
 	h, b := setup(t, setupOpts{deadline: 400 * time.Millisecond})
 	tid := mkTenant(t, b, "fault-slow")
 	key := mkKey(t, b, tid, auth.ScopeTenantAdmin)
-	rec := call(t, h, req{method: "POST", path: "/v1/entities", key: key.secret, tenant: tid.String(), body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{}}})
+	rec := call(t, h, req{method: "POST", path: "/v1/entities", key: key.secret, tenant: tid.String(), body: map[string]any{"entity_type": "individual", "canonical_identifiers": map[string]string{"full_name": "Slow"}}})
 	e := decode[EntityOut](t, rec)
 	// Another session holds the row: the PATCH waits on its lock.
 	conn, err := pgx.Connect(context.Background(), b.dbURL)

@@ -202,8 +202,8 @@ func TestHardening_JWTCannotBePlatformAdmin(t *testing.T) {
 func TestHardening_IdentifierCapAndDefaultMasking(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	e := w.create(t, w.admin, map[string]string{"full_name": "Cap", "drivers_license": "D1234-5678", "tax_id": "TX99887766"})
-	if got := e.CanonicalIdentifiers; got["drivers_license"] != "******5678" || got["tax_id"] != "******7766" || got["full_name"] != "Cap" {
+	e := w.create(t, w.admin, map[string]string{"full_name": "Cap", "x_drivers_license": "D1234-5678", "x_tax_id": "TX99887766"})
+	if got := e.CanonicalIdentifiers; got["x_drivers_license"] != "******5678" || got["x_tax_id"] != "******7766" || got["full_name"] != "Cap" {
 		t.Errorf("custom kinds not masked by default: %v", got)
 	}
 	got := decode[EntityOut](t, call(t, w.h, w.as(w.reader, "GET", "/v1/entities/"+e.EntityID, nil)))
@@ -222,7 +222,7 @@ func TestHardening_IdentifierCapAndDefaultMasking(t *testing.T) {
 	batch := func(from int) map[string]any {
 		m := map[string]any{}
 		for i := range 60 {
-			m[fmt.Sprintf("extra_%d", from+i)] = "v"
+			m[fmt.Sprintf("x_extra_%d", from+i)] = "v"
 		}
 		return map[string]any{"canonical_identifiers": m}
 	}
@@ -301,7 +301,7 @@ func TestHardening_ListPagesHaveAByteBudget(t *testing.T) {
 	// Entities: 100 identifiers of 1,000 characters each, ~100 KB stored apiece.
 	ids := map[string]string{}
 	for i := range 100 {
-		ids[fmt.Sprintf("note_%d", i)] = strings.Repeat("z", 1000)
+		ids[fmt.Sprintf("x_note_%d", i)] = strings.Repeat("z", 1000)
 	}
 	for range 45 {
 		w.create(t, w.admin, ids)

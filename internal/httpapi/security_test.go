@@ -232,7 +232,7 @@ func TestSecurity_HostileRequests(t *testing.T) {
 	wantProblem(t, post(`{"entity_type":"individual","canonical_identifiers":{},"metadata":{"n":1`+strings.Repeat("0", 400)+`}}`), 400, "BAD_REQUEST")
 	wantProblem(t, post(`{"entity_type":"individual"} {"extra":1}`), 400, "BAD_REQUEST")
 	wantProblem(t, post(`{"entity_type":"individual","canonical_identifiers":{"pad":"`+strings.Repeat("a", 1<<20)+`"}}`), 413, "BODY_TOO_LARGE")
-	if rec := post(`{"entity_type":"individual","canonical_identifiers":{"note":"{\"a\":1,\"a\":2}"}}`); rec.Code != 201 {
+	if rec := post(`{"entity_type":"individual","canonical_identifiers":{"x_note":"{\"a\":1,\"a\":2}"}}`); rec.Code != 201 {
 		t.Errorf("a duplicate key inside a string is data: %d %s", rec.Code, rec.Body)
 	}
 	// CRLF and control characters in headers do not split responses.

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/elile/elile/internal/identifier"
 )
 
 // Config says what to run.
@@ -157,7 +159,7 @@ func (c *client) op(ctx context.Context, name string, r *rand.Rand) (int, error)
 	case "create_entity":
 		// Unique within the run's own tenant: no 409 is expected.
 		n := c.serial.Add(1)
-		ssn := fmt.Sprintf("%09d", n)
+		ssn := identifier.SyntheticSSN(uint64(n))
 		status, body, err := c.do(ctx, "POST", "/v1/entities", map[string]any{"entity_type": "individual",
 			"canonical_identifiers": map[string]string{"ssn": ssn, "full_name": fmt.Sprintf("Person %d", n), "email": fmt.Sprintf("p%d.%d@example.com", n, r.IntN(1e6))}})
 		if status == 201 {

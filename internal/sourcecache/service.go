@@ -133,14 +133,27 @@ func Windows(checkType string, acquired time.Time, freshUntil, staleUntil *time.
 	return fresh, stale, errs
 }
 
-// entry validates in into an entry of entityID.
-func (s *Service) entry(entityID uuid.UUID, in NewEntry) (Entry, error) {
+// Check reports every bad field of in that Add can tell without
+// encoding normalized_data (its size is checked by Add): the HTTP layer
+// runs it in the same pass as the schema.
+func (in NewEntry) Check(now time.Time) []apperr.Field {
+	_, errs := entryTimesOf(in, now)
+	return errs
+}
+
+type entryTimes struct {
+	cost            string
+	acquired, fresh time.Time
+	stale           *time.Time
+}
+
+// times validates in's cost and times, deriving the windows.
+func entryTimesOf(in NewEntry, now time.Time) (entryTimes, []apperr.Field) {
 	var errs []apperr.Field
 	cost, ok := ParseCost(in.Cost)
 	if !ok {
 		errs = append(errs, apperr.Field{Path: "cost_incurred", Message: "a decimal >= 0 with at most 2 decimals, e.g. \"12.50\""})
 	}
-	now := s.now()
 	acquired := now.UTC().Truncate(time.Microsecond)
 	if in.AcquiredAt != nil {
 		acquired = in.AcquiredAt.UTC().Truncate(time.Microsecond)
@@ -148,6 +161,13 @@ func (s *Service) entry(entityID uuid.UUID, in NewEntry) (Entry, error) {
 			errs = append(errs, apperr.Field{Path: "acquired_at", Message: "cannot be in the future"})
 		}
 	}
+	fresh, stale, werrs := Windows(in.CheckType, acquired, in.FreshUntil, in.StaleUntil)
+	return entryTimes{cost: cost, acquired: acquired, fresh: fresh, stale: stale}, append(errs, werrs...)
+}
+
+// entry validates in into an entry of entityID.
+func (s *Service) entry(entityID uuid.UUID, in NewEntry) (Entry, error) {
+	t, errs := entryTimesOf(in, s.now())
 	norm := []byte("{}")
 	if in.NormalizedData != nil {
 		var err error
@@ -155,8 +175,7 @@ func (s *Service) entry(entityID uuid.UUID, in NewEntry) (Entry, error) {
 			errs = append(errs, apperr.Field{Path: "normalized_data", Message: fmt.Sprintf("a JSON object of at most %d bytes as compact JSON", MaxNormalizedBytes)})
 		}
 	}
-	fresh, stale, werrs := Windows(in.CheckType, acquired, in.FreshUntil, in.StaleUntil)
-	if err := apperr.Fields(append(errs, werrs...)...); err != nil {
+	if err := apperr.Fields(errs...); err != nil {
 		return Entry{}, err
 	}
 	currency := in.Currency
@@ -164,8 +183,8 @@ func (s *Service) entry(entityID uuid.UUID, in NewEntry) (Entry, error) {
 		currency = "USD"
 	}
 	return Entry{ID: uuid.Must(uuid.NewV7()), EntityID: entityID, ProviderID: in.ProviderID, CheckType: in.CheckType,
-		Origin: in.Origin, RawResponse: in.RawResponse, NormalizedData: norm, Cost: cost, Currency: currency,
-		AcquiredAt: acquired, FreshUntil: fresh, StaleUntil: stale}, nil
+		Origin: in.Origin, RawResponse: in.RawResponse, NormalizedData: norm, Cost: t.cost, Currency: currency,
+		AcquiredAt: t.acquired, FreshUntil: t.fresh, StaleUntil: t.stale}, nil
 }
 
 // writeScope is the scope an entry of origin runs in: sc, or the

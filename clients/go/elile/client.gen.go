@@ -1291,7 +1291,9 @@ type EndpointOutStatus string
 
 // EntityBody defines model for EntityBody.
 type EntityBody struct {
-	// CanonicalIdentifiers kind -> value; kinds lower_snake_case (at most 63 characters), values at most 1024 characters
+	// CanonicalIdentifiers kind -> value: at least one, at most 100. Kinds are the known ones (ssn, ein, passport, national_id, email, phone, date_of_birth, full_name, legal_name, address_line, postal_code, country) or your own under x_ (always masked, never unique); each known kind's format is in docs/reference.md#identifier-kinds
+	//
+	// Example: {"date_of_birth":"1980-02-29","email":"Jane.Doe@Example.com","full_name":"Jane  Doe","ssn":"123-45-6789"}
 	CanonicalIdentifiers map[string]string    `json:"canonical_identifiers"`
 	EntityType           EntityBodyEntityType `json:"entity_type"`
 
@@ -1471,7 +1473,7 @@ type PageTenantOut struct {
 
 // PatchEntityInputBody defines model for PatchEntityInputBody.
 type PatchEntityInputBody struct {
-	// CanonicalIdentifiers kind -> new value, or null to remove
+	// CanonicalIdentifiers kind -> new value (a known kind or x_…), or null to remove (any kind held, one stored before the vocabulary was closed too)
 	CanonicalIdentifiers *map[string]*string `json:"canonical_identifiers,omitempty"`
 
 	// ExternalId Your own reference, unique per tenant; an empty string removes it
@@ -1599,14 +1601,14 @@ type RotateSecretInputBody struct {
 
 // SearchInputBody defines model for SearchInputBody.
 type SearchInputBody struct {
-	// Kind A unique identifier kind
+	// Kind A unique identifier kind (only those are searchable)
 	Kind SearchInputBodyKind `json:"kind"`
 
 	// Value The identifier: 2 characters (a national id) to 254 (an e-mail address)
 	Value string `json:"value"`
 }
 
-// SearchInputBodyKind A unique identifier kind
+// SearchInputBodyKind A unique identifier kind (only those are searchable)
 type SearchInputBodyKind string
 
 // TenantOut defines model for TenantOut.

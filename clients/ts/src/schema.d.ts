@@ -945,7 +945,15 @@ export interface components {
             url: string;
         };
         EntityBody: {
-            /** @description kind -> value; kinds lower_snake_case (at most 63 characters), values at most 1024 characters */
+            /**
+             * @description kind -> value: at least one, at most 100. Kinds are the known ones (ssn, ein, passport, national_id, email, phone, date_of_birth, full_name, legal_name, address_line, postal_code, country) or your own under x_ (always masked, never unique); each known kind's format is in docs/reference.md#identifier-kinds
+             * @example {
+             *       "date_of_birth": "1980-02-29",
+             *       "email": "Jane.Doe@Example.com",
+             *       "full_name": "Jane  Doe",
+             *       "ssn": "123-45-6789"
+             *     }
+             */
             canonical_identifiers: {
                 [key: string]: string;
             };
@@ -1092,7 +1100,7 @@ export interface components {
             next_cursor: string | null;
         };
         PatchEntityInputBody: {
-            /** @description kind -> new value, or null to remove */
+            /** @description kind -> new value (a known kind or x_…), or null to remove (any kind held, one stored before the vocabulary was closed too) */
             canonical_identifiers?: {
                 [key: string]: string | null;
             };
@@ -1230,7 +1238,7 @@ export interface components {
         };
         SearchInputBody: {
             /**
-             * @description A unique identifier kind
+             * @description A unique identifier kind (only those are searchable)
              * @enum {string}
              */
             kind: "ssn" | "ein" | "passport" | "national_id" | "email";

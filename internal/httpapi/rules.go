@@ -1,0 +1,111 @@
+package httpapi
+
+import (
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"github.com/elile/elile/internal/apperr"
+	"github.com/elile/elile/internal/entity"
+	"github.com/elile/elile/internal/sourcecache"
+)
+
+// The services' rules, run as huma resolvers: huma runs them after its
+// schema validation and reports both in one 422, so a request learns
+// everything that is wrong with it at once instead of fixing the schema's
+// batch and then meeting the rules'. The services check again (they have
+// other callers, and their clock may differ); what a resolver cannot tell
+// without the database (a duplicate, a missing entity) stays with them.
+
+// ruleError is a rule's verdict on one field of the body. Where the
+// schema has already said what is wrong with a field, the problem keeps
+// the schema's reason alone (see useProblemErrors).
+type ruleError struct{ detail huma.ErrorDetail }
+
+func (r *ruleError) Error() string { return r.detail.Error() }
+
+// ErrorDetail implements huma.ErrorDetailer.
+func (r *ruleError) ErrorDetail() *huma.ErrorDetail { return &r.detail }
+
+func ruleErrors(fields []apperr.Field) []error {
+	if len(fields) == 0 {
+		return nil
+	}
+	out := make([]error, len(fields))
+	for i, f := range fields {
+		loc := "body"
+		if f.Path != "" {
+			loc += "." + f.Path
+		}
+		out[i] = &ruleError{detail: huma.ErrorDetail{Location: loc, Message: f.Message}}
+	}
+	return out
+}
+
+// Resolve runs the entity service's rules (identifier kinds and values,
+// metadata).
+func (in *createEntityInput) Resolve(huma.Context) []error {
+	b := in.Body
+	return ruleErrors(entity.NewEntity{Type: b.EntityType, Metadata: b.Metadata, Identifiers: b.CanonicalIdentifiers}.Check(time.Now()))
+}
+
+// Resolve runs the entity service's rules on a change.
+func (in *patchEntityInput) Resolve(huma.Context) []error {
+	p := entity.Patch{Identifiers: entity.IdentifierPatch(in.Body.CanonicalIdentifiers), ExternalID: in.Body.ExternalID}
+	if in.Body.Metadata != nil {
+		m := map[string]string(*in.Body.Metadata)
+		p.Metadata = &m
+	}
+	return ruleErrors(p.Check(time.Now()))
+}
+
+// Resolve checks the validity dates (days of the calendar, the end on or
+// after the start) and that the relation is not to its own entity.
+func (in *createRelationInput) Resolve(huma.Context) []error {
+	var errs []apperr.Field
+	if to, err := uuid.Parse(in.Body.ToEntityID); err == nil && in.Body.ToEntityID != "" && to.String() == in.EntityID {
+		errs = append(errs, apperr.Field{Path: "to_entity_id", Message: "an entity cannot be related to itself"})
+	}
+	ds, err := parseDates(map[string]string{"valid_from": in.Body.ValidFrom, "valid_to": in.Body.ValidTo})
+	errs = append(errs, apperr.FieldsOf(err)...)
+	if err == nil {
+		errs = append(errs, entity.CheckValidity(ds["valid_from"], ds["valid_to"])...)
+	}
+	return ruleErrors(errs)
+}
+
+// Resolve checks the validity dates given; their order against the stored
+// ones is the service's.
+func (in *updateRelationInput) Resolve(huma.Context) []error {
+	given := map[string]string{}
+	if in.Body.ValidFrom != nil {
+		given["valid_from"] = *in.Body.ValidFrom
+	}
+	if in.Body.ValidTo != nil {
+		given["valid_to"] = *in.Body.ValidTo
+	}
+	ds, err := parseDates(given)
+	errs := apperr.FieldsOf(err)
+	if err == nil {
+		errs = append(errs, entity.CheckValidity(ds["valid_from"], ds["valid_to"])...)
+	}
+	return ruleErrors(errs)
+}
+
+// Resolve checks the risk score (overall required, every score 0..1); the
+// size budgets of the lists are the service's, which encodes them once.
+func (in *createProfileInput) Resolve(huma.Context) []error {
+	if in.Body.RiskScore == nil {
+		return nil // the schema says it is required
+	}
+	return ruleErrors(entity.ValidateScore(in.Body.RiskScore))
+}
+
+// Resolve checks the cost and the freshness windows; the size of
+// normalized_data is the service's, which encodes it once.
+func (in *createCacheInput) Resolve(huma.Context) []error {
+	b := in.Body
+	return ruleErrors(sourcecache.NewEntry{CheckType: b.CheckType, Cost: b.CostIncurred.value(), AcquiredAt: b.AcquiredAt,
+		FreshUntil: b.FreshUntil, StaleUntil: b.StaleUntil}.Check(time.Now()))
+}
