@@ -57,9 +57,10 @@ api-diff:
 lint:
 	$(GO) tool -modfile=tools/go.mod golangci-lint run ./...
 
-## docs: regenerate docs/configuration.md, docs/openapi.json and the ER diagram (tests fail when they drift)
+## docs: regenerate docs/configuration.md, docs/reference.md, docs/openapi.json and the ER diagram (tests fail when they drift)
 docs: build services
 	./bin/elile docs config > docs/configuration.md
+	./bin/elile docs reference > docs/reference.md
 	./bin/elile docs openapi > docs/openapi.json
 	psql -q -h 127.0.0.1 -U postgres -c 'DROP DATABASE IF EXISTS elile_erd' postgres
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/elile_erd?sslmode=disable ./bin/elile schema erd --out docs

@@ -8,15 +8,16 @@ import (
 	"github.com/elile/elile/internal/httpapi"
 )
 
-// cmdDocs prints the generated documents: docs/configuration.md and
-// docs/openapi.json (make docs writes them).
+// cmdDocs prints the generated documents: docs/configuration.md,
+// docs/reference.md and docs/openapi.json (make docs writes them).
 func cmdDocs(args []string, stdout io.Writer) error {
 	cmds := map[string]subcommand{
 		"config":      {"elile docs config", "print docs/configuration.md: every setting, its default and rule"},
 		"openapi":     {"elile docs openapi", "print the OpenAPI 3.1 document (docs/openapi.json)"},
 		"openapi-3.0": {"elile docs openapi-3.0", "print the OpenAPI document down-converted to 3.0, for generators that read only 3.0"},
+		"reference":   {"elile docs reference", "print docs/reference.md: identifier kinds, scopes, JWT claims, error codes, check types, event types and the guides"},
 	}
-	sub, err := group("docs", args, cmds, []string{"config", "openapi", "openapi-3.0"}, stdout)
+	sub, err := group("docs", args, cmds, []string{"config", "openapi", "openapi-3.0", "reference"}, stdout)
 	if err != nil {
 		return err
 	}
@@ -31,6 +32,9 @@ func cmdDocs(args []string, stdout io.Writer) error {
 	case "config":
 		fmt.Fprint(stdout, config.Markdown())
 		return nil
+	case "reference":
+		_, err := stdout.Write(httpapi.Reference())
+		return err
 	case "openapi", "openapi-3.0":
 		openapi := httpapi.OpenAPI
 		if args[0] == "openapi-3.0" {

@@ -49,6 +49,26 @@ func GrantableScopes() []string { return append(TenantScopes(), ScopeTenantAdmin
 // AllScopes lists every scope, for validation and documentation.
 func AllScopes() []string { return append(TenantScopes(), ScopeTenantAdmin, ScopePlatformAdmin) }
 
+// ScopeDoc says what scope s grants, for the reference (every scope has
+// one; a test checks).
+func ScopeDoc(s string) string {
+	return map[string]string{
+		ScopeEntitiesRead:  "read, list and search entities and their relations (identifiers masked)",
+		ScopeEntitiesWrite: "create and change entities; create, change and delete relations",
+		ScopeEntitiesErase: "erase an entity for good (`DELETE /v1/entities/{id}`): irreversible, so a scope of its own",
+		ScopePIIRead:       "see identifiers unmasked (`reveal=true`, `include_raw=true`); every such read is audited as a warning",
+		ScopeProfilesRead:  "read risk profiles and their deltas",
+		ScopeProfilesWrite: "create profile versions",
+		ScopeCacheRead:     "read cached provider results",
+		ScopeCacheWrite:    "add provider results to the cache",
+		ScopeAuditRead:     "read, export and verify the tenant's audit log",
+		ScopeKeysManage:    "create, list and revoke the tenant's API keys (never with more scopes than the caller holds)",
+		ScopeWebhooks:      "manage the tenant's webhook endpoints, their secrets and deliveries",
+		ScopeTenantAdmin:   "every scope above, in the credential's own tenant — including `pii:read` and `entities:erase`: give it to people and programs that need all of it",
+		ScopePlatformAdmin: "everything, in any active tenant (with `X-Tenant-ID`), plus the tenant routes and platform-shared entities; API keys only by `elile apikey create --platform-admin`, JWTs only when `JWT_ALLOW_PLATFORM_ADMIN` is set",
+	}[s]
+}
+
 // ValidScope reports whether s is a known scope.
 func ValidScope(s string) bool { return slices.Contains(AllScopes(), s) }
 

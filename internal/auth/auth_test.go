@@ -225,3 +225,16 @@ func TestAuthenticate_OneLookupForConcurrentRequests(t *testing.T) {
 		t.Errorf("%d look-ups for %d concurrent requests with one key, want 1", got, n+1)
 	}
 }
+
+// TestScopeDoc: every scope says what it grants (the reference lists them).
+func TestScopeDoc(t *testing.T) {
+	t.Parallel()
+	for _, s := range auth.AllScopes() {
+		if auth.ScopeDoc(s) == "" {
+			t.Errorf("%s has no documentation", s)
+		}
+	}
+	if auth.ScopeDoc("nope:read") != "" {
+		t.Error("an unknown scope is documented")
+	}
+}

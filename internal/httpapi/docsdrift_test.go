@@ -26,6 +26,18 @@ func TestOpenAPIDoc(t *testing.T) {
 	}
 }
 
+// TestReferenceDoc: docs/reference.md is what the code's tables say.
+func TestReferenceDoc(t *testing.T) {
+	t.Parallel()
+	got, err := os.ReadFile("../../docs/reference.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(Reference()) {
+		t.Fatal("docs/reference.md is out of date: run make docs")
+	}
+}
+
 // servedOperations lists "METHOD /path" of every operation in the document.
 func servedOperations(t *testing.T) []string {
 	t.Helper()

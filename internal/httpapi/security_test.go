@@ -28,7 +28,7 @@ func routeTable(t *testing.T) []operation {
 	t.Helper()
 	var ops []operation
 	useProblemErrors()
-	api := humago.New(http.NewServeMux(), apiConfig("table"))
+	api := humago.New(http.NewServeMux(), apiConfig())
 	table := routes(api, Deps{}, &tenantCache{})
 	for _, pi := range api.OpenAPI().Paths {
 		for _, op := range []*huma.Operation{pi.Get, pi.Post, pi.Patch, pi.Delete, pi.Put} {
@@ -307,7 +307,7 @@ func TestSecurity_InjectionEveryField(t *testing.T) {
 	w := newWorld(t)
 	e := w.create(t, w.admin, map[string]string{"full_name": "Target"})
 	useProblemErrors()
-	api := humago.New(http.NewServeMux(), apiConfig("table"))
+	api := humago.New(http.NewServeMux(), apiConfig())
 	table := routes(api, Deps{}, &tenantCache{})
 	before := schemaFingerprint(t, w)
 	sent := 0

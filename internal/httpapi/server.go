@@ -79,7 +79,7 @@ func newServer(d Deps) (http.Handler, huma.API) {
 	useProblemErrors()
 	m := newMetrics(d.Collectors)
 	mux := http.NewServeMux()
-	api := humago.New(mux, apiConfig(d.Version))
+	api := humago.New(mux, apiConfig())
 	tenants := &tenantCache{store: d.Tenants, now: d.Now, items: map[tenantIDKey]cachedTenant{}}
 	registerHealth(api, checker{keys: d.Keys, db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
 	table := routes(api, d, tenants)
@@ -134,8 +134,10 @@ func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
 	return allow
 }
 
-func apiConfig(version string) huma.Config {
-	cfg := huma.DefaultConfig("elile API", version)
+func apiConfig() huma.Config {
+	// info.version is the contract's version, not the build's (GET /health
+	// says that): the document changes only with the contract.
+	cfg := huma.DefaultConfig("elile API", APIVersion)
 	cfg.Info.Description = "Multi-tenant core of an employee risk-assessment platform: entities, versioned risk profiles, " +
 		"cached provider data and a sealed audit log. Every /v1 route takes `Authorization: Bearer <API key or JWT>`; " +
 		"errors are RFC 9457 problems (application/problem+json) with a stable `code`."

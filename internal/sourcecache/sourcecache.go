@@ -35,22 +35,39 @@ const day = 24 * time.Hour
 // Never marks a window that never expires.
 const Never time.Duration = -1
 
+// CheckType is a check type with a default window.
+type CheckType struct {
+	Name string
+	Window
+}
+
+// CheckTypes lists the check types with default windows, in the order
+// the reference shows them. Other types are accepted with explicit
+// fresh_until and stale_until.
+func CheckTypes() []CheckType {
+	return []CheckType{
+		{"sanctions", Window{0, 0}},
+		{"criminal", Window{7 * day, 30 * day}},
+		{"adverse_media", Window{24 * time.Hour, 7 * day}},
+		{"civil_litigation", Window{14 * day, 60 * day}},
+		{"credit", Window{30 * day, 90 * day}},
+		{"corporate_registry", Window{30 * day, 90 * day}},
+		{"osint", Window{30 * day, 90 * day}},
+		{"employment", Window{90 * day, 180 * day}},
+		{"behavioral", Window{90 * day, 180 * day}},
+		{"education", Window{365 * day, Never}},
+	}
+}
+
 // DefaultWindow returns the default window of a check type, and false for
 // an unknown type (which must then give explicit windows).
 func DefaultWindow(checkType string) (Window, bool) {
-	w, ok := map[string]Window{
-		"sanctions":          {0, 0},
-		"criminal":           {7 * day, 30 * day},
-		"adverse_media":      {24 * time.Hour, 7 * day},
-		"civil_litigation":   {14 * day, 60 * day},
-		"credit":             {30 * day, 90 * day},
-		"corporate_registry": {30 * day, 90 * day},
-		"osint":              {30 * day, 90 * day},
-		"employment":         {90 * day, 180 * day},
-		"behavioral":         {90 * day, 180 * day},
-		"education":          {365 * day, Never},
-	}[checkType]
-	return w, ok
+	for _, c := range CheckTypes() {
+		if c.Name == checkType {
+			return c.Window, true
+		}
+	}
+	return Window{}, false
 }
 
 // Entry is one cached provider result.

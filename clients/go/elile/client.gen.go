@@ -636,6 +636,201 @@ func (e ProblemErrorCategory) Valid() bool {
 	}
 }
 
+// Defines values for ProblemErrorCode.
+const (
+	APIKEYNOTFOUND             ProblemErrorCode = "API_KEY_NOT_FOUND"
+	AUDITBUSY                  ProblemErrorCode = "AUDIT_BUSY"
+	AUDITEVENTNOTFOUND         ProblemErrorCode = "AUDIT_EVENT_NOT_FOUND"
+	AUDITUNAVAILABLE           ProblemErrorCode = "AUDIT_UNAVAILABLE"
+	AUTHEXPIRED                ProblemErrorCode = "AUTH_EXPIRED"
+	AUTHINVALID                ProblemErrorCode = "AUTH_INVALID"
+	AUTHREQUIRED               ProblemErrorCode = "AUTH_REQUIRED"
+	AUTHREVOKED                ProblemErrorCode = "AUTH_REVOKED"
+	BADREQUEST                 ProblemErrorCode = "BAD_REQUEST"
+	BODYTOOLARGE               ProblemErrorCode = "BODY_TOO_LARGE"
+	CACHEENTRYNOTFOUND         ProblemErrorCode = "CACHE_ENTRY_NOT_FOUND"
+	CLIENTCLOSEDREQUEST        ProblemErrorCode = "CLIENT_CLOSED_REQUEST"
+	CONFLICT                   ProblemErrorCode = "CONFLICT"
+	CURSORINVALID              ProblemErrorCode = "CURSOR_INVALID"
+	DATABASEUNAVAILABLE        ProblemErrorCode = "DATABASE_UNAVAILABLE"
+	DEKUNWRAPFAILED            ProblemErrorCode = "DEK_UNWRAP_FAILED"
+	ENTITYDUPLICATE            ProblemErrorCode = "ENTITY_DUPLICATE"
+	ENTITYNOTFOUND             ProblemErrorCode = "ENTITY_NOT_FOUND"
+	EXTERNALIDTAKEN            ProblemErrorCode = "EXTERNAL_ID_TAKEN"
+	IDEMPOTENCYBUDGETEXCEEDED  ProblemErrorCode = "IDEMPOTENCY_BUDGET_EXCEEDED"
+	IDEMPOTENCYCORRUPT         ProblemErrorCode = "IDEMPOTENCY_CORRUPT"
+	IDEMPOTENCYINPROGRESS      ProblemErrorCode = "IDEMPOTENCY_IN_PROGRESS"
+	IDEMPOTENCYKEYREUSED       ProblemErrorCode = "IDEMPOTENCY_KEY_REUSED"
+	IDEMPOTENCYRESPONSENOTKEPT ProblemErrorCode = "IDEMPOTENCY_RESPONSE_NOT_KEPT"
+	IDEMPOTENCYUNAVAILABLE     ProblemErrorCode = "IDEMPOTENCY_UNAVAILABLE"
+	INTERNALERROR              ProblemErrorCode = "INTERNAL_ERROR"
+	INVALIDVALUE               ProblemErrorCode = "INVALID_VALUE"
+	KEKNOTDESTROYABLE          ProblemErrorCode = "KEK_NOT_DESTROYABLE"
+	KEKNOTFOUND                ProblemErrorCode = "KEK_NOT_FOUND"
+	KEKNOTUSABLE               ProblemErrorCode = "KEK_NOT_USABLE"
+	KEKOTHERPROVIDER           ProblemErrorCode = "KEK_OTHER_PROVIDER"
+	KEYDESTROYED               ProblemErrorCode = "KEY_DESTROYED"
+	KEYUNAVAILABLE             ProblemErrorCode = "KEY_UNAVAILABLE"
+	LEGALHOLD                  ProblemErrorCode = "LEGAL_HOLD"
+	METHODNOTALLOWED           ProblemErrorCode = "METHOD_NOT_ALLOWED"
+	NOCHECKPOINT               ProblemErrorCode = "NO_CHECKPOINT"
+	NOTACCEPTABLE              ProblemErrorCode = "NOT_ACCEPTABLE"
+	NOTENANT                   ProblemErrorCode = "NO_TENANT"
+	NOTENANTSCOPE              ProblemErrorCode = "NO_TENANT_SCOPE"
+	NOTFOUND                   ProblemErrorCode = "NOT_FOUND"
+	PERMISSIONDENIED           ProblemErrorCode = "PERMISSION_DENIED"
+	PROFILENOTFOUND            ProblemErrorCode = "PROFILE_NOT_FOUND"
+	RATELIMITED                ProblemErrorCode = "RATE_LIMITED"
+	RELATIONEXISTS             ProblemErrorCode = "RELATION_EXISTS"
+	RELATIONNOTFOUND           ProblemErrorCode = "RELATION_NOT_FOUND"
+	ROUTENOTFOUND              ProblemErrorCode = "ROUTE_NOT_FOUND"
+	SERVICEUNAVAILABLE         ProblemErrorCode = "SERVICE_UNAVAILABLE"
+	TENANTERASING              ProblemErrorCode = "TENANT_ERASING"
+	TENANTFORBIDDEN            ProblemErrorCode = "TENANT_FORBIDDEN"
+	TENANTINACTIVE             ProblemErrorCode = "TENANT_INACTIVE"
+	TENANTINVALID              ProblemErrorCode = "TENANT_INVALID"
+	TENANTNOTFOUND             ProblemErrorCode = "TENANT_NOT_FOUND"
+	TENANTREQUIRED             ProblemErrorCode = "TENANT_REQUIRED"
+	TENANTSLUGTAKEN            ProblemErrorCode = "TENANT_SLUG_TAKEN"
+	UNAUTHORIZED               ProblemErrorCode = "UNAUTHORIZED"
+	UNSAFEDATABASELOGIN        ProblemErrorCode = "UNSAFE_DATABASE_LOGIN"
+	UNSUPPORTEDMEDIATYPE       ProblemErrorCode = "UNSUPPORTED_MEDIA_TYPE"
+	VALIDATIONFAILED           ProblemErrorCode = "VALIDATION_FAILED"
+	WEBHOOKDELIVERYNOTFOUND    ProblemErrorCode = "WEBHOOK_DELIVERY_NOT_FOUND"
+	WEBHOOKENDPOINTLIMIT       ProblemErrorCode = "WEBHOOK_ENDPOINT_LIMIT"
+	WEBHOOKENDPOINTNOTFOUND    ProblemErrorCode = "WEBHOOK_ENDPOINT_NOT_FOUND"
+)
+
+// Valid indicates whether the value is a known member of the ProblemErrorCode enum.
+func (e ProblemErrorCode) Valid() bool {
+	switch e {
+	case APIKEYNOTFOUND:
+		return true
+	case AUDITBUSY:
+		return true
+	case AUDITEVENTNOTFOUND:
+		return true
+	case AUDITUNAVAILABLE:
+		return true
+	case AUTHEXPIRED:
+		return true
+	case AUTHINVALID:
+		return true
+	case AUTHREQUIRED:
+		return true
+	case AUTHREVOKED:
+		return true
+	case BADREQUEST:
+		return true
+	case BODYTOOLARGE:
+		return true
+	case CACHEENTRYNOTFOUND:
+		return true
+	case CLIENTCLOSEDREQUEST:
+		return true
+	case CONFLICT:
+		return true
+	case CURSORINVALID:
+		return true
+	case DATABASEUNAVAILABLE:
+		return true
+	case DEKUNWRAPFAILED:
+		return true
+	case ENTITYDUPLICATE:
+		return true
+	case ENTITYNOTFOUND:
+		return true
+	case EXTERNALIDTAKEN:
+		return true
+	case IDEMPOTENCYBUDGETEXCEEDED:
+		return true
+	case IDEMPOTENCYCORRUPT:
+		return true
+	case IDEMPOTENCYINPROGRESS:
+		return true
+	case IDEMPOTENCYKEYREUSED:
+		return true
+	case IDEMPOTENCYRESPONSENOTKEPT:
+		return true
+	case IDEMPOTENCYUNAVAILABLE:
+		return true
+	case INTERNALERROR:
+		return true
+	case INVALIDVALUE:
+		return true
+	case KEKNOTDESTROYABLE:
+		return true
+	case KEKNOTFOUND:
+		return true
+	case KEKNOTUSABLE:
+		return true
+	case KEKOTHERPROVIDER:
+		return true
+	case KEYDESTROYED:
+		return true
+	case KEYUNAVAILABLE:
+		return true
+	case LEGALHOLD:
+		return true
+	case METHODNOTALLOWED:
+		return true
+	case NOCHECKPOINT:
+		return true
+	case NOTACCEPTABLE:
+		return true
+	case NOTENANT:
+		return true
+	case NOTENANTSCOPE:
+		return true
+	case NOTFOUND:
+		return true
+	case PERMISSIONDENIED:
+		return true
+	case PROFILENOTFOUND:
+		return true
+	case RATELIMITED:
+		return true
+	case RELATIONEXISTS:
+		return true
+	case RELATIONNOTFOUND:
+		return true
+	case ROUTENOTFOUND:
+		return true
+	case SERVICEUNAVAILABLE:
+		return true
+	case TENANTERASING:
+		return true
+	case TENANTFORBIDDEN:
+		return true
+	case TENANTINACTIVE:
+		return true
+	case TENANTINVALID:
+		return true
+	case TENANTNOTFOUND:
+		return true
+	case TENANTREQUIRED:
+		return true
+	case TENANTSLUGTAKEN:
+		return true
+	case UNAUTHORIZED:
+		return true
+	case UNSAFEDATABASELOGIN:
+		return true
+	case UNSUPPORTEDMEDIATYPE:
+		return true
+	case VALIDATIONFAILED:
+		return true
+	case WEBHOOKDELIVERYNOTFOUND:
+		return true
+	case WEBHOOKENDPOINTLIMIT:
+		return true
+	case WEBHOOKENDPOINTNOTFOUND:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ProfileOutTriggerType.
 const (
 	ProfileOutTriggerTypeManual     ProfileOutTriggerType = "manual"
@@ -1487,8 +1682,8 @@ type PatchEntityInputBody struct {
 type ProblemError struct {
 	Category ProblemErrorCategory `json:"category"`
 
-	// Code Stable, for a program to act on
-	Code          string              `json:"code"`
+	// Code Stable, for a program to act on; what each means and what to do: docs/reference.md#error-codes
+	Code          ProblemErrorCode    `json:"code"`
 	CorrelationId *openapi_types.UUID `json:"correlation_id,omitempty"`
 
 	// Detail What went wrong, for a person to read
@@ -1516,6 +1711,9 @@ type ProblemError struct {
 
 // ProblemErrorCategory defines model for ProblemError.Category.
 type ProblemErrorCategory string
+
+// ProblemErrorCode Stable, for a program to act on; what each means and what to do: docs/reference.md#error-codes
+type ProblemErrorCode string
 
 // ProblemItem defines model for ProblemItem.
 type ProblemItem struct {

@@ -1114,8 +1114,11 @@ export interface components {
         ProblemError: {
             /** @enum {string} */
             category: "system" | "validation" | "authentication" | "permission" | "not_found" | "conflict" | "rate_limit";
-            /** @description Stable, for a program to act on */
-            code: string;
+            /**
+             * @description Stable, for a program to act on; what each means and what to do: docs/reference.md#error-codes
+             * @enum {string}
+             */
+            code: "BAD_REQUEST" | "CURSOR_INVALID" | "TENANT_INVALID" | "TENANT_REQUIRED" | "AUTH_REQUIRED" | "AUTH_INVALID" | "AUTH_EXPIRED" | "AUTH_REVOKED" | "UNAUTHORIZED" | "PERMISSION_DENIED" | "TENANT_FORBIDDEN" | "TENANT_INACTIVE" | "NOT_FOUND" | "ROUTE_NOT_FOUND" | "ENTITY_NOT_FOUND" | "RELATION_NOT_FOUND" | "PROFILE_NOT_FOUND" | "CACHE_ENTRY_NOT_FOUND" | "API_KEY_NOT_FOUND" | "AUDIT_EVENT_NOT_FOUND" | "TENANT_NOT_FOUND" | "WEBHOOK_ENDPOINT_NOT_FOUND" | "WEBHOOK_DELIVERY_NOT_FOUND" | "NO_CHECKPOINT" | "KEY_DESTROYED" | "METHOD_NOT_ALLOWED" | "NOT_ACCEPTABLE" | "BODY_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "CONFLICT" | "ENTITY_DUPLICATE" | "EXTERNAL_ID_TAKEN" | "RELATION_EXISTS" | "IDEMPOTENCY_IN_PROGRESS" | "IDEMPOTENCY_RESPONSE_NOT_KEPT" | "LEGAL_HOLD" | "TENANT_ERASING" | "TENANT_SLUG_TAKEN" | "WEBHOOK_ENDPOINT_LIMIT" | "VALIDATION_FAILED" | "INVALID_VALUE" | "IDEMPOTENCY_KEY_REUSED" | "KEK_NOT_USABLE" | "RATE_LIMITED" | "AUDIT_BUSY" | "IDEMPOTENCY_BUDGET_EXCEEDED" | "CLIENT_CLOSED_REQUEST" | "INTERNAL_ERROR" | "DEK_UNWRAP_FAILED" | "IDEMPOTENCY_CORRUPT" | "KEK_NOT_DESTROYABLE" | "KEK_OTHER_PROVIDER" | "NO_TENANT" | "NO_TENANT_SCOPE" | "UNSAFE_DATABASE_LOGIN" | "SERVICE_UNAVAILABLE" | "DATABASE_UNAVAILABLE" | "AUDIT_UNAVAILABLE" | "IDEMPOTENCY_UNAVAILABLE" | "KEY_UNAVAILABLE" | "KEK_NOT_FOUND";
             /** Format: uuid */
             correlation_id?: string;
             /** @description What went wrong, for a person to read */
