@@ -26,10 +26,10 @@ var (
 	keysCommands = map[string]subcommand{
 		"generate":        {"elile keys generate", "print a new random key (base64, 32 bytes)"},
 		"status":          {"elile keys status [--json]", "key versions configured and in use, per table and column; tenants' key-encryption keys"},
-		"rotate":          {"elile keys rotate [--batch N] [--json]", "re-encrypt stored data to the active keys, online and resumable"},
-		"rotate-dek":      {"elile keys rotate-dek --tenant ID|platform", "give a tenant a new data key (then run elile keys rotate)"},
-		"rotate-kek":      {"elile keys rotate-kek [--older-than 720h] [--json]", "re-wrap tenants' data keys under new key-encryption keys"},
-		"reindex":         {"elile keys reindex --tenant ID|platform [--batch N]", "give a tenant a new blind-index key and re-index its identifiers"},
+		"rotate":          {"elile keys rotate [--batch N] [--json] [--force]", "re-encrypt stored data to the active keys, online and resumable"},
+		"rotate-dek":      {"elile keys rotate-dek --tenant ID|platform [--force]", "give a tenant a new data key (then run elile keys rotate)"},
+		"rotate-kek":      {"elile keys rotate-kek [--older-than 720h] [--json] [--force]", "re-wrap tenants' data keys under new key-encryption keys"},
+		"reindex":         {"elile keys reindex --tenant ID|platform [--batch N] [--force]", "give a tenant a new blind-index key and re-index its identifiers"},
 		"blind-index-key": {"elile keys blind-index-key", "print the blind-index root key, to pin as BLIND_INDEX_KEY"},
 	}
 	keysOrder = []string{"generate", "status", "rotate", "rotate-dek", "rotate-kek", "reindex", "blind-index-key"}
@@ -42,8 +42,13 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	// Each command takes only its own flags.
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
-	var asJSON bool
+	var asJSON, force bool
 	batch, tenantFlag, olderThan := 500, "", 30*24*time.Hour
+	const forceDoc = "go ahead although a live server holds other keys or another key provider than this command"
+	switch sub {
+	case "rotate", "rotate-dek", "rotate-kek", "reindex":
+		fs.BoolVar(&force, "force", false, forceDoc)
+	}
 	switch sub {
 	case "status":
 		fs.BoolVar(&asJSON, "json", false, "JSON output")
@@ -92,6 +97,16 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	if sub == "status" {
 		return keysStatus(ctx, db, asJSON, stdout)
 	}
+	// Every change of keys below must be one every live server can follow:
+	// the same key provider, and the environment keys this command holds.
+	if problems, err := serverMismatches(ctx, db); err != nil {
+		return err
+	} else if len(problems) > 0 {
+		if !force {
+			return fmt.Errorf("refusing to change keys: %s\nstart those servers with this configuration's keys (or stop them), or pass --force", strings.Join(problems, "; "))
+		}
+		fmt.Fprintf(stderr, "warning: going ahead (--force) although %s\n", strings.Join(problems, "; "))
+	}
 	if sub == "rotate-kek" {
 		return keysRotateKEK(ctx, db, olderThan, asJSON, isTerminal(stdout), stdout)
 	}
@@ -129,6 +144,39 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		return nil
 	}
 	return keysRotate(ctx, db, batch, asJSON, isTerminal(stdout), stdout)
+}
+
+// liveWithin is how recently a server must have reported to count as
+// live: three heartbeats.
+const liveWithin = 3 * heartbeatEvery
+
+// serverMismatches lists the live servers that could not follow a key
+// change made with this command's configuration: another key provider,
+// or an environment key version this command holds that they lack or hold
+// with another key.
+func serverMismatches(ctx context.Context, db *postgres.DB) ([]string, error) {
+	live, err := db.LiveInstances(ctx, liveWithin)
+	if err != nil {
+		return nil, err
+	}
+	keys := db.DataKeys()
+	var fps map[uint32]string
+	if ring := keys.Legacy(); ring != nil {
+		fps = ring.Fingerprints()
+	}
+	var out []string
+	for _, in := range live {
+		name := fmt.Sprintf("server %s on %s (seen %s ago)", in.ID, in.Host, time.Since(in.Seen).Round(time.Second))
+		if in.KMSProvider != keys.Provider().Name() {
+			out = append(out, fmt.Sprintf("%s uses key provider %s, this command %s", name, in.KMSProvider, keys.Provider().Name()))
+		}
+		for _, v := range slices.Sorted(maps.Keys(fps)) {
+			if !in.Holds(v, fps[v]) {
+				out = append(out, fmt.Sprintf("%s lacks environment key version %d (fingerprint %s)", name, v, fps[v]))
+			}
+		}
+	}
+	return out, nil
 }
 
 func keysStatus(ctx context.Context, db *postgres.DB, asJSON bool, stdout io.Writer) error {
@@ -213,8 +261,29 @@ func keysStatus(ctx context.Context, db *postgres.DB, asJSON bool, stdout io.Wri
 	for _, n := range slices.Sorted(maps.Keys(byVersion)) {
 		versions = append(versions, *byVersion[n])
 	}
+	live, err := db.LiveInstances(ctx, liveWithin)
+	if err != nil {
+		return err
+	}
+	mismatches, err := serverMismatches(ctx, db)
+	if err != nil {
+		return err
+	}
+	type server struct {
+		ID           string            `json:"instance_id"`
+		Host         string            `json:"host"`
+		Build        string            `json:"build"`
+		Provider     string            `json:"kms_provider"`
+		Fingerprints map[uint32]string `json:"key_fingerprints"`
+		SeenAt       time.Time         `json:"seen_at"`
+	}
+	servers := make([]server, 0, len(live))
+	for _, in := range live {
+		servers = append(servers, server{in.ID.String(), in.Host, in.Build, in.KMSProvider, in.Fingerprints, in.Seen.UTC()})
+	}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{
+			"servers": servers, "server_mismatches": append([]string{}, mismatches...),
 			"provider": keys.Provider().Name(), "kek_versions": versions, "usage": cols,
 			"environment_keyring":  map[string]any{"configured": nonNil(configured), "removable": nonNil(removable), "missing": nonNil(missing)},
 			"not_under_active_key": stale,
@@ -245,6 +314,20 @@ func keysStatus(ctx context.Context, db *postgres.DB, asJSON bool, stdout io.Wri
 	fmt.Fprintf(stdout, "\nenvironment keyring versions configured: %v; used by no value (safe to remove): %v\n", configured, removable)
 	if len(missing) > 0 {
 		fmt.Fprintf(stdout, "environment versions in use but NOT configured (those values cannot be read): %v\n", missing)
+	}
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LIVE SERVER\tHOST\tBUILD\tPROVIDER\tKEYS (version:fingerprint; 0 = blind-index root)")
+	for _, sv := range servers {
+		var ks []string
+		for _, v := range slices.Sorted(maps.Keys(sv.Fingerprints)) {
+			ks = append(ks, fmt.Sprintf("%d:%s", v, sv.Fingerprints[v]))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sv.ID, sv.Host, sv.Build, sv.Provider, strings.Join(ks, " "))
+	}
+	tw.Flush()
+	for _, m := range mismatches {
+		fmt.Fprintf(stdout, "NOT LIKE THIS COMMAND: %s (key commands refuse to run without --force)\n", m)
 	}
 	fmt.Fprintln(stdout, "audit_events keep the key they were written with (they are sealed): keep those environment versions while the events are retained.")
 	return nil

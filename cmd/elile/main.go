@@ -106,7 +106,7 @@ func dispatch(ctx context.Context, cmd string, rest []string, getenv func(string
 	case "migrate":
 		return cmdMigrate(ctx, rest, getenv, stdout, stderr)
 	case "config":
-		return cmdConfig(rest, getenv, stdout)
+		return cmdConfig(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		return cmdKeys(ctx, rest, getenv, stdout, stderr)
 	case "tenant":

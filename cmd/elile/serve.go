@@ -10,11 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"go.opentelemetry.io/otel/trace"
@@ -85,9 +88,30 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		}
 	}
 
+	// The environment keys must be the ones the data was written with: a
+	// wrong one would answer 500 to every read of old data.
+	fingerprints := o.Keyring.Fingerprints()
+	keyCheck, err := db.CheckKeys(ctx, fingerprints, true)
+	if err != nil {
+		return err
+	}
+	if err := keyCheck.Err(); err != nil {
+		return configError{err}
+	}
+	if len(keyCheck.Missing) > 0 {
+		log.WarnContext(ctx, "environment key versions the database remembers are not configured: values sealed under them cannot be read (elile keys status)",
+			"missing", keyCheck.Missing)
+	}
+
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopBG(); bg.Wait() }()
+	// Report this server and its keys: key commands refuse to change keys
+	// a live server could not follow.
+	host, _ := os.Hostname()
+	self := postgres.Instance{ID: uuid.Must(uuid.NewV7()), Build: buildVersion(), Host: host, KMSProvider: o.KMS.Name(),
+		Fingerprints: fingerprints, Started: started}
+	bg.Go(func() { heartbeat(bgCtx, db, self, log) })
 
 	store, closeKV, err := openKV(bgCtx, cfg, log, tracer)
 	if err != nil {
@@ -169,9 +193,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 			AllowLoopback: cfg.WebhookAllowLoopback, Settle: postgres.EndpointCacheTTL}),
 		Rate:        kv.Rate{Limit: cfg.RateLimitPerMinute, Period: time.Minute, Burst: cfg.RateLimitBurst},
 		CORSOrigins: cfg.CORSOrigins,
-		Collectors: slices.Concat([]prometheus.Collector{postgres.NewPoolCollector(db)}, writer.Collectors(), sealer.Collectors(), o.KMSCache.Collectors(),
+		Collectors: slices.Concat([]prometheus.Collector{postgres.NewPoolCollector(db), keyInfo(fingerprints)}, writer.Collectors(), sealer.Collectors(), o.KMSCache.Collectors(),
 			deliverer.Metrics().Collectors()),
-		LatestSchema: postgres.LatestVersion(), Version: buildVersion(), Started: started,
+		LatestSchema: postgres.LatestVersion(), Version: buildVersion(), Started: started, KeysMissing: keyCheck.Missing,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -189,6 +213,42 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	log.InfoContext(ctx, "listening", "addr", ln.Addr().String(), "version", buildVersion())
 	fmt.Fprintf(stdout, "elile %s listening on http://%s\n", buildVersion(), ln.Addr())
 	return serveHTTP(ctx, srv, ln, cfg.ShutdownTimeout, log)
+}
+
+// heartbeatEvery is how often a server reports itself; key commands count
+// a server live for three periods after its last report.
+const heartbeatEvery = 15 * time.Second
+
+// heartbeat reports self until ctx ends, then removes it.
+func heartbeat(ctx context.Context, db *postgres.DB, self postgres.Instance, log *slog.Logger) {
+	for {
+		if err := db.Heartbeat(ctx, self); err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, "server heartbeat failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := db.Deregister(dctx, self.ID); err != nil {
+				log.Warn("server deregistration failed (its row expires)", "err", err)
+			}
+			return
+		case <-time.After(heartbeatEvery):
+		}
+	}
+}
+
+// keyInfo reports the environment key versions this server holds, by
+// fingerprint (0: the blind-index root): servers that differ are visible
+// on one dashboard before a rotation.
+func keyInfo(fps map[uint32]string) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elile_encryption_key_info",
+		Help: "Environment key versions this server holds (1 per version), labelled with their fingerprints; version 0 is the blind-index root."},
+		[]string{"version", "fingerprint"})
+	for v, f := range fps {
+		g.WithLabelValues(strconv.FormatUint(uint64(v), 10), f).Set(1)
+	}
+	return g
 }
 
 // startJobs starts the job queue (River) in this process: every instance

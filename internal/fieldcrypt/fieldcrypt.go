@@ -13,11 +13,14 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 
@@ -71,9 +74,10 @@ func (ad AD) bytes() []byte {
 // key (independent of the encryption keys, so rotation never changes a
 // lookup). It is safe for concurrent use.
 type Keyring struct {
-	aeads  map[uint32]cipher.AEAD
-	active uint32
-	blind  []byte
+	aeads        map[uint32]cipher.AEAD
+	fingerprints map[uint32]string // version -> Fingerprint; 0: the blind-index root
+	active       uint32
+	blind        []byte
 
 	tenantKeys sync.Map // uuid.UUID -> []byte, derived blind-index keys
 }
@@ -90,7 +94,8 @@ func NewKeyring(keys map[uint32][]byte, active uint32, blindRoot []byte) (*Keyri
 	if len(blindRoot) != KeySize {
 		return nil, fmt.Errorf("fieldcrypt: blind-index key is %d bytes, want %d", len(blindRoot), KeySize)
 	}
-	k := &Keyring{aeads: make(map[uint32]cipher.AEAD, len(keys)), active: active, blind: append([]byte(nil), blindRoot...)}
+	k := &Keyring{aeads: make(map[uint32]cipher.AEAD, len(keys)), active: active, blind: append([]byte(nil), blindRoot...),
+		fingerprints: map[uint32]string{BlindRootVersion: Fingerprint(blindRoot)}}
 	for v, key := range keys {
 		if v == 0 {
 			return nil, errors.New("fieldcrypt: key version 0 is reserved")
@@ -107,9 +112,29 @@ func NewKeyring(keys map[uint32][]byte, active uint32, blindRoot []byte) (*Keyri
 			return nil, fmt.Errorf("fieldcrypt: key version %d: %w", v, err)
 		}
 		k.aeads[v] = aead
+		k.fingerprints[v] = Fingerprint(key)
 	}
 	return k, nil
 }
+
+// BlindRootVersion is the version under which Fingerprints reports the
+// blind-index root (key versions start at 1).
+const BlindRootVersion = 0
+
+// Fingerprint names a key without revealing it: the first 8 bytes of
+// HMAC-SHA256(key, a fixed label), in hex. Two keys with the same
+// fingerprint are, for every practical purpose, the same key; the
+// fingerprint tells nothing about the key (HMAC is a PRF).
+func Fingerprint(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("elile key fingerprint v1"))
+	return hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// Fingerprints returns the fingerprint of every key version, and of the
+// blind-index root under BlindRootVersion: what a server reports and what
+// the database remembers, so a wrong key is caught before it is used.
+func (k *Keyring) Fingerprints() map[uint32]string { return maps.Clone(k.fingerprints) }
 
 // DeriveBlindRoot derives a blind-index root key from an encryption key
 // (the key of version 1 by convention). Operators who later remove that

@@ -3,7 +3,10 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +79,7 @@ type checker struct {
 	kv           KV
 	latestSchema int64
 	now          func() time.Time
+	keysMissing  []uint32
 }
 
 func (c checker) database(ctx context.Context) Component {
@@ -137,14 +141,36 @@ func (c checker) kms(ctx context.Context) Component {
 		return Component{Status: statusUnhealthy, Detail: "no keys configured"}
 	}
 	cached, err := c.keys.Check(ctx)
-	comp := Component{Status: statusHealthy, LatencyMS: ms(c.now().Sub(start)), Detail: c.keys.Provider().Name()}
+	// What this server holds, so an operator compares servers before a
+	// rotation: the provider, and the environment key versions with the
+	// start of their fingerprints (0: the blind-index root).
+	comp := Component{Status: statusHealthy, LatencyMS: ms(c.now().Sub(start)), Detail: c.keys.Provider().Name() + keyVersions(c.keys.Legacy())}
 	switch {
+	case err == nil && len(c.keysMissing) > 0:
+		comp.Status, comp.Detail = statusDegraded, fmt.Sprintf("%s; holds no key for environment version(s) %v, which the database remembers: values sealed under them cannot be read (elile keys status)",
+			comp.Detail, c.keysMissing)
 	case err != nil && cached > 0:
 		comp.Status, comp.Detail = statusDegraded, fmt.Sprintf("%s unreachable: %d data keys in memory keep serving their tenants, others get 503", c.keys.Provider().Name(), cached)
 	case err != nil:
 		comp.Status, comp.Detail = statusUnhealthy, c.keys.Provider().Name()+" unreachable and no data key in memory"
 	}
+	comp.Detail = cutRunes(comp.Detail, 512)
 	return comp
+}
+
+// keyVersions lists a keyring's versions with the first 8 hex digits of
+// their fingerprints: "; keys 0:1a2b3c4d 1:…".
+func keyVersions(ring *fieldcrypt.Keyring) string {
+	if ring == nil {
+		return ""
+	}
+	fps := ring.Fingerprints()
+	var b strings.Builder
+	b.WriteString("; keys")
+	for _, v := range slices.Sorted(maps.Keys(fps)) {
+		fmt.Fprintf(&b, " %d:%s", v, fps[v][:8])
+	}
+	return b.String()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

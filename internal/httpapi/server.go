@@ -54,9 +54,13 @@ type Deps struct {
 	RequestTimeout    time.Duration          // deadline of each request's work (0: none)
 	Collectors        []prometheus.Collector // extra metrics (pool, audit writer)
 	LatestSchema      int64                  // the schema version this binary needs
-	Version           string                 // build version
-	Started           time.Time
-	Now               func() time.Time // time.Now when nil
+	// KeysMissing are environment key versions the database remembers
+	// and this server does not hold (postgres.KeyCheck): readiness says
+	// degraded, naming them.
+	KeysMissing []uint32
+	Version     string // build version
+	Started     time.Time
+	Now         func() time.Time // time.Now when nil
 }
 
 // NewServer returns the whole API as one handler.
@@ -81,7 +85,7 @@ func newServer(d Deps) (http.Handler, huma.API) {
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig())
 	tenants := &tenantCache{store: d.Tenants, now: d.Now, items: map[tenantIDKey]cachedTenant{}}
-	registerHealth(api, checker{keys: d.Keys, db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now}, d.Version, d.Started)
+	registerHealth(api, checker{keys: d.Keys, db: d.DB, kv: d.KV, latestSchema: d.LatestSchema, now: d.Now, keysMissing: d.KeysMissing}, d.Version, d.Started)
 	table := routes(api, d, tenants)
 	declareRateLimitHeaders(api.OpenAPI())
 	declareBounds(api.OpenAPI())

@@ -21,7 +21,7 @@ import (
 //
 //nolint:gochecknoglobals // fixed layout, read by Distribute and the catalog test
 var (
-	ReferenceTables   = []string{"tenants", "api_keys", "tenant_keks", "tenant_keys", "audit_retention", "audit_retention_floor"}
+	ReferenceTables   = []string{"tenants", "api_keys", "tenant_keks", "tenant_keys", "audit_retention", "audit_retention_floor", "key_fingerprints", "server_instances"}
 	DistributedTables = []string{"entities", "entity_identifiers", "entity_profiles", "entity_relations", "cached_data_sources", "audit_events", "audit_seals", "audit_pending",
 		"webhook_endpoints", "webhook_events", "webhook_deliveries"}
 )

@@ -99,8 +99,8 @@ func TestMigrations_UpDownUp(t *testing.T) {
 		t.Fatalf("Up applied %v, want up to %d", applied, postgres.LatestVersion())
 	}
 	wantTables := []string{"api_keys", "audit_events", "audit_pending", "audit_retention", "audit_retention_floor", "audit_seals", "cached_data_sources", "entities",
-		"entity_identifiers", "entity_profiles", "entity_relations", "river_job", "river_leader", "river_migration", "river_notification", "river_queue",
-		"tenant_keks", "tenant_keys", "tenants", "webhook_deliveries", "webhook_endpoints", "webhook_events"}
+		"entity_identifiers", "entity_profiles", "entity_relations", "key_fingerprints", "river_job", "river_leader", "river_migration", "river_notification", "river_queue",
+		"server_instances", "tenant_keks", "tenant_keys", "tenants", "webhook_deliveries", "webhook_endpoints", "webhook_events"}
 	if diff := cmp.Diff(wantTables, tables(t, url)); diff != "" {
 		t.Fatalf("tables after Up (-want +got):\n%s", diff)
 	}
