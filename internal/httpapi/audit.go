@@ -195,7 +195,7 @@ type Finding struct {
 type Checkpoint struct {
 	TenantID        string    `json:"tenant_id" format:"uuid"`
 	Seq             int64     `json:"seal_seq" minimum:"1" maximum:"9007199254740991"`
-	HorizonTo       uint64    `json:"horizon" minimum:"0" maximum:"9007199254740991"`
+	HorizonTo       uint64    `json:"horizon" minimum:"0" maximum:"9007199254740991" doc:"Opaque: part of what the signature covers. Keep it as returned and send it back to verify; do not compute with it"`
 	CumulativeCount int64     `json:"event_count" minimum:"0" maximum:"9007199254740991"`
 	SealHash        string    `json:"seal_hash" maxLength:"64" pattern:"^[0-9a-f]{64}$"`
 	At              time.Time `json:"sealed_at"`
@@ -244,7 +244,7 @@ func handleAuditVerify(svc *audit.Service) handlerFunc[emptyInput, verifyOutput]
 type checkpointBody struct {
 	TenantID        string    `json:"tenant_id" format:"uuid" doc:"The tenant whose chain it covers: the caller's"`
 	Seq             int64     `json:"seal_seq" minimum:"1" maximum:"9007199254740991"`
-	HorizonTo       uint64    `json:"horizon" minimum:"0" maximum:"9007199254740991"`
+	HorizonTo       uint64    `json:"horizon" minimum:"0" maximum:"9007199254740991" doc:"Opaque: part of what the signature covers. Keep it as returned and send it back to verify; do not compute with it"`
 	CumulativeCount int64     `json:"event_count" minimum:"0" maximum:"9007199254740991"`
 	SealHash        string    `json:"seal_hash" maxLength:"64" pattern:"^[0-9a-f]{64}$"`
 	At              time.Time `json:"sealed_at"`

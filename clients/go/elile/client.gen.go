@@ -1235,9 +1235,11 @@ type CacheOutFreshnessStatus string
 
 // Checkpoint defines model for Checkpoint.
 type Checkpoint struct {
-	EventCount int64  `json:"event_count"`
-	Horizon    int64  `json:"horizon"`
-	KeyId      string `json:"key_id"`
+	EventCount int64 `json:"event_count"`
+
+	// Horizon Opaque: part of what the signature covers. Keep it as returned and send it back to verify; do not compute with it
+	Horizon int64  `json:"horizon"`
+	KeyId   string `json:"key_id"`
 
 	// PublicKey Base64; informative: verify against a key you trust (absent in a verification report's head)
 	PublicKey *string   `json:"public_key,omitempty"`
@@ -1252,9 +1254,11 @@ type Checkpoint struct {
 
 // CheckpointBody defines model for CheckpointBody.
 type CheckpointBody struct {
-	EventCount int64  `json:"event_count"`
-	Horizon    int64  `json:"horizon"`
-	KeyId      string `json:"key_id"`
+	EventCount int64 `json:"event_count"`
+
+	// Horizon Opaque: part of what the signature covers. Keep it as returned and send it back to verify; do not compute with it
+	Horizon int64  `json:"horizon"`
+	KeyId   string `json:"key_id"`
 
 	// PublicKey Informative; verification uses the server's key
 	PublicKey *string   `json:"public_key,omitempty"`

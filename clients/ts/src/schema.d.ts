@@ -715,7 +715,10 @@ export interface components {
         Checkpoint: {
             /** Format: int64 */
             event_count: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Opaque: part of what the signature covers. Keep it as returned and send it back to verify; do not compute with it
+             */
             horizon: number;
             key_id: string;
             /** @description Base64; informative: verify against a key you trust (absent in a verification report's head) */
@@ -733,7 +736,10 @@ export interface components {
         CheckpointBody: {
             /** Format: int64 */
             event_count: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Opaque: part of what the signature covers. Keep it as returned and send it back to verify; do not compute with it
+             */
             horizon: number;
             key_id: string;
             /** @description Informative; verification uses the server's key */
