@@ -87,7 +87,7 @@ func TestIntegratorPath(t *testing.T) {
 	idem := "person-jane-1"
 	person, err := worker.CreateEntityWithResponse(ctx, &elile.CreateEntityParams{IdempotencyKey: &idem}, elile.CreateEntityJSONRequestBody{EntityType: "individual",
 		CanonicalIdentifiers: map[string]string{"ssn": "123-45-6789", "full_name": "Jane Doe", "date_of_birth": "1980-02-29", "email": "jane@example.com", "x_badge": "B-7"},
-		ExternalId: ptr("hr-1001")})
+		ExternalId:           ptr("hr-1001")})
 	must(err == nil && person.JSON201 != nil, person, person.Body, err, "person")
 	pid := person.JSON201.EntityId
 	if person.JSON201.CanonicalIdentifiers["ssn"] != "***-**-6789" || person.JSON201.CanonicalIdentifiers["x_badge"] != "***" {
@@ -97,7 +97,7 @@ func TestIntegratorPath(t *testing.T) {
 	// entity, marked as a replay.
 	again, err := worker.CreateEntityWithResponse(ctx, &elile.CreateEntityParams{IdempotencyKey: &idem}, elile.CreateEntityJSONRequestBody{EntityType: "individual",
 		CanonicalIdentifiers: map[string]string{"ssn": "123-45-6789", "full_name": "Jane Doe", "date_of_birth": "1980-02-29", "email": "jane@example.com", "x_badge": "B-7"},
-		ExternalId: ptr("hr-1001")})
+		ExternalId:           ptr("hr-1001")})
 	must(err == nil && again.JSON201 != nil && again.JSON201.EntityId == pid && again.HTTPResponse.Header.Get("Idempotent-Replayed") == "true", again, again.Body, err, "replay")
 	// The same key for another request: a program sees the code.
 	reused, err := worker.CreateEntityWithResponse(ctx, &elile.CreateEntityParams{IdempotencyKey: &idem}, elile.CreateEntityJSONRequestBody{EntityType: "individual",
