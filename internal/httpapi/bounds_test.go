@@ -1014,5 +1014,12 @@ func conforming(t *testing.T, h http.Handler) http.Handler {
 		for _, e := range res.Errors {
 			t.Errorf("%s: the body breaks the document: %v", what, e)
 		}
+		// A problem's code is one the operation declares (x-error-codes,
+		// or one every operation may answer).
+		if m, ok := v.(map[string]any); ok && ct == "application/problem+json" && strings.HasPrefix(pattern, r.Method+" /v1/") {
+			if code, _ := m["code"].(string); !slices.Contains(declaredCodes(op), code) {
+				t.Errorf("%s: code %s is not among the operation's codes (operationCodes in codes.go)", what, code)
+			}
+		}
 	})
 }

@@ -1,6 +1,12 @@
 package httpapi
 
-import "github.com/danielgtaylor/huma/v2"
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+)
 
 // codeDoc is one problem code: its status, what it means and what a
 // client does about it. The catalogue is the reference's error section
@@ -117,4 +123,96 @@ func (*Problem) TransformSchema(_ huma.Registry, s *huma.Schema) *huma.Schema {
 		c.PrecomputeMessages()
 	}
 	return s
+}
+
+// commonCodes are the codes any /v1 operation may answer: the guards in
+// front of every route (credential, tenant, scope, rate, body), the
+// schema, and what a dependency's failure or a fault answers. An
+// operation's own codes (x-error-codes) come on top.
+func commonCodes() []string {
+	return []string{"BAD_REQUEST", "TENANT_INVALID", "TENANT_REQUIRED", "AUTH_REQUIRED", "AUTH_INVALID", "AUTH_EXPIRED", "AUTH_REVOKED", "UNAUTHORIZED",
+		"PERMISSION_DENIED", "TENANT_FORBIDDEN", "TENANT_INACTIVE", "NOT_ACCEPTABLE", "BODY_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE", "VALIDATION_FAILED",
+		"RATE_LIMITED", "CLIENT_CLOSED_REQUEST", "INTERNAL_ERROR", "DEK_UNWRAP_FAILED", "NO_TENANT", "NO_TENANT_SCOPE",
+		"SERVICE_UNAVAILABLE", "DATABASE_UNAVAILABLE", "AUDIT_UNAVAILABLE", "KEY_UNAVAILABLE", "KEK_NOT_FOUND", "KEY_DESTROYED", "INVALID_VALUE", "CONFLICT"}
+}
+
+// idempotencyCodes are what a POST with Idempotency-Key may answer.
+func idempotencyCodes() []string {
+	return []string{"IDEMPOTENCY_IN_PROGRESS", "IDEMPOTENCY_KEY_REUSED", "IDEMPOTENCY_RESPONSE_NOT_KEPT", "IDEMPOTENCY_BUDGET_EXCEEDED",
+		"IDEMPOTENCY_UNAVAILABLE", "IDEMPOTENCY_CORRUPT"}
+}
+
+// operationCodes are each operation's own codes, by operation id: the
+// document lists them (with the idempotency codes of a POST and
+// CURSOR_INVALID of a list) as the operation's x-error-codes, and the
+// response-conformance check of every test fails on a problem code an
+// operation answers without declaring it.
+//
+//nolint:gochecknoglobals // read-only table
+var operationCodes = map[string][]string{
+	"create-tenant":                       {"TENANT_SLUG_TAKEN", "KEK_NOT_USABLE"},
+	"get-tenant":                          {"TENANT_NOT_FOUND"},
+	"update-tenant":                       {"TENANT_NOT_FOUND", "TENANT_ERASING", "KEK_NOT_USABLE"},
+	"erase-tenant":                        {"TENANT_NOT_FOUND", "LEGAL_HOLD", "TENANT_ERASING", "KEK_NOT_DESTROYABLE", "KEK_OTHER_PROVIDER"},
+	"get-own-tenant":                      {"TENANT_NOT_FOUND"},
+	"revoke-api-key":                      {"API_KEY_NOT_FOUND"},
+	"create-entity":                       {"ENTITY_DUPLICATE", "EXTERNAL_ID_TAKEN"},
+	"create-shared-entity":                {"ENTITY_DUPLICATE", "EXTERNAL_ID_TAKEN"},
+	"get-entity":                          {"ENTITY_NOT_FOUND"},
+	"update-entity":                       {"ENTITY_NOT_FOUND", "ENTITY_DUPLICATE", "EXTERNAL_ID_TAKEN"},
+	"delete-entity":                       {"ENTITY_NOT_FOUND"},
+	"create-relation":                     {"ENTITY_NOT_FOUND", "PROFILE_NOT_FOUND", "RELATION_EXISTS"},
+	"list-relations":                      {"ENTITY_NOT_FOUND"},
+	"update-relation":                     {"ENTITY_NOT_FOUND", "RELATION_NOT_FOUND"},
+	"delete-relation":                     {"ENTITY_NOT_FOUND", "RELATION_NOT_FOUND"},
+	"create-profile":                      {"ENTITY_NOT_FOUND"},
+	"list-profiles":                       {"ENTITY_NOT_FOUND"},
+	"get-latest-profile":                  {"ENTITY_NOT_FOUND", "PROFILE_NOT_FOUND"},
+	"get-profile":                         {"ENTITY_NOT_FOUND", "PROFILE_NOT_FOUND"},
+	"create-cache-entry":                  {"ENTITY_NOT_FOUND"},
+	"list-cache-entries":                  {"ENTITY_NOT_FOUND"},
+	"get-cache-entry":                     {"ENTITY_NOT_FOUND", "CACHE_ENTRY_NOT_FOUND"},
+	"create-webhook-endpoint":             {"WEBHOOK_ENDPOINT_LIMIT"},
+	"get-webhook-endpoint":                {"WEBHOOK_ENDPOINT_NOT_FOUND"},
+	"update-webhook-endpoint":             {"WEBHOOK_ENDPOINT_NOT_FOUND"},
+	"delete-webhook-endpoint":             {"WEBHOOK_ENDPOINT_NOT_FOUND"},
+	"rotate-webhook-secret":               {"WEBHOOK_ENDPOINT_NOT_FOUND"},
+	"list-webhook-deliveries":             {"WEBHOOK_ENDPOINT_NOT_FOUND"},
+	"redeliver-webhook":                   {"WEBHOOK_ENDPOINT_NOT_FOUND", "WEBHOOK_DELIVERY_NOT_FOUND"},
+	"export-audit-events":                 {"AUDIT_BUSY"},
+	"verify-audit-log":                    {"AUDIT_BUSY", "NO_CHECKPOINT"},
+	"verify-audit-log-against-checkpoint": {"AUDIT_BUSY", "NO_CHECKPOINT"},
+	"audit-checkpoint":                    {"NO_CHECKPOINT"},
+	"get-audit-event":                     {"AUDIT_EVENT_NOT_FOUND"},
+}
+
+// declareErrorCodes gives every /v1 operation its x-error-codes (its own
+// codes; commonCodes apply to all) and says them in its description.
+func declareErrorCodes(o *huma.OpenAPI) {
+	eachOperation(o, func(path, method string, op *huma.Operation) {
+		if !strings.HasPrefix(path, "/v1/") {
+			return
+		}
+		codes := slices.Clone(operationCodes[op.OperationID])
+		if method == http.MethodPost {
+			codes = append(codes, idempotencyCodes()...)
+		}
+		if slices.ContainsFunc(op.Parameters, func(p *huma.Param) bool { return p.Name == "cursor" }) {
+			codes = append(codes, "CURSOR_INVALID")
+		}
+		if op.Extensions == nil {
+			op.Extensions = map[string]any{}
+		}
+		op.Extensions["x-error-codes"] = codes
+		if len(codes) > 0 {
+			op.Description = strings.TrimSpace(op.Description + " Error codes of this operation, besides those of every operation " +
+				"(docs/reference.md#error-codes): `" + strings.Join(codes, "`, `") + "`.")
+		}
+	})
+}
+
+// declaredCodes is what an operation may answer: commonCodes and its own.
+func declaredCodes(op *huma.Operation) []string {
+	own, _ := op.Extensions["x-error-codes"].([]string)
+	return append(commonCodes(), own...)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/danielgtaylor/huma/v2"
+
 	"github.com/elile/elile/internal/apperr"
 )
 
@@ -106,4 +108,34 @@ func kindByName(name string) (apperr.Kind, bool) {
 		}
 	}
 	return 0, false
+}
+
+// TestErrorCodes_PerOperation: every operation named in operationCodes
+// exists, and every code an operation declares is in the catalogue.
+func TestErrorCodes_PerOperation(t *testing.T) {
+	t.Parallel()
+	_, api := newServer(Deps{Log: quiet(), Version: "v1"})
+	ids := map[string]bool{}
+	catalogue := map[string]bool{}
+	for _, c := range errorCodes {
+		catalogue[c.Code] = true
+	}
+	eachOperation(api.OpenAPI(), func(_, _ string, op *huma.Operation) {
+		ids[op.OperationID] = true
+		for _, c := range declaredCodes(op) {
+			if !catalogue[c] {
+				t.Errorf("%s declares %s, which is not in the catalogue", op.OperationID, c)
+			}
+		}
+	})
+	for id := range operationCodes {
+		if !ids[id] {
+			t.Errorf("operationCodes names %s, which is no operation", id)
+		}
+	}
+	for id := range requestExamples {
+		if !ids[id] {
+			t.Errorf("requestExamples names %s, which is no operation", id)
+		}
+	}
 }

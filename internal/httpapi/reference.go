@@ -100,6 +100,8 @@ beyond them. Contract version: **%s** ([changelog](CHANGELOG.md)).
 	p("Every error is an RFC 9457 problem (`application/problem+json`) whose `code` is one of these (the OpenAPI document declares the same enum). " +
 		"Switch on `code`, never on `detail` or `title`. Members a program acts on: `errors` (every bad field, by `location` such as `body.canonical_identifiers.ssn`, in one answer), " +
 		"`existing_entity_id`, `existing_relation_id`, `retry_after`; `correlation_id` is what to give an operator.\n\n")
+	p("Any operation may answer %s. Each operation lists its own codes besides those in the OpenAPI document (`x-error-codes`, and its description); "+
+		"every test checks that an operation answers no code it does not declare.\n\n", code(commonCodes()))
 	p("| code | status | meaning | what to do |\n|---|---|---|---|\n")
 	for _, c := range errorCodes {
 		p("| `%s` | %d | %s | %s |\n", c.Code, c.Status, c.Meaning, c.Action)

@@ -90,6 +90,8 @@ func newServer(d Deps) (http.Handler, huma.API) {
 	declareRateLimitHeaders(api.OpenAPI())
 	declareBounds(api.OpenAPI())
 	notReadyBodies(api.OpenAPI())
+	declareErrorCodes(api.OpenAPI())
+	declareExamples(api.OpenAPI())
 	mux.Handle("GET /metrics", m.handler())
 	docs := docsHandler()
 	mux.Handle("GET /docs", docs)

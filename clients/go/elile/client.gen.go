@@ -2444,14 +2444,14 @@ type ClientInterface interface {
 
 	// ListApiKeys List API keys
 	//
-	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/api-keys (the `ListApiKeys` operationId).
 	ListApiKeys(ctx context.Context, params *ListApiKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateApiKeyWithBody Create an API key
 	//
-	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2460,7 +2460,7 @@ type ClientInterface interface {
 
 	// CreateApiKey Create an API key
 	//
-	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2469,42 +2469,42 @@ type ClientInterface interface {
 
 	// RevokeApiKey Revoke an API key
 	//
-	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `API_KEY_NOT_FOUND`.
 	//
 	// Corresponds with DELETE /v1/api-keys/{key_id} (the `RevokeApiKey` operationId).
 	RevokeApiKey(ctx context.Context, keyId openapi_types.UUID, params *RevokeApiKeyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAuditEvents List audit events
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEvents(ctx context.Context, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// AuditCheckpoint Latest signed checkpoint and public key
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `NO_CHECKPOINT`.
 	//
 	// Corresponds with GET /v1/audit-events/checkpoint (the `AuditCheckpoint` operationId).
 	AuditCheckpoint(ctx context.Context, params *AuditCheckpointParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ExportAuditEvents Export audit events (NDJSON)
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`.
 	//
 	// Corresponds with GET /v1/audit-events/export (the `ExportAuditEvents` operationId).
 	ExportAuditEvents(ctx context.Context, params *ExportAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// VerifyAuditLog Verify the audit log's seals
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`.
 	//
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditLog` operationId).
 	VerifyAuditLog(ctx context.Context, params *VerifyAuditLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// VerifyAuditLogAgainstCheckpointWithBody Verify the audit log against a checkpoint kept outside elile
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2513,7 +2513,7 @@ type ClientInterface interface {
 
 	// VerifyAuditLogAgainstCheckpoint Verify the audit log against a checkpoint kept outside elile
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2522,21 +2522,21 @@ type ClientInterface interface {
 
 	// GetAuditEvent Get an audit event
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_EVENT_NOT_FOUND`.
 	//
 	// Corresponds with GET /v1/audit-events/{audit_id} (the `GetAuditEvent` operationId).
 	GetAuditEvent(ctx context.Context, auditId openapi_types.UUID, params *GetAuditEventParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListEntities List entities
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/entities (the `ListEntities` operationId).
 	ListEntities(ctx context.Context, params *ListEntitiesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateEntityWithBody Create an entity
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2545,7 +2545,7 @@ type ClientInterface interface {
 
 	// CreateEntity Create an entity
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2554,7 +2554,7 @@ type ClientInterface interface {
 
 	// SearchEntitiesWithBody Find entities by a unique identifier
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2563,7 +2563,7 @@ type ClientInterface interface {
 
 	// SearchEntities Find entities by a unique identifier
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2572,21 +2572,21 @@ type ClientInterface interface {
 
 	// DeleteEntity Erase an entity
 	//
-	// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
 	//
 	// Corresponds with DELETE /v1/entities/{entity_id} (the `DeleteEntity` operationId).
 	DeleteEntity(ctx context.Context, entityId openapi_types.UUID, params *DeleteEntityParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetEntity Get an entity
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
 	//
 	// Corresponds with GET /v1/entities/{entity_id} (the `GetEntity` operationId).
 	GetEntity(ctx context.Context, entityId openapi_types.UUID, params *GetEntityParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateEntityWithBody Change identifiers, metadata or external_id
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2595,7 +2595,7 @@ type ClientInterface interface {
 
 	// UpdateEntity Change identifiers, metadata or external_id
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2604,14 +2604,14 @@ type ClientInterface interface {
 
 	// ListCacheEntries Cached provider results
 	//
-	// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/entities/{entity_id}/cache (the `ListCacheEntries` operationId).
 	ListCacheEntries(ctx context.Context, entityId openapi_types.UUID, params *ListCacheEntriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateCacheEntryWithBody Store a provider result
 	//
-	// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2620,7 +2620,7 @@ type ClientInterface interface {
 
 	// CreateCacheEntry Store a provider result
 	//
-	// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2629,21 +2629,21 @@ type ClientInterface interface {
 
 	// GetCacheEntry One cached provider result
 	//
-	// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CACHE_ENTRY_NOT_FOUND`.
 	//
 	// Corresponds with GET /v1/entities/{entity_id}/cache/{cache_id} (the `GetCacheEntry` operationId).
 	GetCacheEntry(ctx context.Context, entityId openapi_types.UUID, cacheId openapi_types.UUID, params *GetCacheEntryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListProfiles List profile versions
 	//
-	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/entities/{entity_id}/profiles (the `ListProfiles` operationId).
 	ListProfiles(ctx context.Context, entityId openapi_types.UUID, params *ListProfilesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateProfileWithBody Create the next profile version
 	//
-	// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2652,7 +2652,7 @@ type ClientInterface interface {
 
 	// CreateProfile Create the next profile version
 	//
-	// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2661,28 +2661,28 @@ type ClientInterface interface {
 
 	// GetLatestProfile The latest profile
 	//
-	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
 	//
 	// Corresponds with GET /v1/entities/{entity_id}/profiles/latest (the `GetLatestProfile` operationId).
 	GetLatestProfile(ctx context.Context, entityId openapi_types.UUID, params *GetLatestProfileParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetProfile One profile version
 	//
-	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
 	//
 	// Corresponds with GET /v1/entities/{entity_id}/profiles/{version} (the `GetProfile` operationId).
 	GetProfile(ctx context.Context, entityId openapi_types.UUID, version int64, params *GetProfileParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListRelations Relations in both directions
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/entities/{entity_id}/relations (the `ListRelations` operationId).
 	ListRelations(ctx context.Context, entityId openapi_types.UUID, params *ListRelationsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateRelationWithBody Relate two entities
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2691,7 +2691,7 @@ type ClientInterface interface {
 
 	// CreateRelation Relate two entities
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2700,14 +2700,14 @@ type ClientInterface interface {
 
 	// DeleteRelation Delete a relation
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 	//
 	// Corresponds with DELETE /v1/entities/{entity_id}/relations/{relation_id} (the `DeleteRelation` operationId).
 	DeleteRelation(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *DeleteRelationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateRelationWithBody Change a relation's confidence or validity dates (end an employment)
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2716,7 +2716,7 @@ type ClientInterface interface {
 
 	// UpdateRelation Change a relation's confidence or validity dates (end an employment)
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2725,7 +2725,7 @@ type ClientInterface interface {
 
 	// CreateSharedEntityWithBody Create a platform-shared entity
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2734,7 +2734,7 @@ type ClientInterface interface {
 
 	// CreateSharedEntity Create a platform-shared entity
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2743,21 +2743,21 @@ type ClientInterface interface {
 
 	// GetOwnTenant The caller's tenant
 	//
-	//  Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
 	//
 	// Corresponds with GET /v1/tenant (the `GetOwnTenant` operationId).
 	GetOwnTenant(ctx context.Context, params *GetOwnTenantParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListTenants List tenants
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/tenants (the `ListTenants` operationId).
 	ListTenants(ctx context.Context, params *ListTenantsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateTenantWithBody Create a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2766,7 +2766,7 @@ type ClientInterface interface {
 
 	// CreateTenant Create a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2775,7 +2775,7 @@ type ClientInterface interface {
 
 	// EraseTenantWithBody Erase a tenant: destroy its keys, delete its rows
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2784,7 +2784,7 @@ type ClientInterface interface {
 
 	// EraseTenant Erase a tenant: destroy its keys, delete its rows
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2793,14 +2793,14 @@ type ClientInterface interface {
 
 	// GetTenant Get a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
 	//
 	// Corresponds with GET /v1/tenants/{tenant_id} (the `GetTenant` operationId).
 	GetTenant(ctx context.Context, tenantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateTenantWithBody Update a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2809,7 +2809,7 @@ type ClientInterface interface {
 
 	// UpdateTenant Update a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2818,14 +2818,14 @@ type ClientInterface interface {
 
 	// ListWebhookEndpoints List webhook endpoints
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/webhook-endpoints (the `ListWebhookEndpoints` operationId).
 	ListWebhookEndpoints(ctx context.Context, params *ListWebhookEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateWebhookEndpointWithBody Create a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2834,7 +2834,7 @@ type ClientInterface interface {
 
 	// CreateWebhookEndpoint Create a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2843,21 +2843,21 @@ type ClientInterface interface {
 
 	// DeleteWebhookEndpoint Delete a webhook endpoint and its deliveries
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 	//
 	// Corresponds with DELETE /v1/webhook-endpoints/{endpoint_id} (the `DeleteWebhookEndpoint` operationId).
 	DeleteWebhookEndpoint(ctx context.Context, endpointId openapi_types.UUID, params *DeleteWebhookEndpointParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetWebhookEndpoint Get a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 	//
 	// Corresponds with GET /v1/webhook-endpoints/{endpoint_id} (the `GetWebhookEndpoint` operationId).
 	GetWebhookEndpoint(ctx context.Context, endpointId openapi_types.UUID, params *GetWebhookEndpointParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateWebhookEndpointWithBody Change, disable or re-enable a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2866,7 +2866,7 @@ type ClientInterface interface {
 
 	// UpdateWebhookEndpoint Change, disable or re-enable a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2875,21 +2875,21 @@ type ClientInterface interface {
 
 	// ListWebhookDeliveries An endpoint's delivery log
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `CURSOR_INVALID`.
 	//
 	// Corresponds with GET /v1/webhook-endpoints/{endpoint_id}/deliveries (the `ListWebhookDeliveries` operationId).
 	ListWebhookDeliveries(ctx context.Context, endpointId openapi_types.UUID, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RedeliverWebhook Send an event to an endpoint again
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `WEBHOOK_DELIVERY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Corresponds with POST /v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver (the `RedeliverWebhook` operationId).
 	RedeliverWebhook(ctx context.Context, endpointId openapi_types.UUID, deliveryId openapi_types.UUID, params *RedeliverWebhookParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RotateWebhookSecretWithBody Give a webhook endpoint a new signing secret
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2898,7 +2898,7 @@ type ClientInterface interface {
 
 	// RotateWebhookSecret Give a webhook endpoint a new signing secret
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2959,7 +2959,7 @@ func (c *Client) HealthReady(ctx context.Context, reqEditors ...RequestEditorFn)
 
 // ListApiKeys List API keys
 //
-// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/api-keys (the `ListApiKeys` operationId).
 func (c *Client) ListApiKeys(ctx context.Context, params *ListApiKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2976,7 +2976,7 @@ func (c *Client) ListApiKeys(ctx context.Context, params *ListApiKeysParams, req
 
 // CreateApiKeyWithBody Create an API key
 //
-// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2995,7 +2995,7 @@ func (c *Client) CreateApiKeyWithBody(ctx context.Context, params *CreateApiKeyP
 
 // CreateApiKey Create an API key
 //
-// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3014,7 +3014,7 @@ func (c *Client) CreateApiKey(ctx context.Context, params *CreateApiKeyParams, b
 
 // RevokeApiKey Revoke an API key
 //
-// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `API_KEY_NOT_FOUND`.
 //
 // Corresponds with DELETE /v1/api-keys/{key_id} (the `RevokeApiKey` operationId).
 func (c *Client) RevokeApiKey(ctx context.Context, keyId openapi_types.UUID, params *RevokeApiKeyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3031,7 +3031,7 @@ func (c *Client) RevokeApiKey(ctx context.Context, keyId openapi_types.UUID, par
 
 // ListAuditEvents List audit events
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/audit-events (the `ListAuditEvents` operationId).
 func (c *Client) ListAuditEvents(ctx context.Context, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3048,7 +3048,7 @@ func (c *Client) ListAuditEvents(ctx context.Context, params *ListAuditEventsPar
 
 // AuditCheckpoint Latest signed checkpoint and public key
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `NO_CHECKPOINT`.
 //
 // Corresponds with GET /v1/audit-events/checkpoint (the `AuditCheckpoint` operationId).
 func (c *Client) AuditCheckpoint(ctx context.Context, params *AuditCheckpointParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3065,7 +3065,7 @@ func (c *Client) AuditCheckpoint(ctx context.Context, params *AuditCheckpointPar
 
 // ExportAuditEvents Export audit events (NDJSON)
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`.
 //
 // Corresponds with GET /v1/audit-events/export (the `ExportAuditEvents` operationId).
 func (c *Client) ExportAuditEvents(ctx context.Context, params *ExportAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3082,7 +3082,7 @@ func (c *Client) ExportAuditEvents(ctx context.Context, params *ExportAuditEvent
 
 // VerifyAuditLog Verify the audit log's seals
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`.
 //
 // Corresponds with GET /v1/audit-events/verify (the `VerifyAuditLog` operationId).
 func (c *Client) VerifyAuditLog(ctx context.Context, params *VerifyAuditLogParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3099,7 +3099,7 @@ func (c *Client) VerifyAuditLog(ctx context.Context, params *VerifyAuditLogParam
 
 // VerifyAuditLogAgainstCheckpointWithBody Verify the audit log against a checkpoint kept outside elile
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3118,7 +3118,7 @@ func (c *Client) VerifyAuditLogAgainstCheckpointWithBody(ctx context.Context, pa
 
 // VerifyAuditLogAgainstCheckpoint Verify the audit log against a checkpoint kept outside elile
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3137,7 +3137,7 @@ func (c *Client) VerifyAuditLogAgainstCheckpoint(ctx context.Context, params *Ve
 
 // GetAuditEvent Get an audit event
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_EVENT_NOT_FOUND`.
 //
 // Corresponds with GET /v1/audit-events/{audit_id} (the `GetAuditEvent` operationId).
 func (c *Client) GetAuditEvent(ctx context.Context, auditId openapi_types.UUID, params *GetAuditEventParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3154,7 +3154,7 @@ func (c *Client) GetAuditEvent(ctx context.Context, auditId openapi_types.UUID, 
 
 // ListEntities List entities
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/entities (the `ListEntities` operationId).
 func (c *Client) ListEntities(ctx context.Context, params *ListEntitiesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3171,7 +3171,7 @@ func (c *Client) ListEntities(ctx context.Context, params *ListEntitiesParams, r
 
 // CreateEntityWithBody Create an entity
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3190,7 +3190,7 @@ func (c *Client) CreateEntityWithBody(ctx context.Context, params *CreateEntityP
 
 // CreateEntity Create an entity
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3209,7 +3209,7 @@ func (c *Client) CreateEntity(ctx context.Context, params *CreateEntityParams, b
 
 // SearchEntitiesWithBody Find entities by a unique identifier
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3228,7 +3228,7 @@ func (c *Client) SearchEntitiesWithBody(ctx context.Context, params *SearchEntit
 
 // SearchEntities Find entities by a unique identifier
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3247,7 +3247,7 @@ func (c *Client) SearchEntities(ctx context.Context, params *SearchEntitiesParam
 
 // DeleteEntity Erase an entity
 //
-// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
 //
 // Corresponds with DELETE /v1/entities/{entity_id} (the `DeleteEntity` operationId).
 func (c *Client) DeleteEntity(ctx context.Context, entityId openapi_types.UUID, params *DeleteEntityParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3264,7 +3264,7 @@ func (c *Client) DeleteEntity(ctx context.Context, entityId openapi_types.UUID, 
 
 // GetEntity Get an entity
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
 //
 // Corresponds with GET /v1/entities/{entity_id} (the `GetEntity` operationId).
 func (c *Client) GetEntity(ctx context.Context, entityId openapi_types.UUID, params *GetEntityParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3281,7 +3281,7 @@ func (c *Client) GetEntity(ctx context.Context, entityId openapi_types.UUID, par
 
 // UpdateEntityWithBody Change identifiers, metadata or external_id
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3300,7 +3300,7 @@ func (c *Client) UpdateEntityWithBody(ctx context.Context, entityId openapi_type
 
 // UpdateEntity Change identifiers, metadata or external_id
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3319,7 +3319,7 @@ func (c *Client) UpdateEntity(ctx context.Context, entityId openapi_types.UUID, 
 
 // ListCacheEntries Cached provider results
 //
-// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/entities/{entity_id}/cache (the `ListCacheEntries` operationId).
 func (c *Client) ListCacheEntries(ctx context.Context, entityId openapi_types.UUID, params *ListCacheEntriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3336,7 +3336,7 @@ func (c *Client) ListCacheEntries(ctx context.Context, entityId openapi_types.UU
 
 // CreateCacheEntryWithBody Store a provider result
 //
-// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3355,7 +3355,7 @@ func (c *Client) CreateCacheEntryWithBody(ctx context.Context, entityId openapi_
 
 // CreateCacheEntry Store a provider result
 //
-// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3374,7 +3374,7 @@ func (c *Client) CreateCacheEntry(ctx context.Context, entityId openapi_types.UU
 
 // GetCacheEntry One cached provider result
 //
-// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CACHE_ENTRY_NOT_FOUND`.
 //
 // Corresponds with GET /v1/entities/{entity_id}/cache/{cache_id} (the `GetCacheEntry` operationId).
 func (c *Client) GetCacheEntry(ctx context.Context, entityId openapi_types.UUID, cacheId openapi_types.UUID, params *GetCacheEntryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3391,7 +3391,7 @@ func (c *Client) GetCacheEntry(ctx context.Context, entityId openapi_types.UUID,
 
 // ListProfiles List profile versions
 //
-// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/entities/{entity_id}/profiles (the `ListProfiles` operationId).
 func (c *Client) ListProfiles(ctx context.Context, entityId openapi_types.UUID, params *ListProfilesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3408,7 +3408,7 @@ func (c *Client) ListProfiles(ctx context.Context, entityId openapi_types.UUID, 
 
 // CreateProfileWithBody Create the next profile version
 //
-// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3427,7 +3427,7 @@ func (c *Client) CreateProfileWithBody(ctx context.Context, entityId openapi_typ
 
 // CreateProfile Create the next profile version
 //
-// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3446,7 +3446,7 @@ func (c *Client) CreateProfile(ctx context.Context, entityId openapi_types.UUID,
 
 // GetLatestProfile The latest profile
 //
-// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
 //
 // Corresponds with GET /v1/entities/{entity_id}/profiles/latest (the `GetLatestProfile` operationId).
 func (c *Client) GetLatestProfile(ctx context.Context, entityId openapi_types.UUID, params *GetLatestProfileParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3463,7 +3463,7 @@ func (c *Client) GetLatestProfile(ctx context.Context, entityId openapi_types.UU
 
 // GetProfile One profile version
 //
-// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
 //
 // Corresponds with GET /v1/entities/{entity_id}/profiles/{version} (the `GetProfile` operationId).
 func (c *Client) GetProfile(ctx context.Context, entityId openapi_types.UUID, version int64, params *GetProfileParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3480,7 +3480,7 @@ func (c *Client) GetProfile(ctx context.Context, entityId openapi_types.UUID, ve
 
 // ListRelations Relations in both directions
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/entities/{entity_id}/relations (the `ListRelations` operationId).
 func (c *Client) ListRelations(ctx context.Context, entityId openapi_types.UUID, params *ListRelationsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3497,7 +3497,7 @@ func (c *Client) ListRelations(ctx context.Context, entityId openapi_types.UUID,
 
 // CreateRelationWithBody Relate two entities
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3516,7 +3516,7 @@ func (c *Client) CreateRelationWithBody(ctx context.Context, entityId openapi_ty
 
 // CreateRelation Relate two entities
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3535,7 +3535,7 @@ func (c *Client) CreateRelation(ctx context.Context, entityId openapi_types.UUID
 
 // DeleteRelation Delete a relation
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 //
 // Corresponds with DELETE /v1/entities/{entity_id}/relations/{relation_id} (the `DeleteRelation` operationId).
 func (c *Client) DeleteRelation(ctx context.Context, entityId openapi_types.UUID, relationId openapi_types.UUID, params *DeleteRelationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3552,7 +3552,7 @@ func (c *Client) DeleteRelation(ctx context.Context, entityId openapi_types.UUID
 
 // UpdateRelationWithBody Change a relation's confidence or validity dates (end an employment)
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3571,7 +3571,7 @@ func (c *Client) UpdateRelationWithBody(ctx context.Context, entityId openapi_ty
 
 // UpdateRelation Change a relation's confidence or validity dates (end an employment)
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3590,7 +3590,7 @@ func (c *Client) UpdateRelation(ctx context.Context, entityId openapi_types.UUID
 
 // CreateSharedEntityWithBody Create a platform-shared entity
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3609,7 +3609,7 @@ func (c *Client) CreateSharedEntityWithBody(ctx context.Context, params *CreateS
 
 // CreateSharedEntity Create a platform-shared entity
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3628,7 +3628,7 @@ func (c *Client) CreateSharedEntity(ctx context.Context, params *CreateSharedEnt
 
 // GetOwnTenant The caller's tenant
 //
-//	Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
 //
 // Corresponds with GET /v1/tenant (the `GetOwnTenant` operationId).
 func (c *Client) GetOwnTenant(ctx context.Context, params *GetOwnTenantParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3645,7 +3645,7 @@ func (c *Client) GetOwnTenant(ctx context.Context, params *GetOwnTenantParams, r
 
 // ListTenants List tenants
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/tenants (the `ListTenants` operationId).
 func (c *Client) ListTenants(ctx context.Context, params *ListTenantsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3662,7 +3662,7 @@ func (c *Client) ListTenants(ctx context.Context, params *ListTenantsParams, req
 
 // CreateTenantWithBody Create a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3681,7 +3681,7 @@ func (c *Client) CreateTenantWithBody(ctx context.Context, params *CreateTenantP
 
 // CreateTenant Create a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3700,7 +3700,7 @@ func (c *Client) CreateTenant(ctx context.Context, params *CreateTenantParams, b
 
 // EraseTenantWithBody Erase a tenant: destroy its keys, delete its rows
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3719,7 +3719,7 @@ func (c *Client) EraseTenantWithBody(ctx context.Context, tenantId openapi_types
 
 // EraseTenant Erase a tenant: destroy its keys, delete its rows
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3738,7 +3738,7 @@ func (c *Client) EraseTenant(ctx context.Context, tenantId openapi_types.UUID, b
 
 // GetTenant Get a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
 //
 // Corresponds with GET /v1/tenants/{tenant_id} (the `GetTenant` operationId).
 func (c *Client) GetTenant(ctx context.Context, tenantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3755,7 +3755,7 @@ func (c *Client) GetTenant(ctx context.Context, tenantId openapi_types.UUID, req
 
 // UpdateTenantWithBody Update a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3774,7 +3774,7 @@ func (c *Client) UpdateTenantWithBody(ctx context.Context, tenantId openapi_type
 
 // UpdateTenant Update a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3793,7 +3793,7 @@ func (c *Client) UpdateTenant(ctx context.Context, tenantId openapi_types.UUID, 
 
 // ListWebhookEndpoints List webhook endpoints
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/webhook-endpoints (the `ListWebhookEndpoints` operationId).
 func (c *Client) ListWebhookEndpoints(ctx context.Context, params *ListWebhookEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3810,7 +3810,7 @@ func (c *Client) ListWebhookEndpoints(ctx context.Context, params *ListWebhookEn
 
 // CreateWebhookEndpointWithBody Create a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3829,7 +3829,7 @@ func (c *Client) CreateWebhookEndpointWithBody(ctx context.Context, params *Crea
 
 // CreateWebhookEndpoint Create a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3848,7 +3848,7 @@ func (c *Client) CreateWebhookEndpoint(ctx context.Context, params *CreateWebhoo
 
 // DeleteWebhookEndpoint Delete a webhook endpoint and its deliveries
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 //
 // Corresponds with DELETE /v1/webhook-endpoints/{endpoint_id} (the `DeleteWebhookEndpoint` operationId).
 func (c *Client) DeleteWebhookEndpoint(ctx context.Context, endpointId openapi_types.UUID, params *DeleteWebhookEndpointParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3865,7 +3865,7 @@ func (c *Client) DeleteWebhookEndpoint(ctx context.Context, endpointId openapi_t
 
 // GetWebhookEndpoint Get a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 //
 // Corresponds with GET /v1/webhook-endpoints/{endpoint_id} (the `GetWebhookEndpoint` operationId).
 func (c *Client) GetWebhookEndpoint(ctx context.Context, endpointId openapi_types.UUID, params *GetWebhookEndpointParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3882,7 +3882,7 @@ func (c *Client) GetWebhookEndpoint(ctx context.Context, endpointId openapi_type
 
 // UpdateWebhookEndpointWithBody Change, disable or re-enable a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3901,7 +3901,7 @@ func (c *Client) UpdateWebhookEndpointWithBody(ctx context.Context, endpointId o
 
 // UpdateWebhookEndpoint Change, disable or re-enable a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3920,7 +3920,7 @@ func (c *Client) UpdateWebhookEndpoint(ctx context.Context, endpointId openapi_t
 
 // ListWebhookDeliveries An endpoint's delivery log
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `CURSOR_INVALID`.
 //
 // Corresponds with GET /v1/webhook-endpoints/{endpoint_id}/deliveries (the `ListWebhookDeliveries` operationId).
 func (c *Client) ListWebhookDeliveries(ctx context.Context, endpointId openapi_types.UUID, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3937,7 +3937,7 @@ func (c *Client) ListWebhookDeliveries(ctx context.Context, endpointId openapi_t
 
 // RedeliverWebhook Send an event to an endpoint again
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `WEBHOOK_DELIVERY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Corresponds with POST /v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver (the `RedeliverWebhook` operationId).
 func (c *Client) RedeliverWebhook(ctx context.Context, endpointId openapi_types.UUID, deliveryId openapi_types.UUID, params *RedeliverWebhookParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3954,7 +3954,7 @@ func (c *Client) RedeliverWebhook(ctx context.Context, endpointId openapi_types.
 
 // RotateWebhookSecretWithBody Give a webhook endpoint a new signing secret
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3973,7 +3973,7 @@ func (c *Client) RotateWebhookSecretWithBody(ctx context.Context, endpointId ope
 
 // RotateWebhookSecret Give a webhook endpoint a new signing secret
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6958,7 +6958,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListApiKeysWithResponse List API keys
 	//
-	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6967,7 +6967,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateApiKeyWithBodyWithResponse Create an API key
 	//
-	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6976,7 +6976,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateApiKeyWithResponse Create an API key
 	//
-	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6985,7 +6985,7 @@ type ClientWithResponsesInterface interface {
 
 	// RevokeApiKeyWithResponse Revoke an API key
 	//
-	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `API_KEY_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6994,7 +6994,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListAuditEventsWithResponse List audit events
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7003,7 +7003,7 @@ type ClientWithResponsesInterface interface {
 
 	// AuditCheckpointWithResponse Latest signed checkpoint and public key
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `NO_CHECKPOINT`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7012,7 +7012,7 @@ type ClientWithResponsesInterface interface {
 
 	// ExportAuditEventsWithResponse Export audit events (NDJSON)
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7021,7 +7021,7 @@ type ClientWithResponsesInterface interface {
 
 	// VerifyAuditLogWithResponse Verify the audit log's seals
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7030,7 +7030,7 @@ type ClientWithResponsesInterface interface {
 
 	// VerifyAuditLogAgainstCheckpointWithBodyWithResponse Verify the audit log against a checkpoint kept outside elile
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7039,7 +7039,7 @@ type ClientWithResponsesInterface interface {
 
 	// VerifyAuditLogAgainstCheckpointWithResponse Verify the audit log against a checkpoint kept outside elile
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7048,7 +7048,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetAuditEventWithResponse Get an audit event
 	//
-	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_EVENT_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7057,7 +7057,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListEntitiesWithResponse List entities
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7066,7 +7066,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateEntityWithBodyWithResponse Create an entity
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7075,7 +7075,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateEntityWithResponse Create an entity
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7084,7 +7084,7 @@ type ClientWithResponsesInterface interface {
 
 	// SearchEntitiesWithBodyWithResponse Find entities by a unique identifier
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7093,7 +7093,7 @@ type ClientWithResponsesInterface interface {
 
 	// SearchEntitiesWithResponse Find entities by a unique identifier
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7102,7 +7102,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteEntityWithResponse Erase an entity
 	//
-	// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7111,7 +7111,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetEntityWithResponse Get an entity
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7120,7 +7120,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateEntityWithBodyWithResponse Change identifiers, metadata or external_id
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7129,7 +7129,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateEntityWithResponse Change identifiers, metadata or external_id
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7138,7 +7138,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListCacheEntriesWithResponse Cached provider results
 	//
-	// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7147,7 +7147,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateCacheEntryWithBodyWithResponse Store a provider result
 	//
-	// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7156,7 +7156,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateCacheEntryWithResponse Store a provider result
 	//
-	// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7165,7 +7165,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetCacheEntryWithResponse One cached provider result
 	//
-	// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CACHE_ENTRY_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7174,7 +7174,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListProfilesWithResponse List profile versions
 	//
-	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7183,7 +7183,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateProfileWithBodyWithResponse Create the next profile version
 	//
-	// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7192,7 +7192,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateProfileWithResponse Create the next profile version
 	//
-	// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7201,7 +7201,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetLatestProfileWithResponse The latest profile
 	//
-	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7210,7 +7210,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetProfileWithResponse One profile version
 	//
-	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7219,7 +7219,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListRelationsWithResponse Relations in both directions
 	//
-	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7228,7 +7228,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateRelationWithBodyWithResponse Relate two entities
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7237,7 +7237,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateRelationWithResponse Relate two entities
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7246,7 +7246,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteRelationWithResponse Delete a relation
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7255,7 +7255,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateRelationWithBodyWithResponse Change a relation's confidence or validity dates (end an employment)
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7264,7 +7264,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateRelationWithResponse Change a relation's confidence or validity dates (end an employment)
 	//
-	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7273,7 +7273,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateSharedEntityWithBodyWithResponse Create a platform-shared entity
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7282,7 +7282,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateSharedEntityWithResponse Create a platform-shared entity
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7291,7 +7291,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetOwnTenantWithResponse The caller's tenant
 	//
-	//  Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7300,7 +7300,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListTenantsWithResponse List tenants
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7309,7 +7309,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateTenantWithBodyWithResponse Create a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7318,7 +7318,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateTenantWithResponse Create a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7327,7 +7327,7 @@ type ClientWithResponsesInterface interface {
 
 	// EraseTenantWithBodyWithResponse Erase a tenant: destroy its keys, delete its rows
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7336,7 +7336,7 @@ type ClientWithResponsesInterface interface {
 
 	// EraseTenantWithResponse Erase a tenant: destroy its keys, delete its rows
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7345,7 +7345,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetTenantWithResponse Get a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7354,7 +7354,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateTenantWithBodyWithResponse Update a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7363,7 +7363,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateTenantWithResponse Update a tenant
 	//
-	// Requires scope `platform:admin`.
+	// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7372,7 +7372,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListWebhookEndpointsWithResponse List webhook endpoints
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7381,7 +7381,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWebhookEndpointWithBodyWithResponse Create a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7390,7 +7390,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWebhookEndpointWithResponse Create a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7399,7 +7399,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteWebhookEndpointWithResponse Delete a webhook endpoint and its deliveries
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7408,7 +7408,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetWebhookEndpointWithResponse Get a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7417,7 +7417,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateWebhookEndpointWithBodyWithResponse Change, disable or re-enable a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7426,7 +7426,7 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateWebhookEndpointWithResponse Change, disable or re-enable a webhook endpoint
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7435,7 +7435,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListWebhookDeliveriesWithResponse An endpoint's delivery log
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `CURSOR_INVALID`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7444,7 +7444,7 @@ type ClientWithResponsesInterface interface {
 
 	// RedeliverWebhookWithResponse Send an event to an endpoint again
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `WEBHOOK_DELIVERY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7453,7 +7453,7 @@ type ClientWithResponsesInterface interface {
 
 	// RotateWebhookSecretWithBodyWithResponse Give a webhook endpoint a new signing secret
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7462,7 +7462,7 @@ type ClientWithResponsesInterface interface {
 
 	// RotateWebhookSecretWithResponse Give a webhook endpoint a new signing secret
 	//
-	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+	// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -15863,7 +15863,7 @@ func (c *ClientWithResponses) HealthReadyWithResponse(ctx context.Context, reqEd
 
 // ListApiKeysWithResponse List API keys
 //
-// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -15878,7 +15878,7 @@ func (c *ClientWithResponses) ListApiKeysWithResponse(ctx context.Context, param
 
 // CreateApiKeyWithBodyWithResponse Create an API key
 //
-// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15893,7 +15893,7 @@ func (c *ClientWithResponses) CreateApiKeyWithBodyWithResponse(ctx context.Conte
 
 // CreateApiKeyWithResponse Create an API key
 //
-// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15908,7 +15908,7 @@ func (c *ClientWithResponses) CreateApiKeyWithResponse(ctx context.Context, para
 
 // RevokeApiKeyWithResponse Revoke an API key
 //
-// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `API_KEY_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -15923,7 +15923,7 @@ func (c *ClientWithResponses) RevokeApiKeyWithResponse(ctx context.Context, keyI
 
 // ListAuditEventsWithResponse List audit events
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -15938,7 +15938,7 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, p
 
 // AuditCheckpointWithResponse Latest signed checkpoint and public key
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `NO_CHECKPOINT`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -15953,7 +15953,7 @@ func (c *ClientWithResponses) AuditCheckpointWithResponse(ctx context.Context, p
 
 // ExportAuditEventsWithResponse Export audit events (NDJSON)
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -15968,7 +15968,7 @@ func (c *ClientWithResponses) ExportAuditEventsWithResponse(ctx context.Context,
 
 // VerifyAuditLogWithResponse Verify the audit log's seals
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -15983,7 +15983,7 @@ func (c *ClientWithResponses) VerifyAuditLogWithResponse(ctx context.Context, pa
 
 // VerifyAuditLogAgainstCheckpointWithBodyWithResponse Verify the audit log against a checkpoint kept outside elile
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15998,7 +15998,7 @@ func (c *ClientWithResponses) VerifyAuditLogAgainstCheckpointWithBodyWithRespons
 
 // VerifyAuditLogAgainstCheckpointWithResponse Verify the audit log against a checkpoint kept outside elile
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16013,7 +16013,7 @@ func (c *ClientWithResponses) VerifyAuditLogAgainstCheckpointWithResponse(ctx co
 
 // GetAuditEventWithResponse Get an audit event
 //
-// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_EVENT_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16028,7 +16028,7 @@ func (c *ClientWithResponses) GetAuditEventWithResponse(ctx context.Context, aud
 
 // ListEntitiesWithResponse List entities
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16043,7 +16043,7 @@ func (c *ClientWithResponses) ListEntitiesWithResponse(ctx context.Context, para
 
 // CreateEntityWithBodyWithResponse Create an entity
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16058,7 +16058,7 @@ func (c *ClientWithResponses) CreateEntityWithBodyWithResponse(ctx context.Conte
 
 // CreateEntityWithResponse Create an entity
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16073,7 +16073,7 @@ func (c *ClientWithResponses) CreateEntityWithResponse(ctx context.Context, para
 
 // SearchEntitiesWithBodyWithResponse Find entities by a unique identifier
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16088,7 +16088,7 @@ func (c *ClientWithResponses) SearchEntitiesWithBodyWithResponse(ctx context.Con
 
 // SearchEntitiesWithResponse Find entities by a unique identifier
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16103,7 +16103,7 @@ func (c *ClientWithResponses) SearchEntitiesWithResponse(ctx context.Context, pa
 
 // DeleteEntityWithResponse Erase an entity
 //
-// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16118,7 +16118,7 @@ func (c *ClientWithResponses) DeleteEntityWithResponse(ctx context.Context, enti
 
 // GetEntityWithResponse Get an entity
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16133,7 +16133,7 @@ func (c *ClientWithResponses) GetEntityWithResponse(ctx context.Context, entityI
 
 // UpdateEntityWithBodyWithResponse Change identifiers, metadata or external_id
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16148,7 +16148,7 @@ func (c *ClientWithResponses) UpdateEntityWithBodyWithResponse(ctx context.Conte
 
 // UpdateEntityWithResponse Change identifiers, metadata or external_id
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16163,7 +16163,7 @@ func (c *ClientWithResponses) UpdateEntityWithResponse(ctx context.Context, enti
 
 // ListCacheEntriesWithResponse Cached provider results
 //
-// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16178,7 +16178,7 @@ func (c *ClientWithResponses) ListCacheEntriesWithResponse(ctx context.Context, 
 
 // CreateCacheEntryWithBodyWithResponse Store a provider result
 //
-// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16193,7 +16193,7 @@ func (c *ClientWithResponses) CreateCacheEntryWithBodyWithResponse(ctx context.C
 
 // CreateCacheEntryWithResponse Store a provider result
 //
-// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16208,7 +16208,7 @@ func (c *ClientWithResponses) CreateCacheEntryWithResponse(ctx context.Context, 
 
 // GetCacheEntryWithResponse One cached provider result
 //
-// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CACHE_ENTRY_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16223,7 +16223,7 @@ func (c *ClientWithResponses) GetCacheEntryWithResponse(ctx context.Context, ent
 
 // ListProfilesWithResponse List profile versions
 //
-// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16238,7 +16238,7 @@ func (c *ClientWithResponses) ListProfilesWithResponse(ctx context.Context, enti
 
 // CreateProfileWithBodyWithResponse Create the next profile version
 //
-// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16253,7 +16253,7 @@ func (c *ClientWithResponses) CreateProfileWithBodyWithResponse(ctx context.Cont
 
 // CreateProfileWithResponse Create the next profile version
 //
-// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16268,7 +16268,7 @@ func (c *ClientWithResponses) CreateProfileWithResponse(ctx context.Context, ent
 
 // GetLatestProfileWithResponse The latest profile
 //
-// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16283,7 +16283,7 @@ func (c *ClientWithResponses) GetLatestProfileWithResponse(ctx context.Context, 
 
 // GetProfileWithResponse One profile version
 //
-// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16298,7 +16298,7 @@ func (c *ClientWithResponses) GetProfileWithResponse(ctx context.Context, entity
 
 // ListRelationsWithResponse Relations in both directions
 //
-// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16313,7 +16313,7 @@ func (c *ClientWithResponses) ListRelationsWithResponse(ctx context.Context, ent
 
 // CreateRelationWithBodyWithResponse Relate two entities
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16328,7 +16328,7 @@ func (c *ClientWithResponses) CreateRelationWithBodyWithResponse(ctx context.Con
 
 // CreateRelationWithResponse Relate two entities
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16343,7 +16343,7 @@ func (c *ClientWithResponses) CreateRelationWithResponse(ctx context.Context, en
 
 // DeleteRelationWithResponse Delete a relation
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16358,7 +16358,7 @@ func (c *ClientWithResponses) DeleteRelationWithResponse(ctx context.Context, en
 
 // UpdateRelationWithBodyWithResponse Change a relation's confidence or validity dates (end an employment)
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16373,7 +16373,7 @@ func (c *ClientWithResponses) UpdateRelationWithBodyWithResponse(ctx context.Con
 
 // UpdateRelationWithResponse Change a relation's confidence or validity dates (end an employment)
 //
-// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16388,7 +16388,7 @@ func (c *ClientWithResponses) UpdateRelationWithResponse(ctx context.Context, en
 
 // CreateSharedEntityWithBodyWithResponse Create a platform-shared entity
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16403,7 +16403,7 @@ func (c *ClientWithResponses) CreateSharedEntityWithBodyWithResponse(ctx context
 
 // CreateSharedEntityWithResponse Create a platform-shared entity
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16418,7 +16418,7 @@ func (c *ClientWithResponses) CreateSharedEntityWithResponse(ctx context.Context
 
 // GetOwnTenantWithResponse The caller's tenant
 //
-//	Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16433,7 +16433,7 @@ func (c *ClientWithResponses) GetOwnTenantWithResponse(ctx context.Context, para
 
 // ListTenantsWithResponse List tenants
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16448,7 +16448,7 @@ func (c *ClientWithResponses) ListTenantsWithResponse(ctx context.Context, param
 
 // CreateTenantWithBodyWithResponse Create a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16463,7 +16463,7 @@ func (c *ClientWithResponses) CreateTenantWithBodyWithResponse(ctx context.Conte
 
 // CreateTenantWithResponse Create a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16478,7 +16478,7 @@ func (c *ClientWithResponses) CreateTenantWithResponse(ctx context.Context, para
 
 // EraseTenantWithBodyWithResponse Erase a tenant: destroy its keys, delete its rows
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16493,7 +16493,7 @@ func (c *ClientWithResponses) EraseTenantWithBodyWithResponse(ctx context.Contex
 
 // EraseTenantWithResponse Erase a tenant: destroy its keys, delete its rows
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16508,7 +16508,7 @@ func (c *ClientWithResponses) EraseTenantWithResponse(ctx context.Context, tenan
 
 // GetTenantWithResponse Get a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16523,7 +16523,7 @@ func (c *ClientWithResponses) GetTenantWithResponse(ctx context.Context, tenantI
 
 // UpdateTenantWithBodyWithResponse Update a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16538,7 +16538,7 @@ func (c *ClientWithResponses) UpdateTenantWithBodyWithResponse(ctx context.Conte
 
 // UpdateTenantWithResponse Update a tenant
 //
-// Requires scope `platform:admin`.
+// Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16553,7 +16553,7 @@ func (c *ClientWithResponses) UpdateTenantWithResponse(ctx context.Context, tena
 
 // ListWebhookEndpointsWithResponse List webhook endpoints
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16568,7 +16568,7 @@ func (c *ClientWithResponses) ListWebhookEndpointsWithResponse(ctx context.Conte
 
 // CreateWebhookEndpointWithBodyWithResponse Create a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16583,7 +16583,7 @@ func (c *ClientWithResponses) CreateWebhookEndpointWithBodyWithResponse(ctx cont
 
 // CreateWebhookEndpointWithResponse Create a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16598,7 +16598,7 @@ func (c *ClientWithResponses) CreateWebhookEndpointWithResponse(ctx context.Cont
 
 // DeleteWebhookEndpointWithResponse Delete a webhook endpoint and its deliveries
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16613,7 +16613,7 @@ func (c *ClientWithResponses) DeleteWebhookEndpointWithResponse(ctx context.Cont
 
 // GetWebhookEndpointWithResponse Get a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16628,7 +16628,7 @@ func (c *ClientWithResponses) GetWebhookEndpointWithResponse(ctx context.Context
 
 // UpdateWebhookEndpointWithBodyWithResponse Change, disable or re-enable a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16643,7 +16643,7 @@ func (c *ClientWithResponses) UpdateWebhookEndpointWithBodyWithResponse(ctx cont
 
 // UpdateWebhookEndpointWithResponse Change, disable or re-enable a webhook endpoint
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16658,7 +16658,7 @@ func (c *ClientWithResponses) UpdateWebhookEndpointWithResponse(ctx context.Cont
 
 // ListWebhookDeliveriesWithResponse An endpoint's delivery log
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `CURSOR_INVALID`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16673,7 +16673,7 @@ func (c *ClientWithResponses) ListWebhookDeliveriesWithResponse(ctx context.Cont
 
 // RedeliverWebhookWithResponse Send an event to an endpoint again
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `WEBHOOK_DELIVERY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -16688,7 +16688,7 @@ func (c *ClientWithResponses) RedeliverWebhookWithResponse(ctx context.Context, 
 
 // RotateWebhookSecretWithBodyWithResponse Give a webhook endpoint a new signing secret
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -16703,7 +16703,7 @@ func (c *ClientWithResponses) RotateWebhookSecretWithBodyWithResponse(ctx contex
 
 // RotateWebhookSecretWithResponse Give a webhook endpoint a new signing secret
 //
-// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+// Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -73,13 +73,13 @@ export interface paths {
         };
         /**
          * List API keys
-         * @description Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
          */
         get: operations["list-api-keys"];
         put?: never;
         /**
          * Create an API key
-         * @description Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["create-api-key"];
         delete?: never;
@@ -100,7 +100,7 @@ export interface paths {
         post?: never;
         /**
          * Revoke an API key
-         * @description Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `keys:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `API_KEY_NOT_FOUND`.
          */
         delete: operations["revoke-api-key"];
         options?: never;
@@ -117,7 +117,7 @@ export interface paths {
         };
         /**
          * List audit events
-         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
          */
         get: operations["list-audit-events"];
         put?: never;
@@ -137,7 +137,7 @@ export interface paths {
         };
         /**
          * Latest signed checkpoint and public key
-         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `NO_CHECKPOINT`.
          */
         get: operations["audit-checkpoint"];
         put?: never;
@@ -157,7 +157,7 @@ export interface paths {
         };
         /**
          * Export audit events (NDJSON)
-         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed.
+         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. One event per line, oldest first, streamed. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`.
          */
         get: operations["export-audit-events"];
         put?: never;
@@ -177,13 +177,13 @@ export interface paths {
         };
         /**
          * Verify the audit log's seals
-         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`.
          */
         get: operations["verify-audit-log"];
         put?: never;
         /**
          * Verify the audit log against a checkpoint kept outside elile
-         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_BUSY`, `NO_CHECKPOINT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["verify-audit-log-against-checkpoint"];
         delete?: never;
@@ -201,7 +201,7 @@ export interface paths {
         };
         /**
          * Get an audit event
-         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `audit:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `AUDIT_EVENT_NOT_FOUND`.
          */
         get: operations["get-audit-event"];
         put?: never;
@@ -221,13 +221,13 @@ export interface paths {
         };
         /**
          * List entities
-         * @description Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
          */
         get: operations["list-entities"];
         put?: never;
         /**
          * Create an entity
-         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["create-entity"];
         delete?: never;
@@ -247,7 +247,7 @@ export interface paths {
         put?: never;
         /**
          * Find entities by a unique identifier
-         * @description Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["search-entities"];
         delete?: never;
@@ -265,21 +265,21 @@ export interface paths {
         };
         /**
          * Get an entity
-         * @description Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
          */
         get: operations["get-entity"];
         put?: never;
         post?: never;
         /**
          * Erase an entity
-         * @description Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:erase`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`.
          */
         delete: operations["delete-entity"];
         options?: never;
         head?: never;
         /**
          * Change identifiers, metadata or external_id
-         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`.
          */
         patch: operations["update-entity"];
         trace?: never;
@@ -293,13 +293,13 @@ export interface paths {
         };
         /**
          * Cached provider results
-         * @description Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
          */
         get: operations["list-cache-entries"];
         put?: never;
         /**
          * Store a provider result
-         * @description Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `cache:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["create-cache-entry"];
         delete?: never;
@@ -317,7 +317,7 @@ export interface paths {
         };
         /**
          * One cached provider result
-         * @description Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `cache:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CACHE_ENTRY_NOT_FOUND`.
          */
         get: operations["get-cache-entry"];
         put?: never;
@@ -337,13 +337,13 @@ export interface paths {
         };
         /**
          * List profile versions
-         * @description Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
          */
         get: operations["list-profiles"];
         put?: never;
         /**
          * Create the next profile version
-         * @description Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `profiles:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["create-profile"];
         delete?: never;
@@ -361,7 +361,7 @@ export interface paths {
         };
         /**
          * The latest profile
-         * @description Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
          */
         get: operations["get-latest-profile"];
         put?: never;
@@ -381,7 +381,7 @@ export interface paths {
         };
         /**
          * One profile version
-         * @description Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `profiles:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`.
          */
         get: operations["get-profile"];
         put?: never;
@@ -401,13 +401,13 @@ export interface paths {
         };
         /**
          * Relations in both directions
-         * @description Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:read`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `CURSOR_INVALID`.
          */
         get: operations["list-relations"];
         put?: never;
         /**
          * Relate two entities
-         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `PROFILE_NOT_FOUND`, `RELATION_EXISTS`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["create-relation"];
         delete?: never;
@@ -428,14 +428,14 @@ export interface paths {
         post?: never;
         /**
          * Delete a relation
-         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
          */
         delete: operations["delete-relation"];
         options?: never;
         head?: never;
         /**
          * Change a relation's confidence or validity dates (end an employment)
-         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `entities:write`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_NOT_FOUND`, `RELATION_NOT_FOUND`.
          */
         patch: operations["update-relation"];
         trace?: never;
@@ -451,7 +451,7 @@ export interface paths {
         put?: never;
         /**
          * Create a platform-shared entity
-         * @description Requires scope `platform:admin`.
+         * @description Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `ENTITY_DUPLICATE`, `EXTERNAL_ID_TAKEN`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["create-shared-entity"];
         delete?: never;
@@ -469,7 +469,7 @@ export interface paths {
         };
         /**
          * The caller's tenant
-         * @description Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
          */
         get: operations["get-own-tenant"];
         put?: never;
@@ -489,13 +489,13 @@ export interface paths {
         };
         /**
          * List tenants
-         * @description Requires scope `platform:admin`.
+         * @description Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
          */
         get: operations["list-tenants"];
         put?: never;
         /**
          * Create a tenant
-         * @description Requires scope `platform:admin`.
+         * @description Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_SLUG_TAKEN`, `KEK_NOT_USABLE`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["create-tenant"];
         delete?: never;
@@ -513,21 +513,21 @@ export interface paths {
         };
         /**
          * Get a tenant
-         * @description Requires scope `platform:admin`.
+         * @description Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`.
          */
         get: operations["get-tenant"];
         put?: never;
         post?: never;
         /**
          * Erase a tenant: destroy its keys, delete its rows
-         * @description Requires scope `platform:admin`.
+         * @description Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `LEGAL_HOLD`, `TENANT_ERASING`, `KEK_NOT_DESTROYABLE`, `KEK_OTHER_PROVIDER`.
          */
         delete: operations["erase-tenant"];
         options?: never;
         head?: never;
         /**
          * Update a tenant
-         * @description Requires scope `platform:admin`.
+         * @description Requires scope `platform:admin`. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `TENANT_NOT_FOUND`, `TENANT_ERASING`, `KEK_NOT_USABLE`.
          */
         patch: operations["update-tenant"];
         trace?: never;
@@ -541,13 +541,13 @@ export interface paths {
         };
         /**
          * List webhook endpoints
-         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `CURSOR_INVALID`.
          */
         get: operations["list-webhook-endpoints"];
         put?: never;
         /**
          * Create a webhook endpoint
-         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_LIMIT`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["create-webhook-endpoint"];
         delete?: never;
@@ -565,21 +565,21 @@ export interface paths {
         };
         /**
          * Get a webhook endpoint
-         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
          */
         get: operations["get-webhook-endpoint"];
         put?: never;
         post?: never;
         /**
          * Delete a webhook endpoint and its deliveries
-         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
          */
         delete: operations["delete-webhook-endpoint"];
         options?: never;
         head?: never;
         /**
          * Change, disable or re-enable a webhook endpoint
-         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`.
          */
         patch: operations["update-webhook-endpoint"];
         trace?: never;
@@ -593,7 +593,7 @@ export interface paths {
         };
         /**
          * An endpoint's delivery log
-         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `CURSOR_INVALID`.
          */
         get: operations["list-webhook-deliveries"];
         put?: never;
@@ -615,7 +615,7 @@ export interface paths {
         put?: never;
         /**
          * Send an event to an endpoint again
-         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `WEBHOOK_DELIVERY_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["redeliver-webhook"];
         delete?: never;
@@ -635,7 +635,7 @@ export interface paths {
         put?: never;
         /**
          * Give a webhook endpoint a new signing secret
-         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one.
+         * @description Requires scope `webhooks:manage`. Acts in the tenant named by `X-Tenant-ID`, or in the credential's own tenant when it is bound to one. Error codes of this operation, besides those of every operation (docs/reference.md#error-codes): `WEBHOOK_ENDPOINT_NOT_FOUND`, `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_KEY_REUSED`, `IDEMPOTENCY_RESPONSE_NOT_KEPT`, `IDEMPOTENCY_BUDGET_EXCEEDED`, `IDEMPOTENCY_UNAVAILABLE`, `IDEMPOTENCY_CORRUPT`.
          */
         post: operations["rotate-webhook-secret"];
         delete?: never;
@@ -1738,6 +1738,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The path of the created resource */
                     Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
@@ -3412,6 +3413,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The path of the created resource */
                     Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
@@ -4578,6 +4580,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The path of the created resource */
                     Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
@@ -5156,6 +5159,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The path of the created resource */
                     Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
@@ -5912,6 +5916,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The path of the created resource */
                     Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
@@ -6498,6 +6503,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The path of the created resource */
                     Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
@@ -7061,6 +7067,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The path of the created resource */
                     Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
@@ -8026,6 +8033,7 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The path of the created resource */
                     Location?: string;
                     /** @description The quota RateLimit-Remaining counts down from: requests the credential may make at once (RATE_LIMIT_BURST), as draft-ietf-httpapi-ratelimit-headers means it. */
                     "RateLimit-Limit"?: number;
