@@ -54,12 +54,12 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		fs.BoolVar(&asJSON, "json", false, "JSON output")
 	case "rotate":
 		fs.IntVar(&batch, "batch", batch, "rows per transaction (1..10000)")
-		fs.BoolVar(&asJSON, "json", false, "JSON progress lines (the default when not on a terminal)")
+		fs.BoolVar(&asJSON, "json", false, "JSON lines: progress, then the result")
 	case "rotate-dek":
 		fs.StringVar(&tenantFlag, "tenant", "", "the tenant id, or platform (required)")
 	case "rotate-kek":
 		fs.DurationVar(&olderThan, "older-than", olderThan, "rotate the key-encryption keys at least this old (0: all)")
-		fs.BoolVar(&asJSON, "json", false, "JSON output (the default when not on a terminal)")
+		fs.BoolVar(&asJSON, "json", false, "JSON lines: progress, then the result")
 	case "reindex":
 		fs.StringVar(&tenantFlag, "tenant", "", "the tenant id, or platform (required)")
 		fs.IntVar(&batch, "batch", batch, "entities per transaction (1..10000)")

@@ -17,6 +17,20 @@ import (
 	"github.com/elile/elile/internal/kv"
 )
 
+// genClient is the generated Go client of the server at url, with secret
+// as its credential.
+func genClient(t *testing.T, url, secret string) *elile.ClientWithResponses {
+	t.Helper()
+	c, err := elile.NewClientWithResponses(url, elile.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer "+secret)
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestGeneratedGoClient_Smoke drives a live server through the generated Go
 // client (make clients) and nothing else: create an entity, read it
 // masked, list audit events, and handle a 422 and a 429 through the
@@ -28,13 +42,7 @@ func TestGeneratedGoClient_Smoke(t *testing.T) {
 	t.Cleanup(srv.Close)
 	tid := mkTenant(t, b, "client-smoke")
 	key := mkKey(t, b, tid, "tenant:admin")
-	c, err := elile.NewClientWithResponses(srv.URL, elile.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
-		r.Header.Set("Authorization", "Bearer "+key.secret)
-		return nil
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := genClient(t, srv.URL, key.secret)
 	ctx := context.Background()
 
 	created, err := c.CreateEntityWithResponse(ctx, &elile.CreateEntityParams{}, elile.CreateEntityJSONRequestBody{

@@ -333,20 +333,26 @@ type updateRelationInput struct {
 	}
 }
 
+// dates are the validity dates the change gives, parsed by field name
+// ("": the date removed).
+func (in *updateRelationInput) dates() (map[string]time.Time, error) {
+	given := map[string]string{}
+	if in.Body.ValidFrom != nil {
+		given["valid_from"] = *in.Body.ValidFrom
+	}
+	if in.Body.ValidTo != nil {
+		given["valid_to"] = *in.Body.ValidTo
+	}
+	return parseDates(given)
+}
+
 func handleRelationUpdate(svc *entity.Service) handlerFunc[updateRelationInput, relationOutput] {
 	return func(ctx context.Context, in *updateRelationInput) (*relationOutput, error) {
 		id, rid, err := relationPath{in.EntityID, in.RelationID}.ids()
 		if err != nil {
 			return nil, err
 		}
-		given := map[string]string{}
-		if in.Body.ValidFrom != nil {
-			given["valid_from"] = *in.Body.ValidFrom
-		}
-		if in.Body.ValidTo != nil {
-			given["valid_to"] = *in.Body.ValidTo
-		}
-		ds, err := parseDates(given)
+		ds, err := in.dates()
 		if err != nil {
 			return nil, err
 		}

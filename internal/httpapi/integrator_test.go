@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -31,16 +30,7 @@ func TestIntegratorPath(t *testing.T) {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	client := func(secret string) *elile.ClientWithResponses {
-		c, err := elile.NewClientWithResponses(srv.URL, elile.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
-			r.Header.Set("Authorization", "Bearer "+secret)
-			return nil
-		}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	client := func(secret string) *elile.ClientWithResponses { return genClient(t, srv.URL, secret) }
 	// problem returns the typed problem of any generated response.
 	problem := func(r interface{ StatusCode() int }, body []byte) elile.ProblemError {
 		t.Helper()

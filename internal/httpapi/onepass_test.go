@@ -4,6 +4,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/elile/elile/internal/auth"
+	"github.com/elile/elile/internal/tenant"
 )
 
 // TestValidation_OnePass: a request with schema errors and service-rule
@@ -45,18 +48,20 @@ func TestValidation_OnePass(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := wantProblem(t, call(t, w.h, w.as(w.admin, tc.method, tc.path, tc.body)), 422, "VALIDATION_FAILED")
-			var got []string
-			for _, it := range p.Errors {
-				got = append(got, it.Location)
-			}
-			slices.Sort(got)
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("locations = %q\nwant        %q\n%+v", got, tc.want, p.Errors)
+			if got := locations(p.Errors); !slices.Equal(got, tc.want) {
+				t.Errorf("locations = %q\nwant        %q\n%+v", locations(p.Errors), tc.want, p.Errors)
 			}
 		})
 	}
+	// A tenant: a bad slug (schema) and a config over its 64 KiB (rule).
+	platform := mkKey(t, w.b, tenant.ID{}, auth.ScopePlatformAdmin)
+	p := wantProblem(t, call(t, w.h, req{method: "POST", path: "/v1/tenants", key: platform.secret,
+		body: map[string]any{"name": "Big", "slug": "B!", "config": map[string]any{"blob": strings.Repeat("x", 70<<10)}}}), 422, "VALIDATION_FAILED")
+	if got := locations(p.Errors); !slices.Equal(got, []string{"body.config", "body.slug"}) {
+		t.Errorf("tenant: locations = %q", got)
+	}
 	// A score out of range is that, not "required".
-	p := wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+e.EntityID+"/profiles", map[string]any{"trigger_type": "manual",
+	p = wantProblem(t, call(t, w.h, w.as(w.admin, "POST", "/v1/entities/"+e.EntityID+"/profiles", map[string]any{"trigger_type": "manual",
 		"risk_score": map[string]any{"overall": 2}, "findings": []any{}, "connections": []any{}, "data_sources_used": []any{}, "stale_data_used": []any{}})), 422, "VALIDATION_FAILED")
 	if len(p.Errors) != 1 || p.Errors[0].Location != "body.risk_score.overall" || strings.Contains(p.Errors[0].Message, "required") {
 		t.Errorf("overall = 2: %+v", p.Errors)
@@ -67,4 +72,14 @@ func TestValidation_OnePass(t *testing.T) {
 	if len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Message, "x_social_security_number") {
 		t.Errorf("unknown kind: %+v", p.Errors)
 	}
+}
+
+// locations are the problem items' locations, sorted.
+func locations(items []ProblemItem) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, it.Location)
+	}
+	slices.Sort(out)
+	return out
 }

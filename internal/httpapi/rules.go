@@ -9,6 +9,7 @@ import (
 	"github.com/elile/elile/internal/apperr"
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/sourcecache"
+	"github.com/elile/elile/internal/tenancy"
 )
 
 // The services' rules, run as huma resolvers: huma runs them after its
@@ -78,14 +79,7 @@ func (in *createRelationInput) Resolve(huma.Context) []error {
 // Resolve checks the validity dates given; their order against the stored
 // ones is the service's.
 func (in *updateRelationInput) Resolve(huma.Context) []error {
-	given := map[string]string{}
-	if in.Body.ValidFrom != nil {
-		given["valid_from"] = *in.Body.ValidFrom
-	}
-	if in.Body.ValidTo != nil {
-		given["valid_to"] = *in.Body.ValidTo
-	}
-	ds, err := parseDates(given)
+	ds, err := in.dates()
 	errs := apperr.FieldsOf(err)
 	if err == nil {
 		errs = append(errs, entity.CheckValidity(ds["valid_from"], ds["valid_to"])...)
@@ -108,4 +102,14 @@ func (in *createCacheInput) Resolve(huma.Context) []error {
 	b := in.Body
 	return ruleErrors(sourcecache.NewEntry{CheckType: b.CheckType, Cost: b.CostIncurred.value(), AcquiredAt: b.AcquiredAt,
 		FreshUntil: b.FreshUntil, StaleUntil: b.StaleUntil}.Check(time.Now()))
+}
+
+// Resolve checks the tenant's config (its size as JSON).
+func (in *createTenantInput) Resolve(huma.Context) []error {
+	return ruleErrors(tenancy.CheckConfig(in.Body.Config))
+}
+
+// Resolve checks the tenant's config (its size as JSON).
+func (in *updateTenantInput) Resolve(huma.Context) []error {
+	return ruleErrors(tenancy.CheckConfig(in.Body.Config))
 }

@@ -138,6 +138,10 @@ type Created struct {
 	Secret string
 }
 
+// CheckConfig reports what is wrong with a tenant's config (its size as
+// JSON), as Create and Update do: the HTTP layer runs it with the schema.
+func CheckConfig(cfg map[string]any) []apperr.Field { return checkConfig(cfg) }
+
 func checkConfig(cfg map[string]any) []apperr.Field {
 	if cfg == nil {
 		return nil
