@@ -91,7 +91,8 @@ func TestKeys_SafeRotation(t *testing.T) {
 	if out, _, err := cli(vars(map[string]string{"ENCRYPTION_KEY": k1}), "config", "check"); err != nil || !strings.Contains(out, "encryption keys: match the database") {
 		t.Errorf("config check with the right key = %v\n%s", err, out)
 	}
-	if _, _, err := cli(bad, "serve"); err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "not the keys this database was written with") {
+	if _, _, err := cli(bad, "serve"); err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "not the keys this database was written with") ||
+		!strings.Contains(err.Error(), "DEV_KEYS_FILE") {
 		t.Errorf("serve with a wrong key = %v, want a refusal (exit 2)", err)
 	}
 

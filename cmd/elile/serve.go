@@ -96,6 +96,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	if err := keyCheck.Err(); err != nil {
+		if cfg.Environment == config.Development {
+			err = fmt.Errorf("%w\n(in development the keys are generated into DEV_KEYS_FILE, %s: if that file was deleted or replaced, "+
+				"this development database can no longer be read — drop it and make run creates a new one)", err, cfg.DevKeysFile)
+		}
 		return configError{err}
 	}
 	if len(keyCheck.Missing) > 0 {
