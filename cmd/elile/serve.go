@@ -28,6 +28,7 @@ import (
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/httpapi"
 	"github.com/elile/elile/internal/kv"
+	"github.com/elile/elile/internal/logging"
 	"github.com/elile/elile/internal/postgres"
 	"github.com/elile/elile/internal/sourcecache"
 	"github.com/elile/elile/internal/telemetry"
@@ -264,7 +265,7 @@ func startJobs(ctx context.Context, db *postgres.DB, wh *webhook.Jobs, cfg confi
 	workers := river.NewWorkers()
 	wh.Workers(workers)
 	rc, closePool, err := db.Jobs(ctx, postgres.JobsOptions{Config: &river.Config{
-		Logger:            log.With("component", "jobs"),
+		Logger:            logging.AtLeast(log, slog.LevelWarn).With("component", "jobs"), // River logs routine work at Info
 		Queues:            wh.Queues(cfg.WebhookWorkers),
 		Workers:           workers,
 		PeriodicJobs:      wh.Periodic(),

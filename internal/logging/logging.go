@@ -50,3 +50,27 @@ func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h contextHandler) WithGroup(name string) slog.Handler {
 	return contextHandler{h.Handler.WithGroup(name)}
 }
+
+// AtLeast returns log keeping only records of level min and above: for a
+// library that reports routine work at Info (River's producer writes a
+// line every 5 s).
+func AtLeast(log *slog.Logger, min slog.Level) *slog.Logger {
+	return slog.New(minLevel{Handler: log.Handler(), min: min})
+}
+
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(as), min: h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+}
