@@ -235,6 +235,13 @@ func TestRun_Serve(t *testing.T) {
 	if !strings.Contains(metrics, `elile_http_request_duration_seconds_count{method="GET",route="GET /health/ready",status_class="2xx"}`) {
 		t.Error("/metrics: request latency has no status class")
 	}
+	stopServe(t, cancel, done)
+}
+
+// stopServe cancels a server startServe started and waits for it to
+// return nil.
+func stopServe(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:

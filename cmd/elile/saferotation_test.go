@@ -8,7 +8,6 @@ import (
 	"maps"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/elile/elile/internal/fieldcrypt"
 	"github.com/elile/elile/internal/postgres/pgtest"
@@ -97,15 +96,7 @@ func TestKeys_SafeRotation(t *testing.T) {
 	}
 
 	// Once the server stops it is no longer live: nothing to refuse.
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stopServe(t, cancel, done)
 	if _, _, err := cli(both, "keys", "rotate"); err != nil {
 		t.Errorf("keys rotate after the server stopped = %v", err)
 	}
