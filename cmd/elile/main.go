@@ -63,7 +63,8 @@ Usage: elile COMMAND [flags]
 Commands:
   serve                         run the HTTP API
   migrate up|down|status|redo   manage the database schema (on Citus, up also distributes it)
-  config check [--json]         validate the configuration and print it, secrets redacted
+  config check [--json]         validate the configuration and print it, secrets redacted;
+                                check the encryption keys against the database
   tenant create|erase           create a tenant (and its first admin API key), or erase one
   apikey create                 print a new API key once (a tenant's, or --platform-admin)
   audit verify|checkpoint       check the audit log's signed seals; print a checkpoint to keep
@@ -71,8 +72,9 @@ Commands:
                                 encryption keys: status, rotation, re-indexing
   loadtest                      drive a running server with mixed traffic and report latencies
   schema erd                    write the ER diagram of the live schema
-  docs config|openapi|openapi-3.0
-                                print the configuration reference or the OpenAPI document
+  docs config|openapi|openapi-3.0|reference
+                                print the configuration reference, the OpenAPI document
+                                or the integration reference
   version                       print the build version
   help                          print this
 
