@@ -45,6 +45,11 @@ func TestValidation_OnePass(t *testing.T) {
 		{"CreateCache", "POST", "/v1/entities/" + e.EntityID + "/cache", map[string]any{"provider_id": "Bad Provider", "check_type": "made_up_check",
 			"data_origin": "paid_external", "raw_response": "e30=", "normalized_data": map[string]any{}, "cost_incurred": "1.234"},
 			[]string{"body.cost_incurred", "body.fresh_until", "body.provider_id", "body.stale_until"}},
+		// The URL rule depends on the server's configuration (https here).
+		{"CreateWebhookEndpoint", "POST", "/v1/webhook-endpoints", map[string]any{"url": "http://hooks.example.com/x", "event_types": []string{"entity.exploded"}},
+			[]string{"body.event_types[0]", "body.url"}},
+		{"UpdateWebhookEndpoint", "PATCH", "/v1/webhook-endpoints/" + e.EntityID, map[string]any{"url": "https://10.1.2.3/hook", "status": "paused"},
+			[]string{"body.status", "body.url"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := wantProblem(t, call(t, w.h, w.as(w.admin, tc.method, tc.path, tc.body)), 422, "VALIDATION_FAILED")

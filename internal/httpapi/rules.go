@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"net/http"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -10,6 +12,7 @@ import (
 	"github.com/elile/elile/internal/entity"
 	"github.com/elile/elile/internal/sourcecache"
 	"github.com/elile/elile/internal/tenancy"
+	"github.com/elile/elile/internal/webhook"
 )
 
 // The services' rules, run as huma resolvers: huma runs them after its
@@ -112,4 +115,41 @@ func (in *createTenantInput) Resolve(huma.Context) []error {
 // Resolve checks the tenant's config (its size as JSON).
 func (in *updateTenantInput) Resolve(huma.Context) []error {
 	return ruleErrors(tenancy.CheckConfig(in.Body.Config))
+}
+
+// The webhook URL rules depend on the server's configuration (https
+// outside development, loopback only where allowed): the service that
+// holds them travels in the request's context to the resolvers.
+type webhookRulesKey struct{}
+
+func withWebhookRules(svc *webhook.Service) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if svc == nil {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), webhookRulesKey{}, svc)))
+		})
+	}
+}
+
+func checkEndpointURL(ctx huma.Context, url string) []error {
+	svc, _ := ctx.Context().Value(webhookRulesKey{}).(*webhook.Service)
+	if svc == nil || url == "" {
+		return nil
+	}
+	return ruleErrors(svc.CheckURL(url))
+}
+
+// Resolve checks the URL under the server's rules.
+func (in *createEndpointInput) Resolve(ctx huma.Context) []error {
+	return checkEndpointURL(ctx, in.Body.URL)
+}
+
+// Resolve checks a new URL under the server's rules.
+func (in *updateEndpointInput) Resolve(ctx huma.Context) []error {
+	if in.Body.URL == nil {
+		return nil
+	}
+	return checkEndpointURL(ctx, *in.Body.URL)
 }

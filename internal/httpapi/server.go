@@ -108,6 +108,7 @@ func newServer(d Deps) (http.Handler, huma.API) {
 	})
 
 	h := http.Handler(captureRoute(mux))
+	h = withWebhookRules(d.Webhooks)(h)
 	h = idempotency(d.KV, d.Keys, d.IdempotencyBudget, d.Log)(h)
 	h = authorize(mux, table, tenants, d.Log)(h)
 	h = jsonGuard(h)

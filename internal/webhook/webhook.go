@@ -345,6 +345,11 @@ func (s *Service) Redeliver(ctx context.Context, t tenant.ID, endpoint, event uu
 // checkURL checks an endpoint URL: absolute http(s) (https when required),
 // a host that is a name or a public address, no credentials or fragment.
 // Where a name resolves is checked when a delivery connects.
+// CheckURL reports what is wrong with an endpoint URL under this
+// service's rules (https outside development, no address inside), as
+// Create and Update do: the HTTP layer runs it with the schema.
+func (s *Service) CheckURL(raw string) []apperr.Field { return s.checkURL("url", raw) }
+
 func (s *Service) checkURL(path, raw string) []apperr.Field {
 	bad := func(msg string) []apperr.Field { return []apperr.Field{{Path: path, Message: msg}} }
 	if len(raw) > 2048 {
