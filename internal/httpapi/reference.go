@@ -73,21 +73,21 @@ beyond them. Contract version: **%s** ([changelog](CHANGELOG.md)).
 	}
 	p("\n`tenant:admin` implies: %s.\n\n", code(auth.TenantScopes()))
 	p("A tenant-bound credential acts in its own tenant: `X-Tenant-ID` may be omitted, and any other tenant is `403 TENANT_FORBIDDEN`. " +
-		"A platform credential names the tenant with `X-Tenant-ID` (`400 TENANT_REQUIRED` without it). " +
+		"On the tenant routes a platform credential names the tenant with `X-Tenant-ID` (`400 TENANT_REQUIRED` without it). " +
 		"A deactivated tenant answers `403 TENANT_INACTIVE` to everyone.\n\n")
 
 	p("## Credentials: API keys and JWTs\n\n")
 	p("`Authorization: Bearer <credential>` on every `/v1` route.\n\n")
 	p("- **API keys** (`elk_…`, for programs): made with `POST /v1/api-keys` (scope `keys:manage`) or `elile apikey create`; the secret is shown once and stored only as a hash. "+
 		"Revocation (`DELETE /v1/api-keys/{key_id}`) takes effect on every instance within %s. "+
-		"A platform-admin key is made only on the command line: `elile apikey create --platform-admin --name ops`.\n", auth.CacheTTL)
+		"A platform-admin key is made only on the command line: `elile apikey create --platform-admin --name ops`.\n", human(auth.CacheTTL))
 	p("- **JWTs** (for people, from your identity provider), HS256 signed with `API_SECRET_KEY`. Claims:\n\n")
 	p("| claim | required | rule |\n|---|---|---|\n")
 	for _, c := range [][3]string{
 		{"sub", "yes", "the user's UUID (audit records it as the actor)"},
 		{"tenant_id", "yes", "the UUID of the tenant the user acts in"},
 		{"scope", "no", "the scopes, **one space-separated string** (`\"entities:read profiles:read\"`), as RFC 8693 says; unknown scopes are ignored, `platform:admin` too unless `JWT_ALLOW_PLATFORM_ADMIN`"},
-		{"exp", "yes", fmt.Sprintf("at most `JWT_MAX_LIFETIME` (default %s) after `iat` and after now; 5 s of clock skew allowed", auth.DefaultJWTMaxLifetime)},
+		{"exp", "yes", fmt.Sprintf("at most `JWT_MAX_LIFETIME` (default %s) after `iat` and after now; 5 s of clock skew allowed", human(auth.DefaultJWTMaxLifetime))},
 		{"iat", "no", "when given, `exp - iat` is bounded as above"},
 		{"iss", "when `JWT_ISSUER` is set (required in staging and production)", "equal to it"},
 		{"aud", "when `JWT_AUDIENCE` is set (required in staging and production)", "contains it"},
@@ -109,9 +109,9 @@ beyond them. Contract version: **%s** ([changelog](CHANGELOG.md)).
 	p("\n")
 
 	p("## Check types and freshness\n\n")
-	p("A cache entry's `check_type` sets its default windows: fresh until `acquired_at` + fresh, then stale until + stale, then expired " +
+	p("A cache entry's `check_type` sets its default windows, both counted from `acquired_at`: fresh until the first, stale until the second, then expired " +
 		"(the entry's `freshness_status` says which, at read time). Other check types are accepted when they give `fresh_until` and `stale_until`; either may also override a default.\n\n")
-	p("| check type | fresh for | stale for (after acquisition) |\n|---|---|---|\n")
+	p("| check type | fresh until acquired_at + | stale until acquired_at + |\n|---|---|---|\n")
 	for _, c := range sourcecache.CheckTypes() {
 		stale := days(c.Stale)
 		if c.Stale == sourcecache.Never {
@@ -139,7 +139,7 @@ beyond them. Contract version: **%s** ([changelog](CHANGELOG.md)).
 	p("Send `Idempotency-Key` (1 to 255 printable ASCII characters) on a POST to make a retry safe (PATCH and DELETE are idempotent by themselves). For %s, the same key with the same request "+
 		"(method, path, query, tenant, media type and **canonical JSON** body — layout and key order do not matter) returns the first answer again, with `Idempotent-Replayed: true`. "+
 		"The same key with a different request is `422 IDEMPOTENCY_KEY_REUSED`; while the first is still running, `409 IDEMPOTENCY_IN_PROGRESS` with `Retry-After`. "+
-		"Keys are per credential (each keeps at most `IDEMPOTENCY_MAX_BYTES` of answers, %d MiB by default: `429 IDEMPOTENCY_BUDGET_EXCEEDED` past it). If Redis is unreachable a request with a key is refused (`503 IDEMPOTENCY_UNAVAILABLE`) rather than risk running twice.\n\n", idempotencyTTL, DefaultIdempotencyBudget>>20)
+		"Keys are per credential (each keeps at most `IDEMPOTENCY_MAX_BYTES` of answers, %d MiB by default: `429 IDEMPOTENCY_BUDGET_EXCEEDED` past it). If Redis is unreachable a request with a key is refused (`503 IDEMPOTENCY_UNAVAILABLE`) rather than risk running twice.\n\n", human(idempotencyTTL), DefaultIdempotencyBudget>>20)
 
 	p("## Rate limits\n\n")
 	p("Each credential has a token bucket shared by every instance (Redis): a quota of `RATE_LIMIT_BURST` requests (default 100) refilled at `RATE_LIMIT_PER_MINUTE` (default 1,200). "+
@@ -162,6 +162,19 @@ beyond them. Contract version: **%s** ([changelog](CHANGELOG.md)).
 		"with `/v1` kept for at least 12 months — except to close a security hole or to declare a limit the server already enforced; "+
 		"each such exception is listed in the changelog under *Tightened* and in `docs/api-breaking-acknowledged.txt`, which CI checks against the last release.\n\n", APIVersion)
 	return []byte(b.String())
+}
+
+// human writes a duration as people do: 1 h, 15 min, 500 ms.
+func human(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d h", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	case d >= time.Second && d%time.Second == 0:
+		return fmt.Sprintf("%d s", d/time.Second)
+	}
+	return fmt.Sprintf("%d ms", d/time.Millisecond)
 }
 
 func yes(v bool) string {
@@ -190,5 +203,5 @@ func days(d time.Duration) string {
 		}
 		return fmt.Sprintf("%d days", n)
 	}
-	return d.String()
+	return human(d)
 }
