@@ -102,7 +102,9 @@ func (in Instance) Holds(v uint32, f string) bool {
 }
 
 // Heartbeat records in as running now, and forgets servers not seen for a
-// day (killed without deregistering).
+// day (killed without deregistering). The update takes its values from
+// EXCLUDED: Citus refuses a function such as now() in DO UPDATE SET on a
+// reference table (found on the local cluster, docs/citus-trial.md §7).
 func (db *DB) Heartbeat(ctx context.Context, in Instance) error {
 	vs := slices.Sorted(maps.Keys(in.Fingerprints))
 	ints := make([]int32, len(vs))
@@ -113,7 +115,7 @@ func (db *DB) Heartbeat(ctx context.Context, in Instance) error {
 	return db.InPlatformTx(ctx, func(tx *Tx) error {
 		tx.Queue(`INSERT INTO server_instances (instance_id, build, host, kms_provider, key_versions, fingerprints, started_at, seen_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, now())
-			ON CONFLICT (instance_id) DO UPDATE SET seen_at = now(), key_versions = $5, fingerprints = $6`,
+			ON CONFLICT (instance_id) DO UPDATE SET seen_at = EXCLUDED.seen_at, key_versions = EXCLUDED.key_versions, fingerprints = EXCLUDED.fingerprints`,
 			in.ID, in.Build, in.Host, in.KMSProvider, ints, prints, in.Started)
 		tx.Queue(`DELETE FROM server_instances WHERE seen_at < now() - interval '1 day'`)
 		return nil
