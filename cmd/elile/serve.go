@@ -116,6 +116,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	host, _ := os.Hostname()
 	self := postgres.Instance{ID: uuid.Must(uuid.NewV7()), Build: buildVersion(), Host: host, KMSProvider: o.KMS.Name(),
 		Fingerprints: fingerprints, Started: started}
+	// The first report before the server answers: a key command run once
+	// it listens sees it.
+	if err := db.Heartbeat(ctx, self); err != nil {
+		log.WarnContext(ctx, "server heartbeat failed", "err", err)
+	}
 	bg.Go(func() { heartbeat(bgCtx, db, self, log) })
 
 	store, closeKV, err := openKV(bgCtx, cfg, log, tracer)
@@ -224,12 +229,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 // a server live for three periods after its last report.
 const heartbeatEvery = 15 * time.Second
 
-// heartbeat reports self until ctx ends, then removes it.
+// heartbeat reports self every heartbeatEvery until ctx ends, then
+// removes it.
 func heartbeat(ctx context.Context, db *postgres.DB, self postgres.Instance, log *slog.Logger) {
 	for {
-		if err := db.Heartbeat(ctx, self); err != nil && ctx.Err() == nil {
-			log.WarnContext(ctx, "server heartbeat failed", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -239,6 +242,9 @@ func heartbeat(ctx context.Context, db *postgres.DB, self postgres.Instance, log
 			}
 			return
 		case <-time.After(heartbeatEvery):
+		}
+		if err := db.Heartbeat(ctx, self); err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, "server heartbeat failed", "err", err)
 		}
 	}
 }
