@@ -15,21 +15,6 @@ import (
 	"github.com/elile/elile/internal/postgres/pgtest"
 )
 
-// pgbouncer returns the address of the PgBouncer in transaction mode that
-// CI starts in front of the test server (ELILE_TEST_PGBOUNCER), skipping
-// outside CI when there is none.
-func pgbouncer(t *testing.T) string {
-	t.Helper()
-	addr := os.Getenv("ELILE_TEST_PGBOUNCER")
-	if addr == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("ELILE_TEST_PGBOUNCER is not set: CI must start PgBouncer (.ci/run)")
-		}
-		t.Skip("ELILE_TEST_PGBOUNCER not set: start PgBouncer in transaction mode (see .ci/run) to run this test")
-	}
-	return addr
-}
-
 // viaPooler is url reached through the pooler at addr.
 func viaPooler(url, addr string) string { return strings.Replace(url, "127.0.0.1:5432", addr, 1) }
 
@@ -111,7 +96,7 @@ func TestExecModes(t *testing.T) {
 // leader stops.
 func TestLeader_BehindTransactionPooler(t *testing.T) {
 	t.Parallel()
-	addr := pgbouncer(t)
+	addr := pgtest.PgBouncer(t)
 	url := pgtest.DB(t)
 	open := func() *postgres.DB {
 		db, err := postgres.Open(context.Background(), postgres.Options{URL: viaPooler(url, addr), TransactionPooler: true, DirectURL: url})

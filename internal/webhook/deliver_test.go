@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/elile/elile/internal/postgres"
+	"github.com/elile/elile/internal/postgres/pgtest"
 	"github.com/elile/elile/internal/tenant"
 	"github.com/elile/elile/internal/webhook"
 )
@@ -340,14 +340,7 @@ func TestDeliver_TenantsThatStop(t *testing.T) {
 // and deliveries still arrive. CI starts PgBouncer (.ci/run).
 func TestDeliver_BehindPgBouncer(t *testing.T) {
 	t.Parallel()
-	addr := os.Getenv("ELILE_TEST_PGBOUNCER")
-	if addr == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("ELILE_TEST_PGBOUNCER is not set: CI must start PgBouncer (.ci/run)")
-		}
-		t.Skip("ELILE_TEST_PGBOUNCER not set: start PgBouncer in transaction mode (scripts/pgbouncer.sh)")
-	}
-	b := setupWith(t, addr)
+	b := setupWith(t, pgtest.PgBouncer(t))
 	startJobs(t, b, deliverer(b, nil, 5*time.Second))
 	a := b.tenant(t, "Pooled")
 	s := newSink(t, time.Now)

@@ -317,3 +317,19 @@ func AppLoginURL(tb testing.TB, dbURL string) string {
 	u.User = url.User(AppLogin)
 	return u.String()
 }
+
+// PgBouncer returns the address of the PgBouncer in transaction mode that
+// CI starts in front of the test server (ELILE_TEST_PGBOUNCER; locally
+// scripts/pgbouncer.sh), skipping outside CI when there is none and
+// failing in CI.
+func PgBouncer(tb testing.TB) string {
+	tb.Helper()
+	addr := os.Getenv("ELILE_TEST_PGBOUNCER")
+	if addr == "" {
+		if os.Getenv("CI") != "" {
+			tb.Fatal("ELILE_TEST_PGBOUNCER is not set: CI must start PgBouncer (.ci/run)")
+		}
+		tb.Skip("ELILE_TEST_PGBOUNCER not set: start PgBouncer in transaction mode (scripts/pgbouncer.sh) to run this test")
+	}
+	return addr
+}
