@@ -99,9 +99,11 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	// Every change of keys below must be one every live server can follow:
 	// the same key provider, and the environment keys this command holds.
-	if problems, err := serverMismatches(ctx, db); err != nil {
+	live, err := db.LiveInstances(ctx, liveWithin)
+	if err != nil {
 		return err
-	} else if len(problems) > 0 {
+	}
+	if problems := serverMismatches(live, db.DataKeys()); len(problems) > 0 {
 		if !force {
 			return fmt.Errorf("refusing to change keys: %s\nstart those servers with this configuration's keys (or stop them), or pass --force", strings.Join(problems, "; "))
 		}
@@ -154,12 +156,7 @@ const liveWithin = 3 * heartbeatEvery
 // change made with this command's configuration: another key provider,
 // or an environment key version this command holds that they lack or hold
 // with another key.
-func serverMismatches(ctx context.Context, db *postgres.DB) ([]string, error) {
-	live, err := db.LiveInstances(ctx, liveWithin)
-	if err != nil {
-		return nil, err
-	}
-	keys := db.DataKeys()
+func serverMismatches(live []postgres.Instance, keys *fieldcrypt.Keys) []string {
 	var fps map[uint32]string
 	if ring := keys.Legacy(); ring != nil {
 		fps = ring.Fingerprints()
@@ -176,7 +173,7 @@ func serverMismatches(ctx context.Context, db *postgres.DB) ([]string, error) {
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 func keysStatus(ctx context.Context, db *postgres.DB, asJSON bool, stdout io.Writer) error {
@@ -265,10 +262,7 @@ func keysStatus(ctx context.Context, db *postgres.DB, asJSON bool, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	mismatches, err := serverMismatches(ctx, db)
-	if err != nil {
-		return err
-	}
+	mismatches := serverMismatches(live, keys)
 	type server struct {
 		ID           string            `json:"instance_id"`
 		Host         string            `json:"host"`

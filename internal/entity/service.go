@@ -231,14 +231,21 @@ func (in NewEntity) Check(now time.Time) []apperr.Field {
 
 // Check reports every bad field of p, as Update does.
 func (p Patch) Check(now time.Time) []apperr.Field {
+	_, errs := p.validate(now)
+	return errs
+}
+
+// validate checks p and normalises its identifier changes.
+func (p Patch) validate(now time.Time) (map[string]*string, []apperr.Field) {
+	var changes map[string]*string
 	var errs []apperr.Field
 	if len(p.Identifiers) > 0 || p.Metadata == nil && p.ExternalID == nil { // an empty PATCH is refused there
-		_, errs = identifierChanges(p.Identifiers, now)
+		changes, errs = identifierChanges(p.Identifiers, now)
 	}
 	if p.Metadata != nil {
 		errs = append(errs, ValidateMetadata(*p.Metadata)...)
 	}
-	return errs
+	return changes, errs
 }
 
 // identifierChanges validates p into normalised changes.
@@ -321,14 +328,7 @@ type Patch struct {
 // apperr.Invalid (every bad field at once), *DuplicateError,
 // ErrExternalIDTaken (naming the holder), ErrNotFound, ErrSharedReadOnly.
 func (s *Service) Update(ctx context.Context, sc tenant.Scope, id uuid.UUID, p Patch) (Entity, error) {
-	var errs []apperr.Field
-	var changes map[string]*string
-	if len(p.Identifiers) > 0 || p.Metadata == nil && p.ExternalID == nil { // an empty PATCH is refused there
-		changes, errs = identifierChanges(p.Identifiers, s.now())
-	}
-	if p.Metadata != nil {
-		errs = append(errs, ValidateMetadata(*p.Metadata)...)
-	}
+	changes, errs := p.validate(s.now())
 	if err := apperr.Fields(errs...); err != nil {
 		return Entity{}, err
 	}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -68,7 +69,8 @@ func (in *patchEntityInput) Resolve(huma.Context) []error {
 // after the start) and that the relation is not to its own entity.
 func (in *createRelationInput) Resolve(huma.Context) []error {
 	var errs []apperr.Field
-	if to, err := uuid.Parse(in.Body.ToEntityID); err == nil && in.Body.ToEntityID != "" && to.String() == in.EntityID {
+	from, errFrom := uuid.Parse(in.EntityID)
+	if to, err := uuid.Parse(in.Body.ToEntityID); err == nil && errFrom == nil && to == from {
 		errs = append(errs, apperr.Field{Path: "to_entity_id", Message: "an entity cannot be related to itself"})
 	}
 	ds, err := parseDates(map[string]string{"valid_from": in.Body.ValidFrom, "valid_to": in.Body.ValidTo})
@@ -122,13 +124,18 @@ func (in *updateTenantInput) Resolve(huma.Context) []error {
 // holds them travels in the request's context to the resolvers.
 type webhookRulesKey struct{}
 
+// withWebhookRules puts svc in the context of the webhook endpoint routes'
+// requests only: every other request goes on without the copy.
 func withWebhookRules(svc *webhook.Service) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		if svc == nil {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), webhookRulesKey{}, svc)))
+			if strings.HasPrefix(r.URL.Path, "/v1/webhook-endpoints") {
+				r = r.WithContext(context.WithValue(r.Context(), webhookRulesKey{}, svc))
+			}
+			next.ServeHTTP(w, r)
 		})
 	}
 }
